@@ -1,0 +1,237 @@
+//! Python bindings of the hms native core (`hms._native`).
+//!
+//! This module only converts arrays, releases the GIL around the work, and maps errors (and any
+//! panic) to Python exceptions. The kernels live in plain-Rust modules that know nothing of Python.
+
+pub mod error;
+pub mod filter;
+pub mod real;
+pub mod stats;
+pub mod transform;
+
+use error::Error;
+use ndarray::Array2;
+use numpy::{
+    IntoPyArray, PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+fn py_err(e: Error) -> PyErr {
+    match e {
+        Error::Value(msg) => PyValueError::new_err(msg),
+        Error::Type(msg) => PyTypeError::new_err(msg),
+    }
+}
+
+/// Runs kernel work without the GIL; a panic becomes a RuntimeError instead of unwinding into
+/// Python, so the interpreter stays usable.
+fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> error::Result<T> + Send) -> PyResult<T> {
+    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))) {
+        Ok(result) => result.map_err(py_err),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!("internal error in the hms native core: {msg}")))
+        }
+    }
+}
+
+fn dtype_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
+    let found = x
+        .getattr("dtype")
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| x.get_type().to_string());
+    PyTypeError::new_err(format!("{name} must be a float32 or float64 numpy array, got {found}"))
+}
+
+/// Evaluates `$body` with `$arr` bound to `$x` as a readonly float64 or float32 array.
+macro_rules! with_float_array {
+    ($x:expr, $name:expr, |$arr:ident| $body:expr) => {{
+        if let Ok($arr) = $x.extract::<PyReadonlyArrayDyn<f64>>() {
+            $body
+        } else if let Ok($arr) = $x.extract::<PyReadonlyArrayDyn<f32>>() {
+            $body
+        } else {
+            Err(dtype_error($name, $x))
+        }
+    }};
+}
+
+/// Same as `with_float_array` for an array written in place.
+macro_rules! with_float_array_mut {
+    ($x:expr, $name:expr, |$arr:ident| $body:expr) => {{
+        if let Ok(mut $arr) = $x.extract::<PyReadwriteArrayDyn<f64>>() {
+            $body
+        } else if let Ok(mut $arr) = $x.extract::<PyReadwriteArrayDyn<f32>>() {
+            $body
+        } else {
+            Err(dtype_error($name, $x))
+        }
+    }};
+}
+
+#[pyfunction]
+fn sosfiltfilt<'py>(
+    py: Python<'py>,
+    sos: PyReadonlyArray2<'py, f64>,
+    x: &Bound<'py, PyAny>,
+    axis: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let sos = filter::Sos::new(sos.as_array()).map_err(py_err)?;
+    with_float_array!(x, "x", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || filter::sosfiltfilt(&sos, view, axis))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+#[pyfunction]
+fn sosfilt_zi<'py>(py: Python<'py>, sos: PyReadonlyArray2<'py, f64>) -> PyResult<Bound<'py, PyAny>> {
+    let sos = filter::Sos::new(sos.as_array()).map_err(py_err)?;
+    let zi: Vec<f64> = sos.initial_conditions().into_iter().flatten().collect();
+    let n = zi.len() / 2;
+    Ok(Array2::from_shape_vec((n, 2), zi).expect("n x 2").into_pyarray(py).into_any())
+}
+
+#[pyfunction]
+fn sos_padlen(sos: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
+    Ok(filter::Sos::new(sos.as_array()).map_err(py_err)?.padlen())
+}
+
+#[pyfunction]
+fn clip_log<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    lo: f64,
+    hi: f64,
+    nan: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(x, "x", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || transform::clip_log(view, lo, hi, nan))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+#[pyfunction]
+fn clip_log_inplace(py: Python<'_>, x: &Bound<'_, PyAny>, lo: f64, hi: f64, nan: f64) -> PyResult<()> {
+    with_float_array_mut!(x, "out", |arr| {
+        let slice = arr
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("out must be a C-contiguous array"))?;
+        detached(py, || transform::clip_log_inplace(slice, lo, hi, nan))
+    })
+}
+
+#[pyfunction]
+fn instance_normalize<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, eps: f64) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(x, "x", |arr| {
+        if arr.ndim() != 2 {
+            return Err(PyValueError::new_err(format!(
+                "instance_normalize's native kernel takes (instances, elements), got {} dims",
+                arr.ndim()
+            )));
+        }
+        let view = arr.as_array().into_dimensionality::<ndarray::Ix2>().expect("2-d");
+        let out = detached(py, || transform::instance_normalize(view, eps))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// Native state of `hms.dsp.RunningStats`.
+#[pyclass(module = "hms._native", name = "RunningStatsCore")]
+struct PyRunningStats {
+    inner: stats::RunningStats,
+}
+
+#[pymethods]
+impl PyRunningStats {
+    #[new]
+    fn new(per_channel: bool) -> Self {
+        let inner = if per_channel { stats::RunningStats::per_channel() } else { stats::RunningStats::global() };
+        PyRunningStats { inner }
+    }
+
+    #[getter]
+    fn per_channel(&self) -> bool {
+        self.inner.is_per_channel()
+    }
+
+    /// Adds the values of `x`; per channel, axis 0 is the channel axis.
+    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        with_float_array!(x, "x", |arr| {
+            let view = arr.as_array();
+            detached(py, || inner.update(view))
+        })
+    }
+
+    fn merge(&mut self, other: PyRef<'_, PyRunningStats>) -> PyResult<()> {
+        self.inner.merge(&other.inner).map_err(py_err)
+    }
+
+    /// One row per channel: count, nan_count, mean, mean_lo, m2, min, max (see `stats::Moments`).
+    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let rows: Vec<f64> = self
+            .inner
+            .channels()
+            .iter()
+            .flat_map(|m| [m.count as f64, m.nan_count as f64, m.mean, m.mean_lo, m.m2, m.min, m.max])
+            .collect();
+        let n = rows.len() / STATE_FIELDS;
+        Array2::from_shape_vec((n, STATE_FIELDS), rows).expect("n x fields").into_pyarray(py)
+    }
+
+    #[staticmethod]
+    fn from_state(per_channel: bool, state: PyReadonlyArray2<'_, f64>) -> PyResult<Self> {
+        let state = state.as_array();
+        if state.ncols() != STATE_FIELDS {
+            return Err(PyValueError::new_err(format!(
+                "RunningStats state must have {STATE_FIELDS} columns, got shape {:?}",
+                state.shape()
+            )));
+        }
+        let as_count = |v: f64, what: &str| -> PyResult<u64> {
+            if v >= 0.0 && v.fract() == 0.0 && v < 9.007_199_254_740_992e15 {
+                Ok(v as u64)
+            } else {
+                Err(PyValueError::new_err(format!("RunningStats state: {what} must be a non-negative integer, got {v}")))
+            }
+        };
+        let channels = state
+            .rows()
+            .into_iter()
+            .map(|r| {
+                Ok(stats::Moments {
+                    count: as_count(r[0], "count")?,
+                    nan_count: as_count(r[1], "nan_count")?,
+                    mean: r[2],
+                    mean_lo: r[3],
+                    m2: r[4],
+                    min: r[5],
+                    max: r[6],
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PyRunningStats { inner: stats::RunningStats::from_moments(channels, per_channel).map_err(py_err)? })
+    }
+}
+
+const STATE_FIELDS: usize = 7;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sosfiltfilt, m)?)?;
+    m.add_function(wrap_pyfunction!(sosfilt_zi, m)?)?;
+    m.add_function(wrap_pyfunction!(sos_padlen, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_log, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_log_inplace, m)?)?;
+    m.add_function(wrap_pyfunction!(instance_normalize, m)?)?;
+    m.add_class::<PyRunningStats>()?;
+    Ok(())
+}
