@@ -9,7 +9,7 @@ use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
 use multiversion::multiversion;
-use ndarray::{ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, Axis};
+use ndarray::{s, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, Axis};
 use rayon::prelude::*;
 
 /// Signals filtered together, one per SIMD lane.
@@ -132,26 +132,59 @@ fn filtfilt_group<T: Real>(
     outputs: &mut [ArrayViewMut1<T>],
 ) -> bool {
     let n = inputs[0].len();
-    let mut finite = true;
-    let mut buf: Vec<Frame> = vec![[0.0; LANES]; n + 2 * padlen];
-    for (lane, input) in inputs.iter().enumerate() {
-        for (t, &v) in input.iter().enumerate() {
-            buf[padlen + t][lane] = v.to_f64();
-            finite &= v.to_f64().is_finite();
+    GROUP_BUFFER.with_borrow_mut(|buf| {
+        // Reused across calls: every frame is overwritten below, lanes past the inputs with 0.
+        buf.resize(n + 2 * padlen, [0.0; LANES]);
+        filtfilt_group_in(sections, zi, padlen, inputs, outputs, buf)
+    })
+}
+
+thread_local! {
+    static GROUP_BUFFER: std::cell::RefCell<Vec<Frame>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn filtfilt_group_in<T: Real>(
+    sections: &[[f64; 6]],
+    zi: &[[f64; 2]],
+    padlen: usize,
+    inputs: &[ArrayView1<T>],
+    outputs: &mut [ArrayViewMut1<T>],
+    buf: &mut [Frame],
+) -> bool {
+    let n = inputs[0].len();
+    if inputs.len() < LANES {
+        for frame in buf[padlen..padlen + n].iter_mut() {
+            frame[inputs.len()..].fill(0.0);
         }
-        // Odd extension: 2*x[0] - x[padlen..0] before, 2*x[n-1] - x[n-2..n-2-padlen] after.
-        let first = buf[padlen][lane];
-        let last = buf[padlen + n - 1][lane];
-        for j in 0..padlen {
+    }
+    // Interleave block by block so that the frames being written stay in cache.
+    for t0 in (0..n).step_by(BLOCK) {
+        let t1 = (t0 + BLOCK).min(n);
+        let frames = &mut buf[padlen + t0..padlen + t1];
+        for (lane, input) in inputs.iter().enumerate() {
+            for (frame, &v) in frames.iter_mut().zip(input.slice(s![t0..t1])) {
+                frame[lane] = v.to_f64();
+            }
+        }
+    }
+    let finite = buf[padlen..padlen + n].iter().all(|f| f.iter().all(|v| v.is_finite()));
+    // Odd extension: 2*x[0] - x[padlen..0] before, 2*x[n-1] - x[n-2..n-2-padlen] after.
+    for j in 0..padlen {
+        for lane in 0..LANES {
+            let (first, last) = (buf[padlen][lane], buf[padlen + n - 1][lane]);
             buf[j][lane] = 2.0 * first - buf[2 * padlen - j][lane];
             buf[padlen + n + j][lane] = 2.0 * last - buf[padlen + n - 2 - j][lane];
         }
     }
-    run_cascade(sections, zi, &mut buf, false);
-    run_cascade(sections, zi, &mut buf, true);
-    for (lane, output) in outputs.iter_mut().enumerate() {
-        for (t, v) in output.iter_mut().enumerate() {
-            *v = T::from_f64(buf[padlen + t][lane]);
+    run_cascade(sections, zi, buf, false);
+    run_cascade(sections, zi, buf, true);
+    for t0 in (0..n).step_by(BLOCK) {
+        let t1 = (t0 + BLOCK).min(n);
+        let frames = &buf[padlen + t0..padlen + t1];
+        for (lane, output) in outputs.iter_mut().enumerate() {
+            for (v, frame) in output.slice_mut(s![t0..t1]).iter_mut().zip(frames) {
+                *v = T::from_f64(frame[lane]);
+            }
         }
     }
     finite

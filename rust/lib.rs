@@ -224,8 +224,15 @@ impl PyRunningStats {
 
 const STATE_FIELDS: usize = 7;
 
+/// Panics inside kernel work, to prove that a panic reaches Python as a RuntimeError.
+#[pyfunction]
+fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
+    detached(py, || -> error::Result<()> { panic!("deliberate panic for the test suite") })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(sosfiltfilt, m)?)?;
     m.add_function(wrap_pyfunction!(sosfilt_zi, m)?)?;
     m.add_function(wrap_pyfunction!(sos_padlen, m)?)?;

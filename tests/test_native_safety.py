@@ -1,0 +1,49 @@
+"""A Rust panic must surface as a Python exception, and the interpreter must stay usable."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hms import _native, dsp
+
+
+def test_panic_becomes_runtime_error_and_interpreter_survives():
+    with pytest.raises(RuntimeError, match="internal error in the hms native core: deliberate panic"):
+        _native._panic_for_tests()
+    # The native module keeps working after the panic.
+    sos = dsp.butter_sos(2, 10.0, "lowpass", 200.0)
+    assert dsp.sosfiltfilt(sos, np.ones(100)).shape == (100,)
+
+
+def test_native_functions_reject_wrong_dtypes_without_crashing():
+    """The raw bindings check dtypes themselves, even when called without the dsp wrappers."""
+    bad = np.ones((3, 50), dtype=np.int32)
+    sos = dsp.butter_sos(2, 10.0, "lowpass", 200.0)
+    calls = [
+        lambda: _native.sosfiltfilt(sos, bad, 1),
+        lambda: _native.sosfiltfilt(sos, np.ones((3, 50)), 5),
+        lambda: _native.clip_log(bad, 1.0, 2.0, 0.0),
+        lambda: _native.clip_log_inplace(np.ones((3, 50))[:, ::2], 1.0, 2.0, 0.0),
+        lambda: _native.instance_normalize(np.ones((2, 3, 4)), 1e-6),
+        lambda: _native.RunningStatsCore(False).update(bad),
+        lambda: _native.RunningStatsCore.from_state(False, np.ones((1, 3))),
+    ]
+    for call in calls:
+        with pytest.raises((TypeError, ValueError)):
+            call()
+
+
+def test_bad_input_in_a_fresh_interpreter_exits_cleanly():
+    code = (
+        "import numpy as np\n"
+        "from hms import dsp\n"
+        "try:\n"
+        "    dsp.sosfiltfilt([[1, 0, 0, 1, 0, 0]], np.zeros(3))\n"
+        "except ValueError as e:\n"
+        "    print('ValueError:', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ValueError: the signal along axis 0 has 3 samples" in result.stdout
