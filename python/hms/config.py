@@ -1,0 +1,286 @@
+"""One typed configuration for the whole pipeline, with file and command-line overrides.
+
+Precedence: dataclass defaults < ``--config FILE`` (TOML or JSON) < command-line overrides, given
+as ``key=value``, ``--key value`` or ``--key=value`` (``-`` and ``_`` are interchangeable). An
+unknown key or a bad value is an error naming the key (and the closest valid key). The fully
+resolved config is what a run directory records (``config.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import sys
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+INPUTS = ("kaggle", "eeg", "both")
+NORMALIZATIONS = ("instance", "datawide")
+GROUPINGS = ("eeg", "spectrogram", "row")
+SCHEDULERS = ("cosine", "onecycle", "plateau", "step")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message names it."""
+
+
+def _opt(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class Config:
+    # --- data ---------------------------------------------------------------------------------
+    data_dir: str | None = _opt(None, "competition folder; default: the synthetic set (made on first use)")
+    grouping: Literal["eeg", "spectrogram", "row"] = _opt("eeg", "one sample per eeg_id, spectrogram_id or label row")
+    n_folds: int = _opt(5, "K of the patient-grouped K-fold cross-validation")
+    folds: list[int] | None = _opt(None, "train only these folds, e.g. 0,2 (default: all)")
+    # --- model inputs ---------------------------------------------------------------------------
+    input: Literal["kaggle", "eeg", "both"] = _opt("eeg", "input recipe: Kaggle spectrograms, EEG spectrograms, or both")
+    normalization: Literal["instance", "datawide"] = _opt("instance", "per-sample or training-data-wide standardization")
+    # --- model ----------------------------------------------------------------------------------
+    model: str = _opt("resnet18", "any timm model name (presets: resnet34d, efficientnet_b0, efficientnet_b1)")
+    pretrained: bool = _opt(False, "download timm's pretrained weights (needs network)")
+    weights: str | None = _opt(None, "local pretrained weights file (.pth/.safetensors), loaded safely")
+    drop_rate: float = _opt(0.0, "dropout before the classifier")
+    drop_path_rate: float = _opt(0.0, "stochastic depth rate")
+    # --- optimization ---------------------------------------------------------------------------
+    epochs: int = _opt(4, "epochs of stage 1 (all rows)")
+    batch_size: int = _opt(32, "samples per optimizer step (before accumulation)")
+    lr: float = _opt(1e-3, "peak learning rate")
+    beta1: float = _opt(0.9, "AdamW beta1")
+    beta2: float = _opt(0.999, "AdamW beta2")
+    weight_decay: float = _opt(0.01, "AdamW weight decay")
+    scheduler: Literal["cosine", "onecycle", "plateau", "step"] = _opt("cosine", "learning-rate schedule")
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs")
+    grad_clip: float | None = _opt(None, "clip gradients to this global norm")
+    accum_steps: int = _opt(1, "gradient accumulation steps")
+    # --- training -------------------------------------------------------------------------------
+    seed: int = _opt(42, "seed of folds, initialization, sampling and augmentation")
+    device: Literal["auto", "cpu", "cuda", "mps"] = _opt("auto", "where to train (auto: cuda, then mps, then cpu)")
+    amp: Literal["auto", "off", "bf16", "fp16"] = _opt("auto", "mixed precision on CUDA (auto: bf16 where supported)")
+    channels_last: bool = _opt(True, "channels_last memory format on CUDA")
+    num_workers: int = _opt(0, "DataLoader worker processes")
+    patience: int | None = _opt(None, "early stopping patience in epochs (default: off)")
+    # --- run ------------------------------------------------------------------------------------
+    run_dir: str | None = _opt(None, "run directory (default: runs/<model>-<input>-<time>)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _positive(cfg: Config, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def validate(cfg: Config) -> None:
+    """Checks types, choices and ranges; raises ConfigError naming the key."""
+    hints = typing.get_type_hints(Config)
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        setattr(cfg, f.name, _coerce(f.name, value, hints[f.name]))
+    _positive(cfg, "n_folds", "epochs", "batch_size", "lr", "accum_steps", "grad_clip")
+    if cfg.n_folds < 2:
+        raise ConfigError(f"n_folds must be >= 2, got {cfg.n_folds}")
+    if cfg.folds is not None:
+        bad = [f for f in cfg.folds if not 0 <= f < cfg.n_folds]
+        if bad or not cfg.folds or len(set(cfg.folds)) != len(cfg.folds):
+            raise ConfigError(f"folds must be distinct fold indices in 0..{cfg.n_folds - 1}, got {cfg.folds}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    for name in ("drop_rate", "drop_path_rate"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.weight_decay < 0 or cfg.warmup_epochs < 0 or cfg.num_workers < 0:
+        raise ConfigError("weight_decay, warmup_epochs and num_workers must be >= 0")
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ConfigError(f"patience must be >= 1, got {cfg.patience}")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """``value`` converted to the field's type (strings from the command line included)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin is list:
+        (item,) = args
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            value = [v for v in (p.strip() for p in text.split(",")) if v]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return [_coerce(name, v, item) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(as_float)
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if result != result or result in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name} must be finite, got {value!r}")
+        return result
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{name}: unsupported config type {hint}")  # pragma: no cover
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def _check_keys(keys: typing.Iterable[str], source: str) -> None:
+    names = field_names()
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}' in {source}{hint}")
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Reads a TOML or JSON config file into a dict of overrides (keys checked)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of key = value")
+    _check_keys(data, str(path))
+    return data
+
+
+def build(overrides: dict[str, Any] | None = None, config_file: str | Path | None = None) -> Config:
+    """Defaults, then the file, then ``overrides``; validated."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(load_file(config_file))
+    if overrides:
+        _check_keys(overrides, "overrides")
+        values.update(overrides)
+    return Config(**values)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """TOML text for flat config values (None values are left out: absent means default None)."""
+    lines = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def _normalize_argv(argv: list[str]) -> list[str]:
+    """``key=value`` tokens become ``--key=value``; ``--some-key`` becomes ``--some_key``."""
+    out = []
+    for token in argv:
+        if not token.startswith("-") and "=" in token:
+            token = "--" + token
+        if token.startswith("--"):
+            key, eq, rest = token[2:].partition("=")
+            token = "--" + key.replace("-", "_") + eq + rest
+        out.append(token)
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--config`` and one ``--<key>`` option per config field (help lists them all)."""
+    parser.allow_abbrev = False  # a misspelt key must be an error, not a prefix match
+    parser.add_argument("--config", metavar="FILE", help="TOML or JSON config file (overridden by the options below)")
+    group = parser.add_argument_group("config options (also as key=value)")
+    for f in fields(Config):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        group.add_argument(
+            f"--{f.name}",
+            dest=f"cfg_{f.name}",
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
+            help=f"{f.metadata.get('help', '')} [default: {default}]",
+        )
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> tuple[argparse.Namespace, Config]:
+    """Parses the command line into (namespace of the other options, resolved Config)."""
+    argv = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        names = field_names()
+        token = unknown[0]
+        key = token[2:].split("=")[0] if token.startswith("--") else token
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        parser.error(f"unknown option '{token}'{hint}")
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    try:
+        cfg = build(overrides, args.config)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return args, cfg
