@@ -17,6 +17,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use std::sync::{Arc, Mutex};
 
 fn py_err(e: Error) -> PyErr {
     match e {
@@ -25,10 +26,11 @@ fn py_err(e: Error) -> PyErr {
     }
 }
 
-/// Runs kernel work without the GIL; a panic becomes a RuntimeError instead of unwinding into
-/// Python, so the interpreter stays usable.
+/// Runs kernel work without the GIL, on this process's thread pool; a panic becomes a
+/// RuntimeError instead of unwinding into Python, so the interpreter stays usable.
 fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> error::Result<T> + Send) -> PyResult<T> {
-    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))) {
+    let pool = thread_pool()?;
+    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(work)))) {
         Ok(result) => result.map_err(py_err),
         Err(payload) => {
             let msg = payload
@@ -39,6 +41,30 @@ fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> error::Result<T> + S
             Err(PyRuntimeError::new_err(format!("internal error in the hms native core: {msg}")))
         }
     }
+}
+
+/// The worker threads of the current process. A forked child (e.g. a DataLoader worker) inherits
+/// the parent's pool without its threads, and would wait on it forever: it gets a pool of its own.
+fn thread_pool() -> PyResult<Arc<rayon::ThreadPool>> {
+    static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((owner, pool)) = guard.as_ref() {
+        if *owner == pid {
+            return Ok(pool.clone());
+        }
+    }
+    // The inherited pool's threads do not exist here; dropping it would wait for them.
+    if let Some((_, inherited)) = guard.take() {
+        std::mem::forget(inherited);
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the hms native thread pool: {e}")))?,
+    );
+    *guard = Some((pid, pool.clone()));
+    Ok(pool)
 }
 
 fn dtype_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {

@@ -47,3 +47,28 @@ def test_bad_input_in_a_fresh_interpreter_exits_cleanly():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "ValueError: the signal along axis 0 has 3 samples" in result.stdout
+
+
+def _use_native_core_in_child(queue):
+    x = np.full((64, 2000), np.e)
+    sos = dsp.butter_sos(2, 10.0, "lowpass", 200.0)
+    queue.put((float(dsp.clip_log(x).mean()), dsp.sosfiltfilt(sos, x).shape))
+
+
+def test_forked_child_can_use_the_native_core():
+    """DataLoader workers are forked on Linux: the native thread pool must work in the child."""
+    import multiprocessing
+
+    x = np.ones((64, 2000))
+    dsp.clip_log(x)  # the parent's thread pool is up before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_use_native_core_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the native core hung in a forked child")
+    assert child.exitcode == 0
+    mean, shape = queue.get(timeout=5)
+    assert mean == pytest.approx(1.0) and shape == (64, 2000)
