@@ -5,7 +5,10 @@
 
 pub mod error;
 pub mod filter;
+pub mod mel;
+pub mod montage;
 pub mod real;
+pub mod spectral;
 pub mod stats;
 pub mod transform;
 
