@@ -8,9 +8,9 @@
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::filter::{self, Sos};
-use crate::mel::{MelSpectrogram, MelWork, PowerToDb};
+use crate::mel::{LogFloat, MelSpectrogram, MelWork, PowerToDb};
 use crate::real::Real;
-use crate::spectral::{GemmFloat, Spectrogram};
+use crate::spectral::Spectrogram;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
 
@@ -128,19 +128,19 @@ impl Preprocessing {
         let start = (n - kept) / 2;
         let mut diffs = Array2::<f64>::zeros((pairs.len(), kept));
         for (mut row, &(a, b)) in diffs.rows_mut().into_iter().zip(pairs) {
+            let row = row.as_slice_mut().expect("rows of a standard array");
             let (xa, xb) = (eeg.row(a), eeg.row(b));
-            let (mut sum, mut count) = (0.0, 0usize);
-            for (t, o) in row.iter_mut().enumerate() {
-                let v = xa[start + t].to_f64() - xb[start + t].to_f64();
-                ensure!(!v.is_infinite(), "eeg contains inf (channels {a} and {b}); only NaN gaps are filled");
-                if !v.is_nan() {
-                    sum += v;
-                    count += 1;
-                }
-                *o = v;
+            let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
+            match (xa.as_slice(), xb.as_slice()) {
+                (Some(xa), Some(xb)) => subtract(xa, xb, row),
+                _ => row.iter_mut().zip(xa.iter().zip(&xb)).for_each(|(o, (&va, &vb))| *o = va.to_f64() - vb.to_f64()),
             }
-            let fill = if count > 0 { sum / count as f64 } else { 0.0 };
-            row.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = fill);
+            let (sum, count, inf) = nan_sum(row);
+            ensure!(!inf, "eeg contains inf (channels {a} and {b}); only NaN gaps are filled");
+            if count < kept {
+                let fill = if count > 0 { sum / count as f64 } else { 0.0 };
+                row.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = fill);
+            }
         }
         for sos in &self.filters {
             let filtered = filter::sosfiltfilt(sos, diffs.view().into_dyn(), 1)?;
@@ -161,6 +161,40 @@ pub struct MelRecipe {
     pub width_multiple: usize,
     pub offset: f64,
     pub scale: f64,
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn subtract<T: Real>(a: &[T], b: &[T], out: &mut [f64]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a.to_f64() - b.to_f64();
+    }
+}
+
+/// Sum and count of the non-NaN values, and whether one is infinite.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn nan_sum(x: &[f64]) -> (f64, usize, bool) {
+    const L: usize = 8;
+    let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..L {
+            let v = c[l];
+            let ok = v == v;
+            sum[l] += if ok { v } else { 0.0 };
+            count[l] += ok as usize;
+            inf[l] |= v.abs() == f64::INFINITY;
+        }
+    }
+    let (mut s, mut n, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&b| b));
+    for &v in rest {
+        if !v.is_nan() {
+            s += v;
+            n += 1;
+        }
+        i |= v.is_infinite();
+    }
+    (s, n, i)
 }
 
 /// The scipy recipe: natural log of `max(Sxx, amin)`, the first `n_freq` bins, per chain mean.
@@ -210,7 +244,7 @@ fn check_eeg<T>(eeg: &ArrayViewD<T>) -> Result<usize> {
 }
 
 /// The mel recipe's images, (..., 4, n_mels, width).
-pub fn mel_images<T: GemmFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], recipe: &MelRecipe) -> Result<ArrayD<T>> {
+pub fn mel_images<T: LogFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], recipe: &MelRecipe) -> Result<ArrayD<T>> {
     let n = check_eeg(&eeg)?;
     let kept = recipe.pre.kept(n)?;
     let spec = (recipe.spec)(kept)?;
@@ -230,17 +264,18 @@ pub fn mel_images<T: GemmFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], re
     chain_images(&eeg, pairs, &recipe.pre, n_mels, width, |diffs, chain, img| {
         let mut work = MelWork::default();
         let mut mel = vec![T::default(); n_mels * n_frames];
+        let mut db = vec![T::default(); n_mels * n_frames];
         let mut acc = vec![0.0f64; n_mels * width];
         for d in 0..4 {
             let row = diffs.row(4 * chain + d);
             let padded: Vec<T> = framing.extend(row)?;
             plan.run(&padded, n_frames, &mut work, &mut mel);
-            recipe.db.apply(&mel, |i, db| {
-                let (m, t) = (i / n_frames, i % n_frames);
-                if t < width {
-                    acc[m * width + t] += (db + offset) * inv_scale;
+            recipe.db.apply(&mel, &mut db);
+            for (a, db) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
+                for (a, &v) in a.iter_mut().zip(&db[..width]) {
+                    *a += (v.to_f64() + offset) * inv_scale;
                 }
-            });
+            }
         }
         for (o, a) in img.iter_mut().zip(&acc) {
             *o = T::from_f64(a / 4.0);
@@ -371,7 +406,7 @@ mod tests {
         for d in 8..12 {
             let mel = spec.compute(diffs.row(d).into_dyn()).unwrap();
             let mut db = vec![0.0; mel.len()];
-            recipe.db.apply(mel.as_slice().unwrap(), |i, v| db[i] = v);
+            recipe.db.apply(mel.as_slice().unwrap(), &mut db);
             let db = Array2::from_shape_vec((128, 286), db).unwrap();
             expected += &((&db.slice(ndarray::s![.., ..256]) + 40.0) / 40.0 / 4.0);
         }

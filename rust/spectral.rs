@@ -214,21 +214,40 @@ pub fn extend_signal<T: Real, G: Real>(
     mode: PadMode,
 ) -> Option<Vec<G>> {
     let n = x.len();
-    let mut out = Vec::with_capacity(n + left + right);
-    let mut finite = true;
-    let zero = G::from_f64(0.0);
-    for i in 0..left {
-        out.push(mode.source(i as isize - left as isize, n).map_or(zero, |s| G::from_f64(x[s].to_f64())));
-    }
-    for &v in x.iter() {
-        let v = v.to_f64();
-        finite &= v.is_finite();
-        out.push(G::from_f64(v));
-    }
-    for i in 0..right {
-        out.push(mode.source((n + i) as isize, n).map_or(zero, |s| G::from_f64(x[s].to_f64())));
+    let mut out = vec![G::from_f64(0.0); n + left + right];
+    let middle = &mut out[left..left + n];
+    let finite = match x.as_slice() {
+        Some(xs) => convert_finite(xs, middle),
+        None => {
+            let mut finite = true;
+            for (o, &v) in middle.iter_mut().zip(x.iter()) {
+                finite &= v.to_f64().is_finite();
+                *o = G::from_f64(v.to_f64());
+            }
+            finite
+        }
+    };
+    if mode != PadMode::Constant {
+        for i in (0..left).chain(left + n..left + n + right) {
+            if let Some(s) = mode.source(i as isize - left as isize, n) {
+                out[i] = G::from_f64(x[s].to_f64());
+            }
+        }
     }
     finite.then_some(out)
+}
+
+/// Converts `x` into `out`; false if some value is NaN or inf.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn convert_finite<T: Real, G: Real>(x: &[T], out: &mut [G]) -> bool {
+    // x * 0 is 0 for finite x and NaN otherwise; the sum stays 0 only if all are finite.
+    let mut probe = 0.0f64;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let v = v.to_f64();
+        probe += v * 0.0;
+        *o = G::from_f64(v);
+    }
+    probe == 0.0
 }
 
 /// Frames of an STFT: `n_fft` samples every `hop`, optionally centred by padding.
