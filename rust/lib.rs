@@ -5,7 +5,10 @@
 
 pub mod error;
 pub mod filter;
+pub mod mel;
+pub mod montage;
 pub mod real;
+pub mod spectral;
 pub mod stats;
 pub mod transform;
 
@@ -256,6 +259,278 @@ fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
     detached(py, || -> error::Result<()> { panic!("deliberate panic for the test suite") })
 }
 
+// ------------------------------------------------------------------------------------------------
+// Spectral core: STFT, spectrograms, mel spectrograms, the bipolar montage and the EEG recipes
+// (kernels in spectral.rs, mel.rs, montage.rs).
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use spectral::{Detrend, Framing, PadMode, Scaling, Window};
+
+/// A window given as a name, a (name, parameter) tuple or an array of float64 values.
+fn window_arg(window: &Bound<'_, PyAny>) -> PyResult<Window> {
+    if let Ok(name) = window.extract::<String>() {
+        return Window::from_name(&name, None).map_err(py_err);
+    }
+    if let Ok((name, param)) = window.extract::<(String, f64)>() {
+        return Window::from_name(&name, Some(param)).map_err(py_err);
+    }
+    if let Ok(values) = window.extract::<PyReadonlyArray1<'_, f64>>() {
+        return Ok(Window::Values(values.as_array().to_vec()));
+    }
+    Err(PyTypeError::new_err("window must be a name, a (name, parameter) tuple or a 1-D float64 array"))
+}
+
+fn sos_list(filters: Vec<PyReadonlyArray2<'_, f64>>) -> PyResult<Vec<filter::Sos>> {
+    filters.iter().map(|f| filter::Sos::new(f.as_array()).map_err(py_err)).collect()
+}
+
+#[pyfunction]
+fn get_window<'py>(py: Python<'py>, window: &Bound<'py, PyAny>, n: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    Ok(window_arg(window)?.periodic(n).map_err(py_err)?.into_pyarray(py))
+}
+
+/// STFT with frames first: (..., n_frames, n_freq).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn stft<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    n_fft: usize,
+    hop_length: usize,
+    win_length: usize,
+    window: &Bound<'py, PyAny>,
+    center: bool,
+    pad_mode: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let framing = Framing::new(n_fft, hop_length, center, PadMode::from_name(pad_mode).map_err(py_err)?).map_err(py_err)?;
+    let plan = spectral::Stft::new(framing, &window_arg(window)?, Some(win_length)).map_err(py_err)?;
+    with_float_array!(x, "x", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || plan.compute(view))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// scipy.signal.spectrogram's Sxx with segments first: (..., n_segments, n_freq).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn spectrogram<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    fs: f64,
+    window: &Bound<'py, PyAny>,
+    nperseg: usize,
+    noverlap: usize,
+    nfft: usize,
+    detrend: &str,
+    scaling: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let detrend = Detrend::from_name(detrend).map_err(py_err)?;
+    let scaling = Scaling::from_name(scaling).map_err(py_err)?;
+    let plan = spectral::Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)
+        .map_err(py_err)?;
+    with_float_array!(x, "x", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || plan.compute(view))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mel_filterbank<'py>(
+    py: Python<'py>,
+    sr: f64,
+    n_fft: usize,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+    htk: bool,
+    slaney_norm: bool,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let mel = mel::MelFilterbank::new(sr, n_fft, n_mels, fmin, fmax, htk, slaney_norm).map_err(py_err)?;
+    let dense: Vec<f32> = mel.to_dense().into_iter().map(|v| v as f32).collect();
+    Ok(Array2::from_shape_vec((n_mels, mel.n_freq()), dense).expect("n_mels x n_freq").into_pyarray(py))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mel_spec(
+    sr: f64,
+    n_fft: usize,
+    hop_length: usize,
+    win_length: usize,
+    window: &Window,
+    center: bool,
+    pad_mode: &str,
+    power: f64,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+    htk: bool,
+    slaney_norm: bool,
+) -> error::Result<mel::MelSpectrogram> {
+    let framing = Framing::new(n_fft, hop_length, center, PadMode::from_name(pad_mode)?)?;
+    let bank = mel::MelFilterbank::new(sr, n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
+    mel::MelSpectrogram::new(framing, window, Some(win_length), bank, power)
+}
+
+/// Mel power spectrogram: (..., n_mels, n_frames).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn melspectrogram<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    sr: f64,
+    n_fft: usize,
+    hop_length: usize,
+    win_length: usize,
+    window: &Bound<'py, PyAny>,
+    center: bool,
+    pad_mode: &str,
+    power: f64,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+    htk: bool,
+    slaney_norm: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let window = window_arg(window)?;
+    let plan = mel_spec(sr, n_fft, hop_length, win_length, &window, center, pad_mode, power, n_mels, fmin, fmax, htk, slaney_norm)
+        .map_err(py_err)?;
+    with_float_array!(x, "x", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || plan.compute(view))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// power_to_db per 2-D spectrogram; `reference` None is each spectrogram's maximum.
+#[pyfunction]
+fn power_to_db<'py>(
+    py: Python<'py>,
+    s: &Bound<'py, PyAny>,
+    reference: Option<f64>,
+    amin: f64,
+    top_db: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let db = mel::PowerToDb::new(reference, amin, top_db).map_err(py_err)?;
+    with_float_array!(s, "S", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || mel::power_to_db(view, &db))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+#[pyfunction]
+fn bipolar_montage<'py>(py: Python<'py>, eeg: &Bound<'py, PyAny>, channels: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+    let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
+    with_float_array!(eeg, "eeg", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || montage::bipolar_montage(view, &pairs))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// The mel recipe: (..., 4, n_mels, width). `hop_length` None: kept samples // 256.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn eeg_mel_spectrograms<'py>(
+    py: Python<'py>,
+    eeg: &Bound<'py, PyAny>,
+    channels: Vec<String>,
+    n_samples: Option<usize>,
+    filters: Vec<PyReadonlyArray2<'py, f64>>,
+    sr: f64,
+    n_fft: usize,
+    hop_length: Option<usize>,
+    win_length: usize,
+    window: &Bound<'py, PyAny>,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+    power: f64,
+    amin: f64,
+    top_db: Option<f64>,
+    width_multiple: usize,
+    offset: f64,
+    scale: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
+    let window = window_arg(window)?;
+    // Checked now, so that bad parameters are reported before any work.
+    mel_spec(sr, n_fft, 1, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true).map_err(py_err)?;
+    let recipe = montage::MelRecipe {
+        pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
+        spec: std::sync::Arc::new(move |kept: usize| {
+            let hop = hop_length.unwrap_or(kept / 256);
+            crate::ensure!(hop >= 1, "hop_length: {kept} samples give a hop of {kept} // 256 = 0; pass hop_length");
+            mel_spec(sr, n_fft, hop, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true)
+        }),
+        db: mel::PowerToDb::new(None, amin, top_db).map_err(py_err)?,
+        width_multiple,
+        offset,
+        scale,
+    };
+    with_float_array!(eeg, "eeg", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || montage::mel_images(view, &pairs, &recipe))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// The scipy recipe: (..., 4, n_freq, n_segments).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn eeg_scipy_spectrograms<'py>(
+    py: Python<'py>,
+    eeg: &Bound<'py, PyAny>,
+    channels: Vec<String>,
+    n_samples: Option<usize>,
+    filters: Vec<PyReadonlyArray2<'py, f64>>,
+    fs: f64,
+    window: &Bound<'py, PyAny>,
+    nperseg: usize,
+    noverlap: usize,
+    nfft: usize,
+    detrend: &str,
+    scaling: &str,
+    amin: f64,
+    n_freq: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
+    let detrend = Detrend::from_name(detrend).map_err(py_err)?;
+    let scaling = Scaling::from_name(scaling).map_err(py_err)?;
+    let spec = spectral::Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)
+        .map_err(py_err)?;
+    let recipe = montage::ScipyRecipe {
+        pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
+        spec,
+        amin,
+        n_freq,
+    };
+    with_float_array!(eeg, "eeg", |arr| {
+        let view = arr.as_array();
+        let out = detached(py, || montage::scipy_images(view, &pairs, &recipe))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+fn add_spectral(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(get_window, m)?)?;
+    m.add_function(wrap_pyfunction!(stft, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrogram, m)?)?;
+    m.add_function(wrap_pyfunction!(mel_filterbank, m)?)?;
+    m.add_function(wrap_pyfunction!(melspectrogram, m)?)?;
+    m.add_function(wrap_pyfunction!(power_to_db, m)?)?;
+    m.add_function(wrap_pyfunction!(bipolar_montage, m)?)?;
+    m.add_function(wrap_pyfunction!(eeg_mel_spectrograms, m)?)?;
+    m.add_function(wrap_pyfunction!(eeg_scipy_spectrograms, m)?)?;
+    m.add("EEG_CHANNELS", montage::EEG_CHANNELS.to_vec())?;
+    m.add("CHAINS", montage::CHAINS.to_vec())?;
+    m.add("BIPOLAR", montage::BIPOLAR.to_vec())?;
+    Ok(())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
@@ -266,5 +541,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clip_log_inplace, m)?)?;
     m.add_function(wrap_pyfunction!(instance_normalize, m)?)?;
     m.add_class::<PyRunningStats>()?;
+    add_spectral(m)?;
     Ok(())
 }

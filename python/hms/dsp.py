@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -328,3 +328,460 @@ class RunningStats:
 
     def __repr__(self) -> str:
         return f"RunningStats(axis={self.axis}, count={self.count}, mean={self.mean}, std={self.std})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral: STFT, spectrograms, mel spectrograms, the bipolar montage and the EEG recipes
+# (native kernels in rust/spectral.rs, rust/mel.rs, rust/montage.rs).
+
+__all__ += [
+    "BIPOLAR_PAIRS",
+    "CHAIN_NAMES",
+    "MEL_RECIPE",
+    "SCIPY_RECIPE",
+    "ChainSpectrograms",
+    "bipolar_montage",
+    "eeg_spectrograms",
+    "get_window",
+    "mel_filterbank",
+    "melspectrogram",
+    "power_to_db",
+    "spectrogram",
+    "stft",
+]
+
+# The competition's channel order (hms.data has the public constant; kept private here so that
+# the signal layer does not depend on the data layer).
+_EEG_CHANNELS = (
+    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
+    "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG",
+)
+
+#: The double-banana chains, in the order of ``eeg_spectrograms``' images.
+CHAIN_NAMES = ("LL", "LP", "RL", "RP")
+
+#: The 16 bipolar differences (first minus second), four per chain in ``CHAIN_NAMES`` order.
+BIPOLAR_PAIRS = (
+    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+)
+
+# Window names the native core evaluates itself; any other scipy window is evaluated by
+# scipy.signal.get_window and handed over as values.
+_NATIVE_WINDOWS = frozenset(
+    "hann han hamming hamm ham blackman black blk boxcar box ones rect rectangular "
+    "bartlett bart brt tukey tuk".split()
+)
+
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
+def _int_at_least(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if v < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {v}")
+    return v
+
+
+def _positive_number(value: Any, name: str) -> float:
+    v = _finite_number(value, name)
+    if v <= 0:
+        raise ValueError(f"{name} must be positive, got {v}")
+    return v
+
+
+def _window_arg(window: Any, n: int, name: str = "window") -> Any:
+    """The window in a form the native core takes: a native name, (name, param), or values."""
+    if isinstance(window, str) and window.lower() in _NATIVE_WINDOWS:
+        return window
+    if (
+        isinstance(window, tuple)
+        and len(window) == 2
+        and isinstance(window[0], str)
+        and window[0].lower() in ("tukey", "tuk")
+    ):
+        return (window[0], _finite_number(window[1], f"{name}'s Tukey alpha"))
+    if callable(window):
+        values = np.asarray(window(n), dtype=np.float64)
+    elif isinstance(window, (str, tuple)):
+        try:
+            values = _signal.get_window(window, n, fftbins=True)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name}={window!r} is not a window scipy.signal.get_window knows: {exc}") from None
+    else:
+        values = as_float_array(window, name)
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if values.shape != (n,):
+        raise ValueError(f"{name} must have {n} values (its length), got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return values
+
+
+def get_window(window: Any, n: int) -> NDArray[np.float64]:
+    """``scipy.signal.get_window(window, n, fftbins=True)``: the periodic window of ``n`` points.
+
+    ``window`` is a name ("hann", "hamming", "blackman", "boxcar", "bartlett", "tukey", or any
+    other scipy window), a tuple such as ``("tukey", 0.25)``, a callable of ``n``, or values."""
+    n_ = _int_at_least(n, "n")
+    spec = _window_arg(window, n_)
+    return spec if isinstance(spec, np.ndarray) else _native.get_window(spec, n_)
+
+
+def _signal_array(x: ArrayLike, name: str = "x") -> FloatArray:
+    arr = as_float_array(x, name)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (time is the last axis)")
+    return arr
+
+
+def _pad_mode(pad_mode: Any) -> str:
+    if pad_mode not in _PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {', '.join(_PAD_MODES)}, got {pad_mode!r}")
+    return str(pad_mode)
+
+
+def _frame_args(n_fft: Any, hop_length: Any, win_length: Any) -> tuple[int, int, int]:
+    n_fft_ = _int_at_least(n_fft, "n_fft")
+    win = n_fft_ if win_length is None else _int_at_least(win_length, "win_length")
+    if win > n_fft_:
+        raise ValueError(f"win_length must not exceed n_fft={n_fft_}, got {win}")
+    hop = max(win // 4, 1) if hop_length is None else _int_at_least(hop_length, "hop_length")
+    return n_fft_, hop, win
+
+
+def stft(
+    x: ArrayLike,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+    win_length: int | None = None,
+    window: Any = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+) -> NDArray[np.complexfloating[Any, Any]]:
+    """Short-time Fourier transform equal to ``librosa.stft`` (same arguments and defaults).
+
+    ``x`` has time on its last axis and any leading (batch) axes; the result has shape
+    ``(..., 1 + n_fft // 2, n_frames)``, complex64 for float32 input and complex128 otherwise
+    (FFTs run in float64). The window of ``win_length`` (default ``n_fft``) is centred in
+    ``n_fft``; ``center=True`` pads ``n_fft // 2`` samples per side with ``pad_mode``
+    ("constant", "edge", "reflect" or "symmetric"). The result is a view with frames as the
+    slow axis (librosa's layout too). Non-finite input raises ValueError, as in librosa."""
+    arr = _signal_array(x)
+    n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
+    spec = _window_arg(window, win)
+    out = _native.stft(arr, n_fft_, hop, win, spec, bool(center), _pad_mode(pad_mode))
+    return np.swapaxes(out, -1, -2)
+
+
+def spectrogram(
+    x: ArrayLike,
+    fs: float = 1.0,
+    window: Any = ("tukey", 0.25),
+    nperseg: int | None = None,
+    noverlap: int | None = None,
+    nfft: int | None = None,
+    detrend: str | bool | None = "constant",
+    scaling: str = "density",
+) -> tuple[NDArray[np.float64], NDArray[np.float64], FloatArray]:
+    """``scipy.signal.spectrogram`` (one-sided, mode "psd"): returns ``(f, t, Sxx)``.
+
+    Defaults as scipy: ``nperseg`` 256 (or the window's length for an array window),
+    ``noverlap`` ``nperseg // 8``, ``nfft`` ``nperseg``. ``detrend`` is "constant", "linear" or
+    False; ``scaling`` "density" (power/Hz) or "spectrum". ``Sxx`` has shape
+    ``(..., len(f), len(t))`` and ``x``'s float dtype. Unlike scipy, a signal shorter than
+    ``nperseg`` raises ValueError instead of shrinking the window."""
+    arr = _signal_array(x)
+    fs_ = _positive_number(fs, "fs")
+    if isinstance(window, (str, tuple)) or callable(window):
+        seg = 256 if nperseg is None else _int_at_least(nperseg, "nperseg")
+    else:
+        values = as_float_array(window, "window")
+        if values.ndim != 1:
+            raise ValueError(f"window must be 1-D, got shape {values.shape}")
+        seg = values.shape[0] if nperseg is None else _int_at_least(nperseg, "nperseg")
+        if seg != values.shape[0]:
+            raise ValueError(f"nperseg={seg} differs from the window's length {values.shape[0]}")
+    overlap = seg // 8 if noverlap is None else _int_at_least(noverlap, "noverlap", 0)
+    if overlap >= seg:
+        raise ValueError(f"noverlap must be less than nperseg={seg}, got {overlap}")
+    nfft_ = seg if nfft is None else _int_at_least(nfft, "nfft")
+    if nfft_ < seg:
+        raise ValueError(f"nfft must be at least nperseg={seg}, got {nfft_}")
+    if detrend is False or detrend is None:
+        detrend_ = "none"
+    elif detrend in ("constant", "linear"):
+        detrend_ = str(detrend)
+    else:
+        raise ValueError(f"detrend must be 'constant', 'linear' or False, got {detrend!r}")
+    if scaling not in ("density", "spectrum"):
+        raise ValueError(f"scaling must be 'density' or 'spectrum', got {scaling!r}")
+    n = arr.shape[-1]
+    if n < seg:
+        raise ValueError(f"x has {n} samples along its last axis, fewer than nperseg={seg}")
+    spec = _window_arg(window, seg)
+    sxx = _native.spectrogram(arr, fs_, spec, seg, overlap, nfft_, detrend_, scaling)
+    freqs = np.fft.rfftfreq(nfft_, 1 / fs_)
+    times = np.arange(seg / 2, n - seg / 2 + 1, seg - overlap) / fs_
+    return freqs, times, np.swapaxes(sxx, -1, -2)
+
+
+def _mel_args(sr: Any, n_fft: int, n_mels: Any, fmin: Any, fmax: Any, norm: Any) -> tuple[float, int, float, float, bool]:
+    sr_ = _positive_number(sr, "sr")
+    n_mels_ = _int_at_least(n_mels, "n_mels")
+    fmin_ = _finite_number(fmin, "fmin")
+    if fmin_ < 0:
+        raise ValueError(f"fmin must be >= 0, got {fmin_}")
+    fmax_ = sr_ / 2 if fmax is None else _finite_number(fmax, "fmax")
+    if fmax_ > sr_ / 2:
+        raise ValueError(f"fmax must not exceed sr/2 = {sr_ / 2}, got {fmax_}")
+    if fmax_ <= fmin_:
+        raise ValueError(f"fmax must exceed fmin={fmin_}, got {fmax_}")
+    if norm not in ("slaney", None):
+        raise ValueError(f"norm must be 'slaney' or None, got {norm!r}")
+    return sr_, n_mels_, fmin_, fmax_, norm == "slaney"
+
+
+def mel_filterbank(
+    sr: float,
+    n_fft: int,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: str | None = "slaney",
+) -> NDArray[np.float32]:
+    """Mel filterbank equal to ``librosa.filters.mel`` (Slaney scale and area normalization by
+    default): float32, shape ``(n_mels, 1 + n_fft // 2)``. ``fmax`` defaults to ``sr / 2``."""
+    n_fft_ = _int_at_least(n_fft, "n_fft")
+    sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_fft_, n_mels, fmin, fmax, norm)
+    return _native.mel_filterbank(sr_, n_fft_, n_mels_, fmin_, fmax_, bool(htk), slaney)
+
+
+def melspectrogram(
+    x: ArrayLike,
+    sr: float = 22050,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    power: float = 2.0,
+    window: Any = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    htk: bool = False,
+    norm: str | None = "slaney",
+) -> FloatArray:
+    """Mel spectrogram equal to ``librosa.feature.melspectrogram(y=x, ...)``: ``mel_filterbank
+    @ |stft(x)|**power``, shape ``(..., n_mels, n_frames)``, ``x``'s float dtype.
+
+    Only the frequency bins the filters touch are computed; with a short window and a low
+    ``fmax`` (EEG) they come from one dense matrix product instead of an FFT per frame."""
+    arr = _signal_array(x)
+    n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
+    sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_fft_, n_mels, fmin, fmax, norm)
+    power_ = _positive_number(power, "power")
+    spec = _window_arg(window, win)
+    return _native.melspectrogram(
+        arr, sr_, n_fft_, hop, win, spec, bool(center), _pad_mode(pad_mode), power_, n_mels_, fmin_, fmax_,
+        bool(htk), slaney,
+    )
+
+
+def power_to_db(S: ArrayLike, ref: Any = "max", amin: float = 1e-10, top_db: float | None = 80.0) -> FloatArray:
+    """``librosa.power_to_db`` applied to each 2-D spectrogram (the last two axes) separately:
+    ``10 * log10(max(amin, S) / max(amin, ref))``, floored at ``max - top_db`` of that
+    spectrogram. ``ref`` is "max" (or ``np.max``: each spectrogram's own maximum) or a number."""
+    arr = as_float_array(S, "S")
+    if arr.ndim < 2:
+        raise ValueError(f"S must have at least two dimensions (..., freq, time), got shape {arr.shape}")
+    if isinstance(ref, str) and ref == "max" or ref is np.max or ref is np.amax:
+        reference = None
+    elif callable(ref) or isinstance(ref, str):
+        raise ValueError(f"ref must be 'max', np.max or a number, got {ref!r}")
+    else:
+        reference = _finite_number(ref, "ref")
+    amin_ = _positive_number(amin, "amin")
+    if top_db is None:
+        top = None
+    else:
+        top = _finite_number(top_db, "top_db")
+        if top < 0:
+            raise ValueError(f"top_db must be non-negative, got {top}")
+    return _native.power_to_db(arr, reference, amin_, top)
+
+
+def _channel_names(channels: Sequence[str] | None, n_channels: int, name: str = "eeg") -> list[str]:
+    if channels is None:
+        if n_channels != len(_EEG_CHANNELS):
+            raise ValueError(
+                f"{name} must have the competition's {len(_EEG_CHANNELS)} channels on axis -2 "
+                f"({', '.join(_EEG_CHANNELS)}), got {n_channels}; pass channels= to name them "
+                "(and transpose (samples, channels) data)"
+            )
+        return list(_EEG_CHANNELS)
+    if isinstance(channels, str) or not all(isinstance(c, str) for c in channels):
+        raise TypeError(f"channels must be a sequence of channel names, got {channels!r}")
+    names = list(channels)
+    if len(names) != n_channels:
+        raise ValueError(f"channels names {len(names)} channels, but {name} has {n_channels} on axis -2")
+    return names
+
+
+def _eeg_array(eeg: Any, channels: Sequence[str] | None) -> tuple[FloatArray, list[str]]:
+    if hasattr(eeg, "columns") and hasattr(eeg, "to_numpy"):  # a DataFrame: (samples, channels)
+        if channels is None:
+            channels = [str(c) for c in eeg.columns]
+        eeg = eeg.to_numpy().T
+    arr = as_float_array(eeg, "eeg")
+    if arr.ndim < 2:
+        raise ValueError(f"eeg must have shape (..., channels, samples), got {arr.shape}")
+    return arr, _channel_names(channels, arr.shape[-2])
+
+
+def bipolar_montage(eeg: ArrayLike, channels: Sequence[str] | None = None) -> FloatArray:
+    """The 16 double-banana differences ``BIPOLAR_PAIRS`` of EEG shaped ``(..., channels,
+    samples)``: result ``(..., 16, samples)`` in ``eeg``'s float dtype, NaN propagated.
+
+    Channels are in the competition's order (Fp1, F3, C3, P3, F7, T3, T5, O1, Fz, Cz, Pz, Fp2,
+    F4, C4, P4, F8, T4, T6, O2, EKG) unless ``channels`` names them (any order and case; T7, T8,
+    P7, P8 stand for T3, T4, T5, T6). A DataFrame (samples x channels) is taken by its columns."""
+    arr, names = _eeg_array(eeg, channels)
+    return _native.bipolar_montage(arr, names)
+
+
+#: Defaults of ``eeg_spectrograms(recipe="mel")``: the public notebooks' "magic formula".
+MEL_RECIPE: dict[str, Any] = {
+    "fs": 200.0,
+    "n_fft": 1024,
+    "hop_length": None,  # None: n_samples // 256
+    "win_length": 128,
+    "window": "hann",
+    "n_mels": 128,
+    "fmin": 0.0,
+    "fmax": 20.0,
+    "power": 2.0,
+    "amin": 1e-10,
+    "top_db": 80.0,
+    "width_multiple": 32,
+    "offset": 40.0,
+    "scale": 40.0,
+}
+
+#: Defaults of ``eeg_spectrograms(recipe="scipy")``: ``spectrogram``'s own defaults at 200 Hz.
+SCIPY_RECIPE: dict[str, Any] = {
+    "fs": 200.0,
+    "window": ("tukey", 0.25),
+    "nperseg": 256,
+    "noverlap": None,  # None: nperseg // 8
+    "nfft": None,  # None: nperseg
+    "detrend": "constant",
+    "scaling": "density",
+    "amin": 1e-10,
+    "fmax": None,  # None: every bin; else the bins at or below fmax
+}
+
+
+class ChainSpectrograms(NamedTuple):
+    """Images of the four chains: ``images`` (..., 4, height, width), ``names`` their chains."""
+
+    images: FloatArray
+    names: tuple[str, ...]
+
+
+def _recipe_params(recipe: str, params: dict[str, Any]) -> dict[str, Any]:
+    defaults = {"mel": MEL_RECIPE, "scipy": SCIPY_RECIPE}.get(recipe)
+    if defaults is None:
+        raise ValueError(f"recipe must be 'mel' or 'scipy', got {recipe!r}")
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise TypeError(f"recipe {recipe!r} has no parameter {', '.join(unknown)} (it has {', '.join(defaults)})")
+    return {**defaults, **params}
+
+
+def _filters(bandpass: Any, notch: Any, order: Any, notch_q: Any, fs: float) -> list[NDArray[np.float64]]:
+    filters = []
+    if bandpass is not None:
+        if np.ndim(bandpass) != 1 or len(bandpass) != 2:
+            raise ValueError(f"bandpass must be a pair (low, high) in Hz, got {bandpass!r}")
+        filters.append(butter_sos(order, tuple(bandpass), "bandpass", fs))
+    if notch is not None:
+        filters.append(notch_sos(notch, notch_q, fs))
+    return filters
+
+
+def eeg_spectrograms(
+    eeg: Any,
+    recipe: str = "mel",
+    *,
+    channels: Sequence[str] | None = None,
+    n_samples: int | None = 10_000,
+    bandpass: tuple[float, float] | None = None,
+    notch: float | None = None,
+    filter_order: int = 4,
+    notch_q: float = 30.0,
+    **params: Any,
+) -> ChainSpectrograms:
+    """Spectrogram images of the four double-banana chains (LL, LP, RL, RP) of one EEG
+    ``(channels, samples)`` or a batch ``(..., channels, samples)``.
+
+    Both recipes take the middle ``n_samples`` (None: all), form the 16 differences of
+    ``BIPOLAR_PAIRS``, replace each difference's NaN by its mean (zeros if all NaN), optionally
+    band-pass (``bandpass=(low, high)``, Butterworth of ``filter_order``) and notch (``notch``
+    Hz, quality ``notch_q``) with zero-phase filters, transform each difference, and average the
+    four differences of each chain:
+
+    - ``"mel"``: ``melspectrogram`` (``MEL_RECIPE``: sr=200, n_fft=1024, hop n//256,
+      win_length=128, 128 mels up to 20 Hz), ``power_to_db(ref="max")`` per difference, width
+      cropped to a multiple of 32, ``(db + 40) / 40``. Images (..., 4, 128, 256) for 10,000
+      samples, equal to the public numpy+librosa recipe.
+    - ``"scipy"``: ``spectrogram`` (``SCIPY_RECIPE``), ``log(max(Sxx, amin))``, the bins up to
+      ``fmax``. Images (..., 4, n_freq, n_segments).
+
+    ``params`` override the recipe's defaults (``fs`` is the sampling rate of both). The images
+    have ``eeg``'s float dtype (float32 for the competition's files); the mel recipe computes
+    its float32 products in float32."""
+    arr, names = _eeg_array(eeg, channels)
+    p = _recipe_params(recipe, params)
+    fs = _positive_number(p["fs"], "fs")
+    kept = None if n_samples is None else _int_at_least(n_samples, "n_samples")
+    if kept is not None and kept > arr.shape[-1]:
+        raise ValueError(f"eeg has {arr.shape[-1]} samples, fewer than n_samples={kept}")
+    filters = _filters(bandpass, notch, filter_order, notch_q, fs)
+    if recipe == "mel":
+        n_fft, _, win = _frame_args(p["n_fft"], 1, p["win_length"])
+        hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
+        _, n_mels, fmin, fmax, _ = _mel_args(fs, n_fft, p["n_mels"], p["fmin"], p["fmax"], "slaney")
+        top_db = p["top_db"]
+        images = _native.eeg_mel_spectrograms(
+            arr, names, kept, filters, fs, n_fft, hop, win, _window_arg(p["window"], win), n_mels, fmin, fmax,
+            _positive_number(p["power"], "power"), _positive_number(p["amin"], "amin"),
+            None if top_db is None else _finite_number(top_db, "top_db"),
+            _int_at_least(p["width_multiple"], "width_multiple"), _finite_number(p["offset"], "offset"),
+            _finite_number(p["scale"], "scale"),
+        )
+    else:
+        seg = _int_at_least(p["nperseg"], "nperseg")
+        overlap = seg // 8 if p["noverlap"] is None else _int_at_least(p["noverlap"], "noverlap", 0)
+        nfft = seg if p["nfft"] is None else _int_at_least(p["nfft"], "nfft")
+        detrend = "none" if p["detrend"] in (False, None) else p["detrend"]
+        n_freq = None
+        if p["fmax"] is not None:
+            fmax = _finite_number(p["fmax"], "fmax")
+            n_freq = int(np.count_nonzero(np.fft.rfftfreq(nfft, 1 / fs) <= fmax))
+            if n_freq == 0:
+                raise ValueError(f"fmax={fmax} keeps no frequency bin")
+        images = _native.eeg_scipy_spectrograms(
+            arr, names, kept, filters, fs, _window_arg(p["window"], seg), seg, overlap, nfft, str(detrend),
+            str(p["scaling"]), _positive_number(p["amin"], "amin"), n_freq,
+        )
+    return ChainSpectrograms(images, CHAIN_NAMES)

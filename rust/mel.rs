@@ -1,0 +1,611 @@
+//! Mel filterbanks, mel spectrograms and power-to-decibel conversion, following librosa 0.11
+//! (`filters.mel`, `feature.melspectrogram`, `power_to_db`).
+//!
+//! A mel spectrogram needs the power of only the bins its filters touch. When the window is
+//! short and those bins are few (EEG: a 128-sample window inside n_fft=1024, bins below 20 Hz),
+//! the power comes from `BandDft`'s dense product instead of an FFT per frame, and the sparse
+//! filterbank is applied row by row.
+
+use crate::ensure;
+use crate::error::Result;
+use crate::real::Real;
+use crate::spectral::{self, BandDft, Framing, GemmFloat, Window};
+use ndarray::{ArrayD, ArrayViewD};
+use rayon::prelude::*;
+use std::ops::Range;
+
+// ------------------------------------------------------------------------------------------------
+// Mel scale and filterbank
+
+const F_SP: f64 = 200.0 / 3.0;
+const MIN_LOG_HZ: f64 = 1000.0;
+const MIN_LOG_MEL: f64 = MIN_LOG_HZ / F_SP;
+
+fn logstep() -> f64 {
+    6.4f64.ln() / 27.0
+}
+
+/// Hz to mel: Slaney's scale (linear below 1 kHz, logarithmic above), or HTK's.
+pub fn hz_to_mel(hz: f64, htk: bool) -> f64 {
+    if htk {
+        2595.0 * (1.0 + hz / 700.0).log10()
+    } else if hz >= MIN_LOG_HZ {
+        MIN_LOG_MEL + (hz / MIN_LOG_HZ).ln() / logstep()
+    } else {
+        hz / F_SP
+    }
+}
+
+pub fn mel_to_hz(mel: f64, htk: bool) -> f64 {
+    if htk {
+        700.0 * (10f64.powf(mel / 2595.0) - 1.0)
+    } else if mel >= MIN_LOG_MEL {
+        MIN_LOG_HZ * (logstep() * (mel - MIN_LOG_MEL)).exp()
+    } else {
+        F_SP * mel
+    }
+}
+
+/// One triangular filter: weights of the bins `start..start + weights.len()`.
+#[derive(Debug, Clone, PartialEq)]
+struct Filter {
+    start: usize,
+    weights: Vec<f64>,
+}
+
+/// A mel filterbank stored sparsely (each filter covers a few adjacent bins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MelFilterbank {
+    n_freq: usize,
+    filters: Vec<Filter>,
+}
+
+impl MelFilterbank {
+    /// librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+    /// norm="slaney" if `slaney_norm` else None), weights rounded to float32 as librosa does.
+    pub fn new(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64, htk: bool, slaney_norm: bool) -> Result<Self> {
+        ensure!(sr.is_finite() && sr > 0.0, "sr must be positive and finite, got {sr}");
+        ensure!(n_fft >= 1, "n_fft must be at least 1, got {n_fft}");
+        ensure!(n_mels >= 1, "n_mels must be at least 1, got {n_mels}");
+        ensure!(fmin.is_finite() && fmin >= 0.0, "fmin must be finite and >= 0, got {fmin}");
+        ensure!(fmax.is_finite(), "fmax must be finite, got {fmax}");
+        ensure!(fmax > fmin, "fmax must exceed fmin={fmin}, got {fmax}");
+        ensure!(fmax <= sr / 2.0, "fmax must not exceed sr/2 = {}, got {fmax}", sr / 2.0);
+        let n_freq = n_fft / 2 + 1;
+        // numpy.fft.rfftfreq(n_fft, 1/sr) and librosa.mel_frequencies (numpy.linspace).
+        let df = 1.0 / (n_fft as f64 * (1.0 / sr));
+        let fft_freqs: Vec<f64> = (0..n_freq).map(|k| k as f64 * df).collect();
+        let (lo, hi) = (hz_to_mel(fmin, htk), hz_to_mel(fmax, htk));
+        let n_points = n_mels + 2;
+        let step = (hi - lo) / (n_points - 1) as f64;
+        let mel_f: Vec<f64> = (0..n_points)
+            .map(|i| mel_to_hz(if i == n_points - 1 { hi } else { lo + i as f64 * step }, htk))
+            .collect();
+        let filters = (0..n_mels)
+            .map(|i| {
+                let (f0, f1, f2) = (mel_f[i], mel_f[i + 1], mel_f[i + 2]);
+                let enorm = 2.0 / (f2 - f0);
+                let dense: Vec<f64> = fft_freqs
+                    .iter()
+                    .map(|&f| {
+                        let lower = -(f0 - f) / (f1 - f0);
+                        let upper = (f2 - f) / (f2 - f1);
+                        let w = lower.min(upper).max(0.0) as f32 as f64;
+                        if slaney_norm {
+                            (w * enorm) as f32 as f64
+                        } else {
+                            w
+                        }
+                    })
+                    .collect();
+                let start = dense.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let end = dense.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
+                Filter { start, weights: dense[start..end].to_vec() }
+            })
+            .collect();
+        Ok(MelFilterbank { n_freq, filters })
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.filters.len()
+    }
+
+    pub fn n_freq(&self) -> usize {
+        self.n_freq
+    }
+
+    /// The bins that some filter touches (empty filters ignored).
+    pub fn band(&self) -> Range<usize> {
+        let used = self.filters.iter().filter(|f| !f.weights.is_empty());
+        let start = used.clone().map(|f| f.start).min().unwrap_or(0);
+        let end = used.map(|f| f.start + f.weights.len()).max().unwrap_or(0);
+        start..end.max(start)
+    }
+
+    /// The dense (n_mels x n_freq) matrix, row-major.
+    pub fn to_dense(&self) -> Vec<f64> {
+        let mut out = vec![0.0; self.n_mels() * self.n_freq];
+        for (m, f) in self.filters.iter().enumerate() {
+            out[m * self.n_freq + f.start..][..f.weights.len()].copy_from_slice(&f.weights);
+        }
+        out
+    }
+
+    /// `out[m, t] = sum_b W[m, b] * power[b - band.start, t]` for `power` of shape
+    /// (band.len() x n_frames) and `out` (n_mels x n_frames), both row-major.
+    pub fn apply<G: GemmFloat>(&self, power: &[G], n_frames: usize, out: &mut [G]) {
+        let band = self.band();
+        for (f, row) in self.filters.iter().zip(out.chunks_mut(n_frames)) {
+            row.fill(G::default());
+            for (i, &w) in f.weights.iter().enumerate() {
+                let b = f.start + i - band.start;
+                axpy(row, G::from_f64(w), &power[b * n_frames..(b + 1) * n_frames]);
+            }
+        }
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn axpy<G: GemmFloat>(y: &mut [G], a: G, x: &[G]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Mel spectrogram
+
+/// librosa.feature.melspectrogram: `mel_basis @ |stft(x)|**power`.
+#[derive(Clone)]
+pub struct MelSpectrogram {
+    framing: Framing,
+    window: Vec<f64>,
+    mel: MelFilterbank,
+    power: f64,
+}
+
+/// The band product pays off while it costs less than this many FFTs' worth of flops.
+const BAND_DFT_ADVANTAGE: f64 = 8.0;
+
+impl MelSpectrogram {
+    pub fn new(framing: Framing, window: &Window, win_length: Option<usize>, mel: MelFilterbank, power: f64) -> Result<Self> {
+        ensure!(power.is_finite() && power > 0.0, "power must be positive and finite, got {power}");
+        ensure!(
+            mel.n_freq() == framing.n_fft / 2 + 1,
+            "the mel filterbank has {} frequency bins, n_fft={} gives {}",
+            mel.n_freq(),
+            framing.n_fft,
+            framing.n_fft / 2 + 1
+        );
+        let window = spectral::padded_window(window, win_length.unwrap_or(framing.n_fft), framing.n_fft)?;
+        Ok(MelSpectrogram { framing, window, mel, power })
+    }
+
+    pub fn framing(&self) -> &Framing {
+        &self.framing
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.mel.n_mels()
+    }
+
+    /// The transform of one signal, prepared once and applied to many signals of one length.
+    pub fn plan<G: GemmFloat>(&self) -> Result<MelPlan<'_, G>> {
+        let band = self.mel.band();
+        let dft = BandDft::<G>::new(&self.window, band.clone())?;
+        let n = self.framing.n_fft as f64;
+        let fft_cost = BAND_DFT_ADVANTAGE * 2.5 * n * n.log2().max(1.0);
+        let path = if (dft.cost_per_frame() as f64) <= fft_cost {
+            Path::Band(dft)
+        } else {
+            Path::Fft(spectral::plan_fft(self.framing.n_fft))
+        };
+        Ok(MelPlan { spec: self, band, path })
+    }
+
+    /// The mel spectrogram of every lane along the last axis: shape (..., n_mels, n_frames).
+    pub fn compute<T: GemmFloat>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
+        let (batch, lanes) = spectral::lanes(&x)?;
+        let n_frames = self.framing.n_frames(x.shape()[x.ndim() - 1])?;
+        let plan = self.plan::<T>()?;
+        spectral::per_lane(&batch, &[self.n_mels(), n_frames], &lanes, |lane, out| {
+            let mut work = MelWork::default();
+            match &plan.path {
+                Path::Band(_) => {
+                    let padded: Vec<T> = self.framing.extend(lane.view())?;
+                    plan.run(&padded, n_frames, &mut work, out);
+                }
+                Path::Fft(_) => {
+                    let padded: Vec<f64> = self.framing.extend(lane.view())?;
+                    plan.run_f64(&padded, n_frames, &mut work, out);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+enum Path<G> {
+    Band(BandDft<G>),
+    Fft(std::sync::Arc<dyn realfft::RealToComplex<f64>>),
+}
+
+/// A `MelSpectrogram` ready to run in element type `G`.
+pub struct MelPlan<'a, G> {
+    spec: &'a MelSpectrogram,
+    band: Range<usize>,
+    path: Path<G>,
+}
+
+/// Reusable buffers of `MelPlan::run`.
+#[derive(Default)]
+pub struct MelWork<G> {
+    power: Vec<G>,
+    scratch: Vec<G>,
+    signal: Vec<f64>,
+}
+
+impl<G: GemmFloat> MelPlan<'_, G> {
+    /// The mel spectrogram (n_mels x n_frames, row-major) of a signal already padded by the
+    /// framing.
+    pub fn run(&self, padded: &[G], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {
+        let nb = self.band.len();
+        work.power.resize(nb * n_frames, G::default());
+        match &self.path {
+            Path::Band(dft) => {
+                let hop = self.spec.framing.hop;
+                dft.power(padded, hop, n_frames, self.spec.power, &mut work.scratch, &mut work.power);
+            }
+            Path::Fft(_) => {
+                let mut signal = std::mem::take(&mut work.signal);
+                signal.clear();
+                signal.extend(padded.iter().map(|v| v.to_f64()));
+                self.fft_power(&signal, n_frames, work);
+                work.signal = signal;
+            }
+        }
+        self.spec.mel.apply(&work.power, n_frames, out);
+    }
+
+    /// As `run` for a float64 padded signal (no conversion on the FFT path).
+    pub fn run_f64(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {
+        match &self.path {
+            Path::Fft(_) => {
+                work.power.resize(self.band.len() * n_frames, G::default());
+                self.fft_power(padded, n_frames, work);
+                self.spec.mel.apply(&work.power, n_frames, out);
+            }
+            Path::Band(_) => {
+                let converted: Vec<G> = padded.iter().map(|&v| G::from_f64(v)).collect();
+                self.run(&converted, n_frames, work, out);
+            }
+        }
+    }
+
+    fn fft_power(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>) {
+        let Path::Fft(fft) = &self.path else { unreachable!() };
+        let spec = self.spec;
+        let (hop, nb) = (spec.framing.hop, self.band.len());
+        spectral::fft_band_power(fft, padded, &spec.window, hop, n_frames, self.band.clone(), spec.power, &mut work.power[..nb * n_frames]);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decibels
+
+/// librosa.power_to_db applied to one spectrogram at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerToDb {
+    /// The reference power; None: each spectrogram's maximum.
+    pub reference: Option<f64>,
+    pub amin: f64,
+    pub top_db: Option<f64>,
+}
+
+impl PowerToDb {
+    pub fn new(reference: Option<f64>, amin: f64, top_db: Option<f64>) -> Result<Self> {
+        ensure!(amin.is_finite() && amin > 0.0, "amin must be positive and finite, got {amin}");
+        if let Some(r) = reference {
+            ensure!(r.is_finite(), "ref must be finite, got {r}");
+        }
+        if let Some(t) = top_db {
+            ensure!(t.is_finite() && t >= 0.0, "top_db must be non-negative and finite, got {t}");
+        }
+        Ok(PowerToDb { reference: reference.map(f64::abs), amin, top_db })
+    }
+
+    /// The decibels of one spectrogram `s` into `out` (same length), with the reference and
+    /// floor of this spectrogram. A NaN anywhere makes the whole spectrogram NaN, as in librosa.
+    pub fn apply<G: LogFloat>(&self, s: &[G], out: &mut [G]) {
+        assert_eq!(s.len(), out.len(), "one output per value");
+        let (max, nan) = max_and_nan(s);
+        if nan {
+            out.fill(G::from_f64(f64::NAN));
+            return;
+        }
+        let reference = self.reference.unwrap_or(max);
+        let amin = G::from_f64(self.amin).to_f64();
+        // The fast log for finite values at or above a normal amin, else the standard one; the
+        // same log for the reference, so that the maximum maps to exactly 0 dB with ref=max.
+        let fast = max.is_finite() && reference.is_finite() && amin >= G::MIN_NORMAL;
+        let db = |v: f64| {
+            let ln = if fast { G::from_f64(v).ln_normal().to_f64() } else { v.ln() };
+            10.0 * std::f64::consts::LOG10_E * ln
+        };
+        let ref_db = db(reference.max(amin));
+        // The floor is anchored at the largest value's decibels.
+        let floor = self.top_db.map_or(f64::NEG_INFINITY, |t| db(max.max(amin)) - ref_db - t);
+        if fast {
+            G::db_kernel(s, out, G::from_f64(amin), G::from_f64(ref_db), G::from_f64(floor));
+        } else {
+            for (o, v) in out.iter_mut().zip(s) {
+                *o = G::from_f64((db(v.to_f64().max(amin)) - ref_db).max(floor));
+            }
+        }
+    }
+}
+
+/// Largest value of `s`, and whether it holds a NaN (lane-wise, so that it vectorizes).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn max_and_nan<G: Real>(s: &[G]) -> (f64, bool) {
+    const L: usize = 16;
+    let mut max = [f64::NEG_INFINITY; L];
+    let mut nan = [false; L];
+    let chunks = s.chunks_exact(L);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for l in 0..L {
+            let v = chunk[l].to_f64();
+            nan[l] |= v != v;
+            max[l] = if v > max[l] { v } else { max[l] };
+        }
+    }
+    let mut m = max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let mut any_nan = nan.iter().any(|&b| b);
+    for v in rest {
+        let v = v.to_f64();
+        any_nan |= v.is_nan();
+        m = m.max(v);
+    }
+    (m, any_nan)
+}
+
+/// Element types with a natural log that vectorizes, accurate to their own precision.
+pub trait LogFloat: GemmFloat {
+    /// The smallest positive normal value.
+    const MIN_NORMAL: f64;
+    /// Natural log of a positive, normal, finite value.
+    fn ln_normal(self) -> Self;
+    /// `out = max(10 log10(max(s, amin)) - ref_db, floor)` for finite `s` and a normal `amin`.
+    fn db_kernel(s: &[Self], out: &mut [Self], amin: Self, ref_db: Self, floor: Self);
+}
+
+// Both logs split x = 2^k m with m in [sqrt(1/2), sqrt(2)) and take ln(m) = f g(f) for f = m - 1,
+// g a polynomial fitted (Chebyshev, then expanded) to ln(1 + f) / f on that interval: degree 12
+// in f64 (about 2e-11 absolute), degree 8 in f32 (about 6e-8). No division or branch, so that
+// loops over them vectorize.
+const LN_POLY_F64: [f64; 13] = [
+    0.9999999999906874,
+    -0.5000000002392267,
+    0.3333333405567612,
+    -0.24999994813854523,
+    0.1999990725881136,
+    -0.16666933288130603,
+    0.14290130075774443,
+    -0.12496769969638816,
+    0.11016357386206183,
+    -0.09942024163841946,
+    0.09986665936018586,
+    -0.09776815375961911,
+    0.0530141139120252,
+];
+const LN_POLY_F32: [f32; 9] = [
+    1.0,
+    -0.49999994,
+    0.33333999,
+    -0.25001356,
+    0.19962999,
+    -0.16583250,
+    0.14908719,
+    -0.14196017,
+    0.08632377,
+];
+
+impl LogFloat for f64 {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+
+    #[inline(always)]
+    fn ln_normal(self) -> f64 {
+        let bits = self.to_bits();
+        let mut k = ((bits >> 52) as i64) - 1023;
+        let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+        let big = m > std::f64::consts::SQRT_2;
+        m = if big { m * 0.5 } else { m };
+        k += big as i64;
+        let f = m - 1.0;
+        let mut g = LN_POLY_F64[12];
+        for &c in LN_POLY_F64[..12].iter().rev() {
+            g = g.mul_add(f, c);
+        }
+        f.mul_add(g, k as f64 * std::f64::consts::LN_2)
+    }
+
+    fn db_kernel(s: &[f64], out: &mut [f64], amin: f64, ref_db: f64, floor: f64) {
+        db_kernel(s, out, amin, ref_db, floor)
+    }
+}
+
+impl LogFloat for f32 {
+    const MIN_NORMAL: f64 = f32::MIN_POSITIVE as f64;
+
+    #[inline(always)]
+    fn ln_normal(self) -> f32 {
+        let bits = self.to_bits();
+        let mut k = ((bits >> 23) as i32) - 127;
+        let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+        let big = m > std::f32::consts::SQRT_2;
+        m = if big { m * 0.5 } else { m };
+        k += big as i32;
+        let f = m - 1.0;
+        let mut g = LN_POLY_F32[8];
+        for &c in LN_POLY_F32[..8].iter().rev() {
+            g = g.mul_add(f, c);
+        }
+        // ln 2 in two parts: k * LN2_HI is exact, so only the final sum rounds.
+        const LN2_HI: f32 = 0.693_359_375;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        let k = k as f32;
+        f.mul_add(g, k * LN2_LO) + k * LN2_HI
+    }
+
+    fn db_kernel(s: &[f32], out: &mut [f32], amin: f32, ref_db: f32, floor: f32) {
+        db_kernel(s, out, amin, ref_db, floor)
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn db_kernel<G: LogFloat>(s: &[G], out: &mut [G], amin: G, ref_db: G, floor: G) {
+    let ten_log10_e = G::from_f64(10.0 * std::f64::consts::LOG10_E);
+    for (o, &v) in out.iter_mut().zip(s) {
+        let db = ten_log10_e * (if v > amin { v } else { amin }).ln_normal() - ref_db;
+        *o = if db > floor { db } else { floor };
+    }
+}
+
+/// power_to_db of each 2-D spectrogram of `s` (the last two axes).
+pub fn power_to_db<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb) -> Result<ArrayD<T>> {
+    ensure!(s.ndim() >= 2, "S must have at least two dimensions (..., freq, time), got {}", s.ndim());
+    let s = s.as_standard_layout();
+    let nd = s.ndim();
+    let block = s.shape()[nd - 2] * s.shape()[nd - 1];
+    let mut out = ArrayD::from_elem(s.raw_dim(), T::default());
+    if block > 0 {
+        out.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(block)
+            .zip(s.as_slice().expect("standard layout").par_chunks(block))
+            .for_each(|(o, x)| db.apply(x, o));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spectral::PadMode;
+    use ndarray::Array2;
+
+    #[test]
+    fn slaney_scale_round_trips_and_is_linear_below_1khz() {
+        assert_eq!(hz_to_mel(0.0, false), 0.0);
+        assert!((hz_to_mel(200.0, false) - 3.0).abs() < 1e-12);
+        assert!((hz_to_mel(1000.0, false) - 15.0).abs() < 1e-12);
+        for f in [0.0, 20.0, 999.0, 1000.0, 4000.0, 11025.0] {
+            for htk in [false, true] {
+                assert!((mel_to_hz(hz_to_mel(f, htk), htk) - f).abs() < 1e-9 * f.max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn filterbank_has_slaney_area_and_covers_the_band() {
+        let mel = MelFilterbank::new(200.0, 1024, 128, 0.0, 20.0, false, true).unwrap();
+        assert_eq!(mel.n_mels(), 128);
+        assert_eq!(mel.n_freq(), 513);
+        // DC and the bins above fmax = 20 Hz (bin 102 is 19.92 Hz) get no weight.
+        let band = mel.band();
+        assert!(band.start == 1 && band.end == 103, "{band:?}");
+        let dense = mel.to_dense();
+        // Slaney normalization: each triangle of height 2/(f2-f0) has area 1 in Hz, so its
+        // weights times the bin spacing sum to about 1 (a coarse check: bins are wide here).
+        let wide = MelFilterbank::new(22050.0, 2048, 40, 0.0, 11025.0, false, true).unwrap();
+        let df = 22050.0 / 2048.0;
+        for m in 5..40 {
+            let area: f64 = wide.to_dense()[m * 1025..(m + 1) * 1025].iter().sum::<f64>() * df;
+            assert!((area - 1.0).abs() < 0.05, "filter {m}: {area}");
+        }
+        assert!(dense.iter().all(|&w| w >= 0.0));
+        assert!(MelFilterbank::new(200.0, 1024, 128, 0.0, 101.0, false, true).is_err());
+        assert!(MelFilterbank::new(200.0, 1024, 128, 10.0, 10.0, false, true).is_err());
+        assert!(MelFilterbank::new(f64::NAN, 1024, 128, 0.0, 10.0, false, true).is_err());
+    }
+
+    #[test]
+    fn apply_equals_the_dense_product() {
+        let mel = MelFilterbank::new(200.0, 256, 20, 1.0, 40.0, false, true).unwrap();
+        let band = mel.band();
+        let n_frames = 5;
+        let power: Vec<f64> = (0..band.len() * n_frames).map(|i| (i as f64 * 0.37).sin().abs()).collect();
+        let mut out = vec![0.0; 20 * n_frames];
+        mel.apply(&power, n_frames, &mut out);
+        let dense = Array2::from_shape_vec((20, 129), mel.to_dense()).unwrap();
+        for m in 0..20 {
+            for t in 0..n_frames {
+                let e: f64 = band.clone().map(|b| dense[[m, b]] * power[(b - band.start) * n_frames + t]).sum();
+                assert!((out[m * n_frames + t] - e).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn band_and_fft_paths_agree() {
+        let n = 3000;
+        let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.05).sin() * 30.0 + (i as f64 * 0.71).cos()).collect();
+        let framing = Framing::new(1024, 39, true, PadMode::Constant).unwrap();
+        let mel = MelFilterbank::new(200.0, 1024, 128, 0.0, 20.0, false, true).unwrap();
+        let spec = MelSpectrogram::new(framing, &Window::Hann, Some(128), mel, 2.0).unwrap();
+        let plan = spec.plan::<f64>().unwrap();
+        assert!(matches!(plan.path, Path::Band(_)));
+        let padded = framing.extend::<f64, f64>(ndarray::ArrayView1::from(&x)).unwrap();
+        let n_frames = framing.n_frames(n).unwrap();
+        let mut band_out = vec![0.0; 128 * n_frames];
+        plan.run(&padded, n_frames, &mut MelWork::default(), &mut band_out);
+        let fft_plan = MelPlan { spec: &spec, band: plan.band.clone(), path: Path::<f64>::Fft(spectral::plan_fft(1024)) };
+        let mut fft_out = vec![0.0; 128 * n_frames];
+        fft_plan.run_f64(&padded, n_frames, &mut MelWork::default(), &mut fft_out);
+        let scale = fft_out.iter().fold(0.0f64, |m, v| m.max(*v));
+        for (a, b) in band_out.iter().zip(&fft_out) {
+            assert!((a - b).abs() <= 1e-10 * scale);
+        }
+    }
+
+    #[test]
+    fn fast_logs_are_accurate() {
+        let mut x = 1e-300f64;
+        while x < 1e300 {
+            for v in [x, x * 1.234_567, x * 1.414_213_5, x * 1.414_213_6, x * 1.999] {
+                assert!((v.ln_normal() - v.ln()).abs() <= 3e-11 + 1e-15 * v.ln().abs(), "ln({v})");
+                let v32 = v as f32;
+                if v32.is_normal() {
+                    let (a, b) = (v32.ln_normal() as f64, (v32 as f64).ln());
+                    assert!((a - b).abs() <= 1.5e-7 + 1.2e-7 * b.abs(), "ln({v32}) = {a}, not {b}");
+                }
+            }
+            x *= 3.7;
+        }
+        assert_eq!(1.0f64.ln_normal(), 0.0);
+        assert_eq!(1.0f32.ln_normal(), 0.0);
+    }
+
+    #[test]
+    fn power_to_db_reference_and_floor() {
+        let db = PowerToDb::new(None, 1e-10, Some(80.0)).unwrap();
+        let s = [1.0f64, 10.0, 100.0, 1e-20, 0.0];
+        let mut out = vec![0.0; 5];
+        db.apply(&s, &mut out);
+        let expected = [-20.0, -10.0, 0.0, -80.0, -80.0];
+        for (a, b) in out.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-9, "{out:?}");
+        }
+        assert_eq!(out[2], 0.0);
+        let fixed = PowerToDb::new(Some(-1.0), 1e-10, None).unwrap();
+        fixed.apply(&s, &mut out);
+        assert!((out[2] - 20.0).abs() < 1e-9 && (out[3] + 100.0).abs() < 1e-9, "{out:?}");
+        let nan = [1.0, f64::NAN];
+        let mut o = [0.0; 2];
+        db.apply(&nan, &mut o);
+        assert!(o.iter().all(|v| v.is_nan()));
+        assert!(PowerToDb::new(None, 0.0, None).is_err());
+        assert!(PowerToDb::new(None, 1e-10, Some(-1.0)).is_err());
+    }
+}

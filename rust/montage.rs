@@ -1,0 +1,450 @@
+//! The double-banana bipolar montage and the EEG-to-spectrogram recipes: 20-channel EEG in, one
+//! image per chain (LL, LP, RL, RP) out.
+//!
+//! Every recipe takes the middle `n_samples`, forms the 16 bipolar differences, fills each
+//! difference's NaN with its mean (zeros if all NaN), optionally filters (zero-phase, native
+//! sosfiltfilt), transforms each difference and averages the four differences of each chain.
+
+use crate::ensure;
+use crate::error::{Error, Result};
+use crate::filter::{self, Sos};
+use crate::mel::{LogFloat, MelSpectrogram, MelWork, PowerToDb};
+use crate::real::Real;
+use crate::spectral::Spectrogram;
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn};
+use rayon::prelude::*;
+
+/// Channel order of the competition's EEG files.
+pub const EEG_CHANNELS: [&str; 20] = [
+    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6",
+    "O2", "EKG",
+];
+
+/// The chains, in output order.
+pub const CHAINS: [&str; 4] = ["LL", "LP", "RL", "RP"];
+
+/// The 16 differences, four per chain in `CHAINS` order.
+pub const BIPOLAR: [(&str, &str); 16] = [
+    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+];
+
+/// 10-10 names of the renamed temporal electrodes, accepted for their 10-20 names.
+const ALIASES: [(&str, &str); 4] = [("T3", "T7"), ("T4", "T8"), ("T5", "P7"), ("T6", "P8")];
+
+/// Indices of each difference's two channels among `channels` (case-insensitive; T7/T8/P7/P8
+/// stand for T3/T4/T5/T6).
+pub fn bipolar_pairs<S: AsRef<str>>(channels: &[S]) -> Result<Vec<(usize, usize)>> {
+    let find = |name: &str| -> Result<usize> {
+        let alias = ALIASES.iter().find(|(a, _)| *a == name).map(|(_, b)| *b);
+        let matches: Vec<usize> = channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                let c = c.as_ref().trim();
+                c.eq_ignore_ascii_case(name) || alias.is_some_and(|a| c.eq_ignore_ascii_case(a))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        match matches[..] {
+            [i] => Ok(i),
+            [] => Err(Error::value(format!("channels lacks {name}, which the bipolar montage needs"))),
+            _ => Err(Error::value(format!("channels names {name} more than once"))),
+        }
+    };
+    BIPOLAR.iter().map(|(a, b)| Ok((find(a)?, find(b)?))).collect()
+}
+
+/// The differences `eeg[a] - eeg[b]` for each pair: (..., channels, n) -> (..., pairs, n).
+pub fn bipolar_montage<T: Real + Default>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)]) -> Result<ArrayD<T>> {
+    ensure!(eeg.ndim() >= 2, "eeg must have shape (..., channels, samples), got {} dimension(s)", eeg.ndim());
+    let nd = eeg.ndim();
+    let n_channels = eeg.shape()[nd - 2];
+    for &(a, b) in pairs {
+        ensure!(a < n_channels && b < n_channels, "channel index out of range for {n_channels} channels");
+    }
+    let n = eeg.shape()[nd - 1];
+    let mut shape = eeg.shape().to_vec();
+    shape[nd - 2] = pairs.len();
+    let inputs = leading(&eeg);
+    let mut out = vec![T::default(); inputs.len() * pairs.len() * n];
+    if n > 0 && !pairs.is_empty() {
+        out.par_chunks_mut(pairs.len() * n).zip(inputs.par_iter()).for_each(|(o, x)| {
+            for (row, &(a, b)) in o.chunks_mut(n).zip(pairs) {
+                let (xa, xb) = (x.index_axis(Axis(0), a), x.index_axis(Axis(0), b));
+                for ((o, &va), &vb) in row.iter_mut().zip(&xa).zip(&xb) {
+                    *o = T::from_f64(va.to_f64() - vb.to_f64());
+                }
+            }
+        });
+    }
+    let out = ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data");
+    Ok(out)
+}
+
+/// The (channels, samples) matrices of an array of shape (..., channels, samples).
+fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Vec<ArrayViewD<'a, T>> {
+    let mut views = vec![x.clone()];
+    while views[0].ndim() > 2 {
+        views = views
+            .into_iter()
+            .flat_map(|v| (0..v.len_of(Axis(0))).map(move |i| v.clone().index_axis_move(Axis(0), i)))
+            .collect();
+    }
+    views
+}
+
+/// What every recipe does before its transform.
+#[derive(Debug, Clone, Default)]
+pub struct Preprocessing {
+    /// Keep the middle `n_samples` (None: all).
+    pub n_samples: Option<usize>,
+    /// Zero-phase filters applied in turn after the NaN fill.
+    pub filters: Vec<Sos>,
+}
+
+impl Preprocessing {
+    /// Samples kept from a recording of `n`.
+    pub fn kept(&self, n: usize) -> Result<usize> {
+        let kept = self.n_samples.unwrap_or(n);
+        ensure!(kept >= 1, "n_samples must be at least 1");
+        ensure!(kept <= n, "eeg has {n} samples, fewer than n_samples={kept}");
+        for sos in &self.filters {
+            let padlen = sos.padlen();
+            ensure!(
+                kept > padlen,
+                "eeg has {kept} samples to filter, but the band-pass/notch filters need more than {padlen}"
+            );
+        }
+        Ok(kept)
+    }
+
+    /// The filled and filtered differences of one recording (channels x n), (pairs x kept).
+    pub fn differences<T: Real>(&self, eeg: ArrayView2<T>, pairs: &[(usize, usize)]) -> Result<Array2<f64>> {
+        let n = eeg.ncols();
+        let kept = self.kept(n)?;
+        let start = (n - kept) / 2;
+        let mut diffs = Array2::<f64>::zeros((pairs.len(), kept));
+        for (mut row, &(a, b)) in diffs.rows_mut().into_iter().zip(pairs) {
+            let row = row.as_slice_mut().expect("rows of a standard array");
+            let (xa, xb) = (eeg.row(a), eeg.row(b));
+            let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
+            match (xa.as_slice(), xb.as_slice()) {
+                (Some(xa), Some(xb)) => subtract(xa, xb, row),
+                _ => row.iter_mut().zip(xa.iter().zip(&xb)).for_each(|(o, (&va, &vb))| *o = va.to_f64() - vb.to_f64()),
+            }
+            let (sum, count, inf) = nan_sum(row);
+            ensure!(!inf, "eeg contains inf (channels {a} and {b}); only NaN gaps are filled");
+            if count < kept {
+                let fill = if count > 0 { sum / count as f64 } else { 0.0 };
+                row.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = fill);
+            }
+        }
+        for sos in &self.filters {
+            let filtered = filter::sosfiltfilt(sos, diffs.view().into_dyn(), 1)?;
+            diffs = filtered.into_dimensionality().expect("2-d in, 2-d out");
+        }
+        Ok(diffs)
+    }
+}
+
+/// The public notebooks' recipe: librosa mel spectrograms in decibels, cropped to a multiple
+/// of `width_multiple` frames, mapped by `(db + offset) / scale` and averaged per chain.
+#[derive(Clone)]
+pub struct MelRecipe {
+    pub pre: Preprocessing,
+    /// Builds the transform for the hop of a given number of kept samples.
+    pub spec: std::sync::Arc<dyn Fn(usize) -> Result<MelSpectrogram> + Send + Sync>,
+    pub db: PowerToDb,
+    pub width_multiple: usize,
+    pub offset: f64,
+    pub scale: f64,
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn subtract<T: Real>(a: &[T], b: &[T], out: &mut [f64]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a.to_f64() - b.to_f64();
+    }
+}
+
+/// Sum and count of the non-NaN values, and whether one is infinite.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn nan_sum(x: &[f64]) -> (f64, usize, bool) {
+    const L: usize = 8;
+    let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..L {
+            let v = c[l];
+            let ok = v == v;
+            sum[l] += if ok { v } else { 0.0 };
+            count[l] += ok as usize;
+            inf[l] |= v.abs() == f64::INFINITY;
+        }
+    }
+    let (mut s, mut n, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&b| b));
+    for &v in rest {
+        if !v.is_nan() {
+            s += v;
+            n += 1;
+        }
+        i |= v.is_infinite();
+    }
+    (s, n, i)
+}
+
+/// The scipy recipe: natural log of `max(Sxx, amin)`, the first `n_freq` bins, per chain mean.
+#[derive(Clone)]
+pub struct ScipyRecipe {
+    pub pre: Preprocessing,
+    pub spec: Spectrogram,
+    pub amin: f64,
+    /// Frequency bins kept (None: all).
+    pub n_freq: Option<usize>,
+}
+
+/// Runs `chain_image(differences, chain, image)` for every recording of `eeg` (..., channels,
+/// n) and chain, in parallel, into an output of shape (..., 4, rows, cols).
+fn chain_images<T, F>(
+    eeg: &ArrayViewD<T>,
+    pairs: &[(usize, usize)],
+    pre: &Preprocessing,
+    rows: usize,
+    cols: usize,
+    chain_image: F,
+) -> Result<ArrayD<T>>
+where
+    T: Real + Default,
+    F: Fn(&Array2<f64>, usize, &mut [T]) -> Result<()> + Sync,
+{
+    ensure!(pairs.len() == BIPOLAR.len(), "the montage needs {} channel pairs", BIPOLAR.len());
+    let nd = eeg.ndim();
+    let recordings = leading(eeg);
+    let block = rows * cols;
+    let mut shape = eeg.shape()[..nd - 2].to_vec();
+    shape.extend([CHAINS.len(), rows, cols]);
+    let mut out = vec![T::default(); recordings.len() * CHAINS.len() * block];
+    if block > 0 {
+        out.par_chunks_mut(CHAINS.len() * block).zip(recordings.par_iter()).try_for_each(|(o, rec)| {
+            let rec = rec.view().into_dimensionality::<ndarray::Ix2>().expect("2-d");
+            let diffs = pre.differences(rec, pairs)?;
+            o.par_chunks_mut(block).enumerate().try_for_each(|(chain, img)| chain_image(&diffs, chain, img))
+        })?;
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
+}
+
+fn check_eeg<T>(eeg: &ArrayViewD<T>) -> Result<usize> {
+    ensure!(eeg.ndim() >= 2, "eeg must have shape (..., channels, samples), got {} dimension(s)", eeg.ndim());
+    Ok(eeg.shape()[eeg.ndim() - 1])
+}
+
+/// The mel recipe's images, (..., 4, n_mels, width).
+pub fn mel_images<T: LogFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], recipe: &MelRecipe) -> Result<ArrayD<T>> {
+    let n = check_eeg(&eeg)?;
+    let kept = recipe.pre.kept(n)?;
+    let spec = (recipe.spec)(kept)?;
+    let n_frames = spec.framing().n_frames(kept)?;
+    ensure!(recipe.width_multiple >= 1, "width_multiple must be at least 1");
+    let width = n_frames / recipe.width_multiple * recipe.width_multiple;
+    ensure!(
+        width >= 1,
+        "the spectrogram has {n_frames} frames, fewer than width_multiple={}",
+        recipe.width_multiple
+    );
+    ensure!(recipe.scale != 0.0 && recipe.scale.is_finite() && recipe.offset.is_finite(), "scale and offset must be finite, scale nonzero");
+    let n_mels = spec.n_mels();
+    let plan = spec.plan::<T>()?;
+    let framing = *spec.framing();
+    let (offset, inv_scale) = (recipe.offset, 1.0 / recipe.scale);
+    chain_images(&eeg, pairs, &recipe.pre, n_mels, width, |diffs, chain, img| {
+        let mut work = MelWork::default();
+        let mut mel = vec![T::default(); n_mels * n_frames];
+        let mut db = vec![T::default(); n_mels * n_frames];
+        let mut acc = vec![0.0f64; n_mels * width];
+        for d in 0..4 {
+            let row = diffs.row(4 * chain + d);
+            let padded: Vec<T> = framing.extend(row)?;
+            plan.run(&padded, n_frames, &mut work, &mut mel);
+            recipe.db.apply(&mel, &mut db);
+            for (a, db) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
+                for (a, &v) in a.iter_mut().zip(&db[..width]) {
+                    *a += (v.to_f64() + offset) * inv_scale;
+                }
+            }
+        }
+        for (o, a) in img.iter_mut().zip(&acc) {
+            *o = T::from_f64(a / 4.0);
+        }
+        Ok(())
+    })
+}
+
+/// The scipy recipe's images, (..., 4, n_freq, n_segments).
+pub fn scipy_images<T: Real + Default>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], recipe: &ScipyRecipe) -> Result<ArrayD<T>> {
+    let n = check_eeg(&eeg)?;
+    let kept = recipe.pre.kept(n)?;
+    let spec = &recipe.spec;
+    let n_seg = spec.n_segments(kept)?;
+    let n_freq = spec.n_freq();
+    let rows = recipe.n_freq.unwrap_or(n_freq).min(n_freq);
+    ensure!(rows >= 1, "no frequency bin is kept");
+    ensure!(recipe.amin.is_finite() && recipe.amin > 0.0, "amin must be positive and finite, got {}", recipe.amin);
+    let amin = recipe.amin;
+    chain_images(&eeg, pairs, &recipe.pre, rows, n_seg, |diffs, chain, img| {
+        let mut logs = vec![0.0f64; n_seg * n_freq];
+        let mut acc = vec![0.0f64; rows * n_seg];
+        for d in 0..4 {
+            let row = diffs.row(4 * chain + d);
+            let signal = row.as_slice().expect("rows of a standard array");
+            spec.segments_into(signal, &mut logs, |p| crate::transform::ln_positive(p.max(amin)));
+            for s in 0..n_seg {
+                for f in 0..rows {
+                    acc[f * n_seg + s] += logs[s * n_freq + f];
+                }
+            }
+        }
+        for (o, a) in img.iter_mut().zip(&acc) {
+            *o = T::from_f64(a / 4.0);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mel::MelFilterbank;
+    use crate::spectral::{Detrend, Framing, PadMode, Scaling, Window};
+    use ndarray::{Array3, ArrayView1};
+
+    fn competition_pairs() -> Vec<(usize, usize)> {
+        bipolar_pairs(&EEG_CHANNELS).unwrap()
+    }
+
+    #[test]
+    fn pairs_from_names() {
+        let pairs = competition_pairs();
+        assert_eq!(pairs[0], (0, 4)); // Fp1 - F7
+        assert_eq!(pairs[15], (14, 18)); // P4 - O2
+        // Order and case do not matter; 10-10 aliases work.
+        let mut names: Vec<String> = EEG_CHANNELS.iter().rev().map(|s| s.to_uppercase()).collect();
+        names[19 - 5] = "T7".into(); // T3
+        let rev = bipolar_pairs(&names).unwrap();
+        assert_eq!(rev[1], (19 - 4, 19 - 5)); // F7 - T7
+        let err = bipolar_pairs(&EEG_CHANNELS[..18]).unwrap_err();
+        assert!(err.to_string().contains("lacks O2"), "{err}");
+        let mut dup = EEG_CHANNELS.to_vec();
+        dup[19] = "Fp1";
+        assert!(bipolar_pairs(&dup).unwrap_err().to_string().contains("more than once"));
+    }
+
+    #[test]
+    fn montage_is_the_difference_of_named_channels() {
+        let eeg = Array3::from_shape_fn((2, 20, 5), |(b, c, t)| (b * 100 + c * 10 + t) as f32);
+        let m = bipolar_montage(eeg.view().into_dyn(), &competition_pairs()).unwrap();
+        assert_eq!(m.shape(), &[2, 16, 5]);
+        // Fp1 - F7 = channel 0 - channel 4 = -40 everywhere.
+        assert!(m.slice(ndarray::s![.., 0, ..]).iter().all(|&v| v == -40.0));
+        assert!(bipolar_montage(eeg.view().into_dyn(), &[(0, 20)]).is_err());
+    }
+
+    #[test]
+    fn differences_fill_nan_with_the_mean_and_crop_the_middle() {
+        let mut eeg = Array2::<f64>::zeros((20, 12));
+        for t in 0..12 {
+            eeg[[0, t]] = t as f64; // Fp1
+        }
+        eeg[[0, 5]] = f64::NAN;
+        eeg.row_mut(11).fill(f64::NAN); // Fp2: its differences are all NaN
+        let pre = Preprocessing { n_samples: Some(8), filters: vec![] };
+        let d = pre.differences(eeg.view(), &competition_pairs()).unwrap();
+        assert_eq!(d.dim(), (16, 8));
+        // Middle 8 of 12: samples 2..10; the NaN at 5 becomes the mean of the rest.
+        let mean = (2 + 3 + 4 + 6 + 7 + 8 + 9) as f64 / 7.0;
+        assert_eq!(d.row(0).to_vec(), vec![2.0, 3.0, 4.0, mean, 6.0, 7.0, 8.0, 9.0]);
+        assert!(d.row(8).iter().all(|&v| v == 0.0));
+        assert!(pre.kept(7).is_err());
+        eeg[[4, 3]] = f64::INFINITY;
+        assert!(pre.differences(eeg.view(), &competition_pairs()).is_err());
+    }
+
+    fn mel_recipe() -> MelRecipe {
+        MelRecipe {
+            pre: Preprocessing { n_samples: Some(2000), filters: vec![] },
+            spec: std::sync::Arc::new(|kept| {
+                let framing = Framing::new(1024, kept / 256, true, PadMode::Constant)?;
+                let mel = MelFilterbank::new(200.0, 1024, 128, 0.0, 20.0, false, true)?;
+                MelSpectrogram::new(framing, &Window::Hann, Some(128), mel, 2.0)
+            }),
+            db: PowerToDb::new(None, 1e-10, Some(80.0)).unwrap(),
+            width_multiple: 32,
+            offset: 40.0,
+            scale: 40.0,
+        }
+    }
+
+    fn noisy_eeg(n: usize) -> Array2<f64> {
+        Array2::from_shape_fn((20, n), |(c, t)| ((t * (c + 3)) as f64 * 0.013).sin() * 50.0 + ((t * 7 + c) % 11) as f64)
+    }
+
+    #[test]
+    fn mel_images_average_the_chain_of_single_spectrograms() {
+        let eeg = noisy_eeg(2100);
+        let recipe = mel_recipe();
+        let out = mel_images(eeg.view().into_dyn(), &competition_pairs(), &recipe).unwrap();
+        // hop 2000/256 = 7: 1 + 2000/7 = 286 frames, cropped to 256.
+        assert_eq!(out.shape(), &[4, 128, 256]);
+        // Chain RL (index 2) from its four differences, one at a time.
+        let diffs = recipe.pre.differences(eeg.view(), &competition_pairs()).unwrap();
+        let spec = (recipe.spec)(2000).unwrap();
+        let mut expected = Array2::<f64>::zeros((128, 256));
+        for d in 8..12 {
+            let mel = spec.compute(diffs.row(d).into_dyn()).unwrap();
+            let mut db = vec![0.0; mel.len()];
+            recipe.db.apply(mel.as_slice().unwrap(), &mut db);
+            let db = Array2::from_shape_vec((128, 286), db).unwrap();
+            expected += &((&db.slice(ndarray::s![.., ..256]) + 40.0) / 40.0 / 4.0);
+        }
+        let got = out.index_axis(Axis(0), 2);
+        for (a, b) in got.iter().zip(expected.iter()) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+        assert!(out.iter().all(|v| (-1.0..=1.5).contains(v)));
+    }
+
+    #[test]
+    fn scipy_images_are_chain_means_of_log_power() {
+        let eeg = noisy_eeg(1000);
+        let spec = Spectrogram::new(200.0, &Window::Tukey(0.25), 128, 64, 256, Detrend::Constant, Scaling::Density).unwrap();
+        let recipe = ScipyRecipe { pre: Preprocessing::default(), spec: spec.clone(), amin: 1e-10, n_freq: Some(60) };
+        let out = scipy_images(eeg.view().into_dyn(), &competition_pairs(), &recipe).unwrap();
+        assert_eq!(out.shape(), &[4, 60, 14]);
+        let diffs = recipe.pre.differences(eeg.view(), &competition_pairs()).unwrap();
+        let mut expected = Array2::<f64>::zeros((60, 14));
+        for d in 0..4 {
+            let s = spec.compute(diffs.row(d).into_dyn()).unwrap(); // (14, 129)
+            let s2 = s.into_dimensionality::<ndarray::Ix2>().unwrap();
+            expected += &(s2.slice(ndarray::s![.., ..60]).t().mapv(|v| v.max(1e-10).ln()) / 4.0);
+        }
+        for (a, b) in out.index_axis(Axis(0), 0).iter().zip(expected.iter()) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn recipes_refuse_short_recordings() {
+        let eeg = noisy_eeg(1500);
+        let err = mel_images(eeg.view().into_dyn(), &competition_pairs(), &mel_recipe()).unwrap_err();
+        assert!(err.to_string().contains("fewer than n_samples=2000"), "{err}");
+        let sos = Sos::new(ndarray::array![[0.5, 0.5, 0.0, 1.0, -0.2, 0.0]].view()).unwrap();
+        let pre = Preprocessing { n_samples: None, filters: vec![sos] };
+        assert!(pre.kept(6).is_err() && pre.kept(7).is_ok());
+        let flat = ArrayView1::from(&[1.0f64; 3][..]);
+        assert!(check_eeg(&flat.into_dyn()).is_err());
+    }
+}

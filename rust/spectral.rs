@@ -1,0 +1,1004 @@
+//! Windows, framing, the short-time Fourier transform, scipy-style spectrograms, and the
+//! small-DFT path that computes the power of a few frequency bins of short windows with one
+//! matrix product.
+//!
+//! Conventions follow the references exactly: windows are scipy's periodic ("fftbins=True")
+//! windows; `Stft` is `librosa.stft` (window of `win_length` centred in `n_fft`, frames centred
+//! with `n_fft / 2` samples of padding); `Spectrogram` is `scipy.signal.spectrogram` (one-sided,
+//! mode "psd"). FFTs run in f64 whatever the storage type.
+
+use crate::ensure;
+use crate::error::{Error, Result};
+use crate::real::Real;
+use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn};
+use num_complex::Complex;
+use rayon::prelude::*;
+use realfft::{RealFftPlanner, RealToComplex};
+use std::f64::consts::PI;
+use std::ops::{Add, AddAssign, Mul, Sub};
+use std::sync::Arc;
+
+/// Frames per parallel task of the FFT paths.
+const FRAMES_PER_TASK: usize = 64;
+
+// ------------------------------------------------------------------------------------------------
+// Windows
+
+/// A window function, evaluated with scipy.signal.get_window's periodic convention.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Window {
+    Hann,
+    Hamming,
+    Blackman,
+    Boxcar,
+    Bartlett,
+    /// Tukey (tapered cosine) with the fraction `alpha` of the window inside the taper.
+    Tukey(f64),
+    /// Explicit values; their count must equal the requested length.
+    Values(Vec<f64>),
+}
+
+impl Window {
+    /// The window named as in scipy.signal.get_window (`param` is Tukey's alpha, default 0.5).
+    pub fn from_name(name: &str, param: Option<f64>) -> Result<Window> {
+        let lower = name.to_ascii_lowercase();
+        let window = match lower.as_str() {
+            "tukey" | "tuk" => {
+                let alpha = param.unwrap_or(0.5);
+                ensure!(alpha.is_finite(), "window: the Tukey parameter alpha must be finite, got {alpha}");
+                return Ok(Window::Tukey(alpha));
+            }
+            "hann" | "han" => Window::Hann,
+            "hamming" | "hamm" | "ham" => Window::Hamming,
+            "blackman" | "black" | "blk" => Window::Blackman,
+            "boxcar" | "box" | "ones" | "rect" | "rectangular" => Window::Boxcar,
+            "bartlett" | "bart" | "brt" => Window::Bartlett,
+            _ => return Err(Error::value(format!("window {name:?} is not a window the native core knows"))),
+        };
+        ensure!(param.is_none(), "window {name:?} takes no parameter");
+        Ok(window)
+    }
+
+    /// `n` values of the periodic window (the symmetric window of `n + 1` points without its
+    /// last point), as scipy.signal.get_window(window, n, fftbins=True).
+    pub fn periodic(&self, n: usize) -> Result<Vec<f64>> {
+        ensure!(n >= 1, "window length must be at least 1, got {n}");
+        if let Window::Values(values) = self {
+            ensure!(
+                values.len() == n,
+                "window has {} values, but the window length is {n}",
+                values.len()
+            );
+            ensure!(values.iter().all(|v| v.is_finite()), "window contains NaN or inf");
+            return Ok(values.clone());
+        }
+        if n == 1 {
+            return Ok(vec![1.0]);
+        }
+        let mut w = self.symmetric(n + 1);
+        w.truncate(n);
+        Ok(w)
+    }
+
+    fn symmetric(&self, m: usize) -> Vec<f64> {
+        match *self {
+            Window::Hann => general_cosine(m, &[0.5, 0.5]),
+            Window::Hamming => general_cosine(m, &[0.54, 0.46]),
+            Window::Blackman => general_cosine(m, &[0.42, 0.50, 0.08]),
+            Window::Boxcar => vec![1.0; m],
+            Window::Bartlett => {
+                let h = (m - 1) as f64;
+                (0..m)
+                    .map(|i| {
+                        let i = i as f64;
+                        if i <= h / 2.0 {
+                            2.0 * i / h
+                        } else {
+                            2.0 - 2.0 * i / h
+                        }
+                    })
+                    .collect()
+            }
+            Window::Tukey(alpha) => tukey(m, alpha),
+            Window::Values(_) => unreachable!("explicit values have no symmetric form"),
+        }
+    }
+}
+
+/// scipy.signal.windows.general_cosine: `sum_k a_k cos(k x)` for x = linspace(-pi, pi, m).
+fn general_cosine(m: usize, a: &[f64]) -> Vec<f64> {
+    let step = 2.0 * PI / (m - 1) as f64;
+    (0..m)
+        .map(|i| {
+            let x = if i == m - 1 { PI } else { -PI + i as f64 * step };
+            a.iter().enumerate().map(|(k, &ak)| ak * (k as f64 * x).cos()).sum()
+        })
+        .collect()
+}
+
+/// scipy.signal.windows.tukey (symmetric form).
+fn tukey(m: usize, alpha: f64) -> Vec<f64> {
+    if alpha <= 0.0 {
+        return vec![1.0; m];
+    }
+    if alpha >= 1.0 {
+        return general_cosine(m, &[0.5, 0.5]);
+    }
+    let h = (m - 1) as f64;
+    let width = (alpha * h / 2.0).floor() as usize;
+    (0..m)
+        .map(|i| {
+            let n = i as f64;
+            if i <= width {
+                0.5 * (1.0 + (PI * (-1.0 + 2.0 * n / alpha / h)).cos())
+            } else if i < m - width - 1 {
+                1.0
+            } else {
+                0.5 * (1.0 + (PI * (-2.0 / alpha + 1.0 + 2.0 * n / alpha / h)).cos())
+            }
+        })
+        .collect()
+}
+
+/// `win_length` values of `window` centred in `n_fft` zeros (librosa's pad_center).
+pub fn padded_window(window: &Window, win_length: usize, n_fft: usize) -> Result<Vec<f64>> {
+    ensure!(
+        (1..=n_fft).contains(&win_length),
+        "win_length must be between 1 and n_fft={n_fft}, got {win_length}"
+    );
+    let w = window.periodic(win_length)?;
+    let lpad = (n_fft - win_length) / 2;
+    let mut out = vec![0.0; n_fft];
+    out[lpad..lpad + win_length].copy_from_slice(&w);
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Padding and framing
+
+/// How `Stft` extends a signal by `n_fft / 2` samples at each end (numpy.pad's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    Constant,
+    Edge,
+    Reflect,
+    Symmetric,
+}
+
+impl PadMode {
+    pub fn from_name(name: &str) -> Result<PadMode> {
+        Ok(match name {
+            "constant" => PadMode::Constant,
+            "edge" => PadMode::Edge,
+            "reflect" => PadMode::Reflect,
+            "symmetric" => PadMode::Symmetric,
+            _ => {
+                return Err(Error::value(format!(
+                    "pad_mode must be one of constant, edge, reflect, symmetric, got {name:?}"
+                )))
+            }
+        })
+    }
+
+    /// The sample of a signal of `n` samples that index `i` (possibly outside) refers to, or
+    /// None for a zero.
+    fn source(self, i: isize, n: usize) -> Option<usize> {
+        let n_i = n as isize;
+        if (0..n_i).contains(&i) {
+            return Some(i as usize);
+        }
+        match self {
+            PadMode::Constant => None,
+            PadMode::Edge => Some(i.clamp(0, n_i - 1) as usize),
+            PadMode::Reflect if n == 1 => Some(0),
+            PadMode::Reflect => {
+                let period = 2 * (n_i - 1);
+                let k = i.rem_euclid(period);
+                Some(if k < n_i { k } else { period - k } as usize)
+            }
+            PadMode::Symmetric => {
+                let period = 2 * n_i;
+                let k = i.rem_euclid(period);
+                Some(if k < n_i { k } else { period - 1 - k } as usize)
+            }
+        }
+    }
+}
+
+/// `x` extended by `left` and `right` samples following `mode`, converted to `G`. Returns None
+/// if `x` holds NaN or inf.
+pub fn extend_signal<T: Real, G: Real>(
+    x: ArrayView1<T>,
+    left: usize,
+    right: usize,
+    mode: PadMode,
+) -> Option<Vec<G>> {
+    let n = x.len();
+    let mut out = vec![G::from_f64(0.0); n + left + right];
+    let middle = &mut out[left..left + n];
+    let finite = match x.as_slice() {
+        Some(xs) => convert_finite(xs, middle),
+        None => {
+            let mut finite = true;
+            for (o, &v) in middle.iter_mut().zip(x.iter()) {
+                finite &= v.to_f64().is_finite();
+                *o = G::from_f64(v.to_f64());
+            }
+            finite
+        }
+    };
+    if mode != PadMode::Constant {
+        for i in (0..left).chain(left + n..left + n + right) {
+            if let Some(s) = mode.source(i as isize - left as isize, n) {
+                out[i] = G::from_f64(x[s].to_f64());
+            }
+        }
+    }
+    finite.then_some(out)
+}
+
+/// Converts `x` into `out`; false if some value is NaN or inf.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn convert_finite<T: Real, G: Real>(x: &[T], out: &mut [G]) -> bool {
+    // x * 0 is 0 for finite x and NaN otherwise; the sum stays 0 only if all are finite.
+    let mut probe = 0.0f64;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let v = v.to_f64();
+        probe += v * 0.0;
+        *o = G::from_f64(v);
+    }
+    probe == 0.0
+}
+
+/// Frames of an STFT: `n_fft` samples every `hop`, optionally centred by padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub n_fft: usize,
+    pub hop: usize,
+    pub center: bool,
+    pub pad_mode: PadMode,
+}
+
+impl Framing {
+    pub fn new(n_fft: usize, hop: usize, center: bool, pad_mode: PadMode) -> Result<Framing> {
+        ensure!(n_fft >= 1, "n_fft must be at least 1, got {n_fft}");
+        ensure!(hop >= 1, "hop_length must be at least 1, got {hop}");
+        Ok(Framing { n_fft, hop, center, pad_mode })
+    }
+
+    /// Samples added before (and after) the signal.
+    pub fn pad(&self) -> usize {
+        if self.center {
+            self.n_fft / 2
+        } else {
+            0
+        }
+    }
+
+    /// Number of frames of a signal of `n` samples (librosa's count).
+    pub fn n_frames(&self, n: usize) -> Result<usize> {
+        let total = n + 2 * self.pad();
+        ensure!(
+            n >= 1 && total >= self.n_fft,
+            "x has {n} samples along its last axis, too few for n_fft={} {}",
+            self.n_fft,
+            if self.center { "with centred frames" } else { "without centring (center=False)" }
+        );
+        Ok(1 + (total - self.n_fft) / self.hop)
+    }
+
+    /// The padded signal of one lane; frame t is `padded[t * hop .. t * hop + n_fft]`.
+    pub fn extend<T: Real, G: Real>(&self, x: ArrayView1<T>) -> Result<Vec<G>> {
+        let pad = self.pad();
+        extend_signal(x, pad, pad, self.pad_mode)
+            .ok_or_else(|| Error::value("x contains NaN or inf"))
+    }
+}
+
+/// Each 1-D lane along the last axis of `x`, with the shape of the leading (batch) axes.
+pub fn lanes<'a, T>(x: &'a ArrayViewD<'_, T>) -> Result<(Vec<usize>, Vec<ArrayView1<'a, T>>)> {
+    ensure!(x.ndim() >= 1, "x must have at least one dimension (time is the last axis)");
+    let last = x.ndim() - 1;
+    let batch = x.shape()[..last].to_vec();
+    Ok((batch, x.lanes(Axis(last)).into_iter().collect()))
+}
+
+/// An output of shape `batch + tail` in standard layout, filled by `fill(lane, block)` in
+/// parallel, one block of `prod(tail)` elements per lane.
+pub fn per_lane<T, U, F>(batch: &[usize], tail: &[usize], lanes: &[ArrayView1<'_, T>], fill: F) -> Result<ArrayD<U>>
+where
+    T: Sync,
+    U: Copy + Default + Send,
+    F: Fn(&ArrayView1<T>, &mut [U]) -> Result<()> + Sync,
+{
+    let block: usize = tail.iter().product();
+    let shape: Vec<usize> = batch.iter().chain(tail).copied().collect();
+    let mut out = vec![U::default(); block * lanes.len()];
+    if block > 0 {
+        out.par_chunks_mut(block)
+            .zip(lanes.par_iter())
+            .try_for_each(|(o, lane)| fill(lane, o))?;
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
+}
+
+// ------------------------------------------------------------------------------------------------
+// STFT
+
+/// librosa.stft: the window of `win_length` centred in `n_fft`, one real FFT per frame.
+#[derive(Clone)]
+pub struct Stft {
+    framing: Framing,
+    window: Vec<f64>,
+    fft: Arc<dyn RealToComplex<f64>>,
+}
+
+impl Stft {
+    pub fn new(framing: Framing, window: &Window, win_length: Option<usize>) -> Result<Stft> {
+        let window = padded_window(window, win_length.unwrap_or(framing.n_fft), framing.n_fft)?;
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(framing.n_fft);
+        Ok(Stft { framing, window, fft })
+    }
+
+    pub fn n_freq(&self) -> usize {
+        self.framing.n_fft / 2 + 1
+    }
+
+    /// The STFT of every lane along the last axis, shape `(..., n_frames, n_freq)` (frames
+    /// first: swap the last two axes for librosa's layout).
+    pub fn compute<T: Real>(&self, x: ArrayViewD<T>) -> Result<ArrayD<Complex<T>>>
+    where
+        Complex<T>: Default,
+    {
+        let (batch, lanes) = lanes(&x)?;
+        let n_frames = self.framing.n_frames(x.shape()[x.ndim() - 1])?;
+        let n_freq = self.n_freq();
+        per_lane(&batch, &[n_frames, n_freq], &lanes, |lane, out| {
+            let padded: Vec<f64> = self.framing.extend(lane.view())?;
+            out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
+                let mut runner = FftRunner::new(&self.fft);
+                for (i, row) in rows.chunks_mut(n_freq).enumerate() {
+                    let t = chunk * FRAMES_PER_TASK + i;
+                    let start = t * self.framing.hop;
+                    let spectrum = runner.run(&padded[start..start + self.framing.n_fft], &self.window);
+                    for (o, c) in row.iter_mut().zip(spectrum) {
+                        *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Buffers of one real FFT, reused across frames.
+struct FftRunner<'a> {
+    fft: &'a Arc<dyn RealToComplex<f64>>,
+    input: Vec<f64>,
+    output: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+}
+
+impl<'a> FftRunner<'a> {
+    fn new(fft: &'a Arc<dyn RealToComplex<f64>>) -> Self {
+        FftRunner {
+            fft,
+            input: fft.make_input_vec(),
+            output: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+        }
+    }
+
+    /// The spectrum of `segment * window`, zero-padded to the FFT length.
+    fn run(&mut self, segment: &[f64], window: &[f64]) -> &[Complex<f64>] {
+        let n = segment.len();
+        for ((o, &s), &w) in self.input.iter_mut().zip(segment).zip(window) {
+            *o = s * w;
+        }
+        self.input[n..].fill(0.0);
+        self.fft
+            .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch)
+            .expect("buffer sizes come from the plan");
+        &self.output
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// scipy.signal.spectrogram
+
+/// Per-segment trend removal before windowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detrend {
+    None,
+    Constant,
+    Linear,
+}
+
+impl Detrend {
+    pub fn from_name(name: &str) -> Result<Detrend> {
+        Ok(match name {
+            "none" => Detrend::None,
+            "constant" => Detrend::Constant,
+            "linear" => Detrend::Linear,
+            _ => return Err(Error::value(format!("detrend must be 'constant', 'linear' or False, got {name:?}"))),
+        })
+    }
+
+    fn apply(self, seg: &mut [f64]) {
+        let n = seg.len() as f64;
+        match self {
+            Detrend::None => {}
+            Detrend::Constant => {
+                let mean = seg.iter().sum::<f64>() / n;
+                seg.iter_mut().for_each(|v| *v -= mean);
+            }
+            Detrend::Linear => {
+                let tm = (n - 1.0) / 2.0;
+                let mean = seg.iter().sum::<f64>() / n;
+                let (mut sxy, mut sxx) = (0.0, 0.0);
+                for (i, &v) in seg.iter().enumerate() {
+                    let d = i as f64 - tm;
+                    sxy += d * (v - mean);
+                    sxx += d * d;
+                }
+                let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+                for (i, v) in seg.iter_mut().enumerate() {
+                    *v -= mean + slope * (i as f64 - tm);
+                }
+            }
+        }
+    }
+}
+
+/// Scaling of the power spectral density.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// Power per Hz: `1 / (fs * sum(w^2))`.
+    Density,
+    /// Power: `1 / sum(w)^2`.
+    Spectrum,
+}
+
+impl Scaling {
+    pub fn from_name(name: &str) -> Result<Scaling> {
+        Ok(match name {
+            "density" => Scaling::Density,
+            "spectrum" => Scaling::Spectrum,
+            _ => return Err(Error::value(format!("scaling must be 'density' or 'spectrum', got {name:?}"))),
+        })
+    }
+}
+
+/// scipy.signal.spectrogram with mode "psd" and a one-sided result.
+#[derive(Clone)]
+pub struct Spectrogram {
+    nperseg: usize,
+    step: usize,
+    nfft: usize,
+    window: Vec<f64>,
+    detrend: Detrend,
+    scale: f64,
+    fft: Arc<dyn RealToComplex<f64>>,
+}
+
+impl Spectrogram {
+    pub fn new(
+        fs: f64,
+        window: &Window,
+        nperseg: usize,
+        noverlap: usize,
+        nfft: usize,
+        detrend: Detrend,
+        scaling: Scaling,
+    ) -> Result<Spectrogram> {
+        ensure!(fs.is_finite() && fs > 0.0, "fs must be positive and finite, got {fs}");
+        ensure!(nperseg >= 1, "nperseg must be at least 1, got {nperseg}");
+        ensure!(noverlap < nperseg, "noverlap must be less than nperseg={nperseg}, got {noverlap}");
+        ensure!(nfft >= nperseg, "nfft must be at least nperseg={nperseg}, got {nfft}");
+        let window = window.periodic(nperseg)?;
+        let scale = match scaling {
+            Scaling::Density => 1.0 / (fs * window.iter().map(|w| w * w).sum::<f64>()),
+            Scaling::Spectrum => 1.0 / window.iter().sum::<f64>().powi(2),
+        };
+        ensure!(scale.is_finite(), "window sums to zero: the spectrogram's scaling is undefined");
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(nfft);
+        Ok(Spectrogram { nperseg, step: nperseg - noverlap, nfft, window, detrend, scale, fft })
+    }
+
+    pub fn n_freq(&self) -> usize {
+        self.nfft / 2 + 1
+    }
+
+    pub fn n_segments(&self, n: usize) -> Result<usize> {
+        ensure!(
+            n >= self.nperseg,
+            "x has {n} samples along its last axis, fewer than nperseg={}",
+            self.nperseg
+        );
+        Ok(1 + (n - self.nperseg) / self.step)
+    }
+
+    /// Power of every segment of `signal` (f64, contiguous): row s of `out` (`n_freq` wide)
+    /// receives segment s. `map` is applied to each value on its way out.
+    pub fn segments_into<U: Copy + Send>(&self, signal: &[f64], out: &mut [U], map: impl Fn(f64) -> U + Sync) {
+        let n_freq = self.n_freq();
+        out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
+            let mut runner = FftRunner::new(&self.fft);
+            let mut seg = vec![0.0; self.nperseg];
+            for (i, row) in rows.chunks_mut(n_freq).enumerate() {
+                let start = (chunk * FRAMES_PER_TASK + i) * self.step;
+                seg.copy_from_slice(&signal[start..start + self.nperseg]);
+                self.detrend.apply(&mut seg);
+                let spectrum = runner.run(&seg, &self.window);
+                let last = n_freq - 1;
+                for (k, (o, c)) in row.iter_mut().zip(spectrum).enumerate() {
+                    // One-sided: every bin but DC (and Nyquist for even nfft) counts twice.
+                    let twice = k > 0 && (k < last || self.nfft % 2 == 1);
+                    let p = c.norm_sqr() * self.scale * if twice { 2.0 } else { 1.0 };
+                    *o = map(p);
+                }
+            }
+        });
+    }
+
+    /// The spectrogram of every lane along the last axis, shape `(..., n_segments, n_freq)`.
+    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
+        let (batch, lanes) = lanes(&x)?;
+        let n_seg = self.n_segments(x.shape()[x.ndim() - 1])?;
+        per_lane(&batch, &[n_seg, self.n_freq()], &lanes, |lane, out| {
+            let signal: Vec<f64> = lane.iter().map(|v| v.to_f64()).collect();
+            self.segments_into(&signal, out, T::from_f64);
+            Ok(())
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The small-DFT path
+
+/// Element types of the dense products (f32 for float32 data, f64 for float64).
+pub trait GemmFloat:
+    Real + Default + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
+{
+    /// `c = a * b` for an `m x k` matrix `a` and a `k x n` matrix `b`, with (row, column)
+    /// strides in elements.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        a_strides: (usize, usize),
+        b: &[Self],
+        b_strides: (usize, usize),
+        c: &mut [Self],
+        c_strides: (usize, usize),
+    );
+}
+
+/// Panics unless every element of an `rows x cols` matrix with `strides` lies in `len`.
+fn check_extent(rows: usize, cols: usize, strides: (usize, usize), len: usize) {
+    if rows > 0 && cols > 0 {
+        let last = (rows - 1) * strides.0 + (cols - 1) * strides.1;
+        assert!(last < len, "matrix of {rows}x{cols} with strides {strides:?} exceeds {len} elements");
+    }
+}
+
+macro_rules! impl_gemm {
+    ($t:ty, $f:path) => {
+        impl GemmFloat for $t {
+            fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &[Self],
+                a_strides: (usize, usize),
+                b: &[Self],
+                b_strides: (usize, usize),
+                c: &mut [Self],
+                c_strides: (usize, usize),
+            ) {
+                check_extent(m, k, a_strides, a.len());
+                check_extent(k, n, b_strides, b.len());
+                check_extent(m, n, c_strides, c.len());
+                assert!(c_strides.0 != c_strides.1 || m <= 1 || n <= 1, "c's strides must not alias");
+                if m == 0 || n == 0 {
+                    return;
+                }
+                // SAFETY: the three extents were checked above, and c is borrowed mutably with
+                // distinct offsets for distinct elements.
+                unsafe {
+                    $f(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        a_strides.0 as isize,
+                        a_strides.1 as isize,
+                        b.as_ptr(),
+                        b_strides.0 as isize,
+                        b_strides.1 as isize,
+                        0.0,
+                        c.as_mut_ptr(),
+                        c_strides.0 as isize,
+                        c_strides.1 as isize,
+                    )
+                }
+            }
+        }
+    };
+}
+
+impl_gemm!(f32, matrixmultiply::sgemm);
+impl_gemm!(f64, matrixmultiply::dgemm);
+
+/// `|X_k|^2` of windowed frames for the bins `k in bins` only, computed as a dense DFT: one
+/// matrix product of the frames by a (window x cos/sin) basis. With a symmetric window the
+/// frames are first folded about the window's centre (sums feed the cosines, differences the
+/// sines), which halves the work. Worth it when the window is short and few bins are needed.
+#[derive(Debug, Clone)]
+pub struct BandDft<G> {
+    /// First sample of the window's support inside a frame, and its length.
+    offset: usize,
+    len: usize,
+    symmetric: bool,
+    bins: std::ops::Range<usize>,
+    k_re: usize,
+    k_im: usize,
+    /// (bins x k_re) and (bins x k_im), row-major.
+    basis_re: Vec<G>,
+    basis_im: Vec<G>,
+}
+
+impl<G: GemmFloat> BandDft<G> {
+    /// `window` is the full `n_fft`-long window of a frame; only its nonzero support is used.
+    pub fn new(window: &[f64], bins: std::ops::Range<usize>) -> Result<BandDft<G>> {
+        let n_fft = window.len();
+        ensure!(bins.end <= n_fft / 2 + 1 && bins.start <= bins.end, "bins {bins:?} out of range");
+        let first = window.iter().position(|&w| w != 0.0);
+        let Some(first) = first else {
+            return Err(Error::value("window is all zeros"));
+        };
+        let last = window.iter().rposition(|&w| w != 0.0).expect("a nonzero exists");
+        let w = &window[first..=last];
+        let len = w.len();
+        let wmax = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let symmetric = (0..len / 2).all(|i| (w[i] - w[len - 1 - i]).abs() <= 1e-13 * wmax);
+        let half = len / 2;
+        let odd = len % 2 == 1;
+        // cos/sin of 2*pi*m/(2*n_fft): the angles of whole and half-sample offsets, reduced
+        // exactly by integer arithmetic.
+        let period = 2 * n_fft;
+        let table: Vec<(f64, f64)> = (0..period).map(|m| (PI * m as f64 / n_fft as f64).sin_cos()).collect();
+        let angle = |k: usize, twice_offset: usize| table[(k * twice_offset) % period];
+        let (k_re, k_im) = if !symmetric { (len, len) } else if odd { (half + 1, half) } else { (half, half) };
+        let nb = bins.len();
+        let mut basis_re = vec![G::default(); nb * k_re];
+        let mut basis_im = vec![G::default(); nb * k_im];
+        for (row, k) in bins.clone().enumerate() {
+            let re = &mut basis_re[row * k_re..(row + 1) * k_re];
+            let im = &mut basis_im[row * k_im..(row + 1) * k_im];
+            if !symmetric {
+                for i in 0..len {
+                    let (s, c) = angle(k, 2 * i);
+                    re[i] = G::from_f64(w[i] * c);
+                    im[i] = G::from_f64(-w[i] * s);
+                }
+            } else if odd {
+                // Offsets j = 0..=half from the centre sample `half`.
+                re[0] = G::from_f64(w[half]);
+                for j in 1..=half {
+                    let (s, c) = angle(k, 2 * j);
+                    re[j] = G::from_f64(w[half + j] * c);
+                    im[j - 1] = G::from_f64(-w[half + j] * s);
+                }
+            } else {
+                // Half-sample offsets j + 1/2 from the centre between samples half-1 and half.
+                for j in 0..half {
+                    let (s, c) = angle(k, 2 * j + 1);
+                    re[j] = G::from_f64(w[half + j] * c);
+                    im[j] = G::from_f64(-w[half + j] * s);
+                }
+            }
+        }
+        Ok(BandDft { offset: first, len, symmetric, bins, k_re, k_im, basis_re, basis_im })
+    }
+
+    pub fn bins(&self) -> std::ops::Range<usize> {
+        self.bins.clone()
+    }
+
+    /// Multiply-adds per frame, for choosing between this path and an FFT.
+    pub fn cost_per_frame(&self) -> usize {
+        self.bins.len() * (self.k_re + self.k_im)
+    }
+
+    /// Writes `|X_k|^(power)` of frames `t = 0..n_frames` of `signal` (frame t starts at
+    /// `t * hop`) into `out`, shaped (bins x n_frames) row-major. `scratch` is reused.
+    pub fn power(&self, signal: &[G], hop: usize, n_frames: usize, power: f64, scratch: &mut Vec<G>, out: &mut [G]) {
+        let nb = self.bins.len();
+        assert!(out.len() >= nb * n_frames, "output too small");
+        if n_frames == 0 || nb == 0 {
+            return;
+        }
+        let start = |t: usize| t * hop + self.offset;
+        assert!(start(n_frames - 1) + self.len <= signal.len(), "signal too short for its frames");
+        let (k_re, k_im) = (self.k_re, self.k_im);
+        let folded_len = if self.symmetric { n_frames * (k_re + k_im) } else { 0 };
+        scratch.clear();
+        scratch.resize(folded_len + nb * n_frames, G::default());
+        let (folded, im) = scratch.split_at_mut(folded_len);
+        let c = (n_frames, 1);
+        if self.symmetric {
+            let (sums, diffs) = folded.split_at_mut(n_frames * k_re);
+            let (half, odd) = (self.len / 2, self.len % 2 == 1);
+            for t in 0..n_frames {
+                let seg = &signal[start(t)..start(t) + self.len];
+                let s = &mut sums[t * k_re..(t + 1) * k_re];
+                let d = &mut diffs[t * k_im..(t + 1) * k_im];
+                if odd {
+                    s[0] = seg[half];
+                    for j in 1..=half {
+                        let (hi, lo) = (seg[half + j], seg[half - j]);
+                        s[j] = hi + lo;
+                        d[j - 1] = hi - lo;
+                    }
+                } else {
+                    for j in 0..half {
+                        let (hi, lo) = (seg[half + j], seg[half - 1 - j]);
+                        s[j] = hi + lo;
+                        d[j] = hi - lo;
+                    }
+                }
+            }
+            G::gemm(nb, k_re, n_frames, &self.basis_re, (k_re, 1), sums, (1, k_re), out, c);
+            G::gemm(nb, k_im, n_frames, &self.basis_im, (k_im, 1), diffs, (1, k_im), im, c);
+        } else {
+            // The frames are read in place: element (i, t) of the frame matrix is
+            // signal[offset + t * hop + i].
+            let frames = &signal[self.offset..];
+            G::gemm(nb, k_re, n_frames, &self.basis_re, (k_re, 1), frames, (1, hop), out, c);
+            G::gemm(nb, k_im, n_frames, &self.basis_im, (k_im, 1), frames, (1, hop), im, c);
+        }
+        magnitude_power(&mut out[..nb * n_frames], im, power);
+    }
+}
+
+/// `re <- (re^2 + im^2)^(power/2)`.
+fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
+    if power == 2.0 {
+        for (r, &i) in re.iter_mut().zip(im) {
+            *r = *r * *r + i * i;
+        }
+    } else {
+        for (r, &i) in re.iter_mut().zip(im) {
+            let p = (*r * *r + i * i).to_f64();
+            *r = G::from_f64(if power == 1.0 { p.sqrt() } else { p.powf(power / 2.0) });
+        }
+    }
+}
+
+/// `|X_k|^power` of the FFT of frames (`frame_len` samples at `t * hop`, windowed by the
+/// full-length `window`), bins `bins` only, into `out` (bins x n_frames, row-major).
+pub fn fft_band_power<G: Real>(
+    fft: &Arc<dyn RealToComplex<f64>>,
+    signal: &[f64],
+    window: &[f64],
+    hop: usize,
+    n_frames: usize,
+    bins: std::ops::Range<usize>,
+    power: f64,
+    out: &mut [G],
+) {
+    let mut runner = FftRunner::new(fft);
+    let n = window.len();
+    for t in 0..n_frames {
+        let spectrum = runner.run(&signal[t * hop..t * hop + n], window);
+        for (row, c) in spectrum[bins.clone()].iter().enumerate() {
+            let p = c.norm_sqr();
+            let v = if power == 2.0 { p } else if power == 1.0 { p.sqrt() } else { p.powf(power / 2.0) };
+            out[row * n_frames + t] = G::from_f64(v);
+        }
+    }
+}
+
+/// A forward real FFT plan of length `n`.
+pub fn plan_fft(n: usize) -> Arc<dyn RealToComplex<f64>> {
+    RealFftPlanner::<f64>::new().plan_fft_forward(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array1, Array2};
+
+    fn noise(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            })
+            .collect()
+    }
+
+    /// The DFT of `x` at bin k over `n` points, from the definition.
+    fn dft(x: &[f64], n: usize, k: usize) -> Complex<f64> {
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| Complex::from_polar(v, -2.0 * PI * (k * i) as f64 / n as f64))
+            .sum()
+    }
+
+    #[test]
+    fn windows_follow_scipy_periodic_definitions() {
+        let hann = Window::Hann.periodic(8).unwrap();
+        for (i, v) in hann.iter().enumerate() {
+            assert!((v - (0.5 - 0.5 * (2.0 * PI * i as f64 / 8.0).cos())).abs() < 1e-15);
+        }
+        let hamming = Window::Hamming.periodic(5).unwrap();
+        assert!((hamming[0] - 0.08).abs() < 1e-15 && (hamming[3] - (0.54 - 0.46 * (1.2 * PI).cos())).abs() < 1e-15);
+        assert_eq!(Window::Boxcar.periodic(3).unwrap(), vec![1.0; 3]);
+        assert_eq!(Window::Hann.periodic(1).unwrap(), vec![1.0]);
+        // Tukey with alpha 0 is a boxcar, with alpha 1 a Hann window.
+        assert_eq!(Window::Tukey(0.0).periodic(6).unwrap(), vec![1.0; 6]);
+        let t1 = Window::Tukey(1.0).periodic(16).unwrap();
+        for (a, b) in t1.iter().zip(Window::Hann.periodic(16).unwrap()) {
+            assert!((a - b).abs() < 1e-15);
+        }
+        // scipy.signal.get_window(("tukey", 0.25), 8) and ("tukey", 0.5), 10
+        let t = Window::Tukey(0.25).periodic(8).unwrap();
+        assert_eq!(t, vec![0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        let t = Window::Tukey(0.5).periodic(10).unwrap();
+        let expected = [0.0, 0.3454915028125263, 0.9045084971874737, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9045084971874737, 0.3454915028125263];
+        for (a, b) in t.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-15, "{t:?}");
+        }
+        let b = Window::Bartlett.periodic(4).unwrap();
+        assert_eq!(b, vec![0.0, 0.5, 1.0, 0.5]);
+        assert!(Window::from_name("kaiser", None).is_err());
+        assert!(Window::from_name("hann", Some(1.0)).is_err());
+        assert_eq!(Window::from_name("TUKEY", Some(0.3)).unwrap(), Window::Tukey(0.3));
+        assert!(Window::Values(vec![1.0, 2.0]).periodic(3).is_err());
+    }
+
+    #[test]
+    fn padding_modes_follow_numpy_pad() {
+        let x = Array1::from(vec![1.0, 2.0, 3.0]);
+        let pad = |m| extend_signal::<f64, f64>(x.view(), 5, 4, m).unwrap();
+        // numpy.pad([1, 2, 3], (5, 4), mode)
+        assert_eq!(pad(PadMode::Constant), vec![0., 0., 0., 0., 0., 1., 2., 3., 0., 0., 0., 0.]);
+        assert_eq!(pad(PadMode::Edge), vec![1., 1., 1., 1., 1., 1., 2., 3., 3., 3., 3., 3.]);
+        assert_eq!(pad(PadMode::Reflect), vec![2., 1., 2., 3., 2., 1., 2., 3., 2., 1., 2., 3.]);
+        assert_eq!(pad(PadMode::Symmetric), vec![2., 3., 3., 2., 1., 1., 2., 3., 3., 2., 1., 1.]);
+        let nan = Array1::from(vec![1.0, f64::NAN]);
+        assert!(extend_signal::<f64, f64>(nan.view(), 1, 1, PadMode::Constant).is_none());
+    }
+
+    #[test]
+    fn frame_counts_follow_librosa() {
+        let f = Framing::new(1024, 39, true, PadMode::Constant).unwrap();
+        assert_eq!(f.n_frames(10_000).unwrap(), 257);
+        let g = Framing::new(256, 64, false, PadMode::Constant).unwrap();
+        assert_eq!(g.n_frames(256).unwrap(), 1);
+        assert!(g.n_frames(255).is_err());
+        assert!(Framing::new(256, 0, true, PadMode::Constant).is_err());
+    }
+
+    #[test]
+    fn stft_equals_the_definition() {
+        let x = noise(300, 1);
+        let framing = Framing::new(64, 20, true, PadMode::Reflect).unwrap();
+        let stft = Stft::new(framing, &Window::Hann, Some(50)).unwrap();
+        let arr = Array1::from(x.clone()).into_dyn();
+        let out = stft.compute(arr.view()).unwrap();
+        assert_eq!(out.shape(), &[1 + 300 / 20, 33]);
+        let w = padded_window(&Window::Hann, 50, 64).unwrap();
+        let padded = extend_signal::<f64, f64>(Array1::from(x).view(), 32, 32, PadMode::Reflect).unwrap();
+        for t in [0, 7, 15] {
+            let frame: Vec<f64> = (0..64).map(|i| padded[t * 20 + i] * w[i]).collect();
+            for k in [0, 5, 32] {
+                let expected = dft(&frame, 64, k);
+                assert!((out[[t, k]] - expected).norm() < 1e-12, "frame {t} bin {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn spectrogram_density_and_one_sided_doubling() {
+        // A constant signal has all its power at DC; with detrend "constant" nothing remains.
+        let x = Array1::from(vec![3.0f64; 64]).into_dyn();
+        let spec = Spectrogram::new(2.0, &Window::Boxcar, 16, 8, 16, Detrend::None, Scaling::Spectrum).unwrap();
+        let s = spec.compute(x.view()).unwrap();
+        assert_eq!(s.shape(), &[7, 9]);
+        assert!((s[[0, 0]] - 9.0).abs() < 1e-12 && s[[0, 3]].abs() < 1e-20);
+        let detrended = Spectrogram::new(2.0, &Window::Boxcar, 16, 8, 16, Detrend::Constant, Scaling::Spectrum).unwrap();
+        assert!(detrended.compute(x.view()).unwrap().iter().all(|v| v.abs() < 1e-20));
+        // A unit sine at bin 2 carries power 1/2 in the one-sided spectrum.
+        let sine: Array1<f64> = (0..16).map(|i| (2.0 * PI * 2.0 * i as f64 / 16.0).sin()).collect();
+        let s = spec.compute(sine.view().into_dyn()).unwrap();
+        assert!((s[[0, 2]] - 0.5).abs() < 1e-12);
+        // Linear detrend removes a ramp exactly.
+        let ramp: Array1<f64> = (0..32).map(|i| 0.5 * i as f64 - 2.0).collect();
+        let lin = Spectrogram::new(1.0, &Window::Hann, 16, 0, 32, Detrend::Linear, Scaling::Density).unwrap();
+        assert!(lin.compute(ramp.view().into_dyn()).unwrap().iter().all(|v| v.abs() < 1e-20));
+        assert!(Spectrogram::new(1.0, &Window::Hann, 16, 16, 16, Detrend::None, Scaling::Density).is_err());
+        assert!(Spectrogram::new(1.0, &Window::Hann, 16, 0, 8, Detrend::None, Scaling::Density).is_err());
+        assert!(lin.n_segments(15).is_err());
+    }
+
+    fn band_power_reference(signal: &[f64], window: &[f64], hop: usize, n_frames: usize, k: usize) -> Vec<f64> {
+        (0..n_frames)
+            .map(|t| {
+                let frame: Vec<f64> = window.iter().enumerate().map(|(i, w)| w * signal[t * hop + i]).collect();
+                dft(&frame, window.len(), k).norm_sqr()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn band_dft_equals_the_fft_for_symmetric_and_other_windows() {
+        let signal = noise(2000, 3);
+        let cases = [
+            (Window::Hann, 128, 1024),    // odd support after the leading zero: folded
+            (Window::Hamming, 100, 512),  // even support: folded about a half sample
+            (Window::Hann, 33, 64),       // odd length
+            (Window::Values(noise(40, 9)), 40, 128), // asymmetric: plain product
+        ];
+        for (window, win_length, n_fft) in cases {
+            let w = padded_window(&window, win_length, n_fft).unwrap();
+            let bins = 3..(n_fft / 8);
+            let dft64 = BandDft::<f64>::new(&w, bins.clone()).unwrap();
+            let dft32 = BandDft::<f32>::new(&w, bins.clone()).unwrap();
+            let (hop, n_frames) = (7, (2000 - n_fft) / 7 + 1);
+            let mut out = vec![0.0; bins.len() * n_frames];
+            dft64.power(&signal, hop, n_frames, 2.0, &mut Vec::new(), &mut out);
+            let s32: Vec<f32> = signal.iter().map(|&v| v as f32).collect();
+            let mut out32 = vec![0.0f32; bins.len() * n_frames];
+            dft32.power(&s32, hop, n_frames, 2.0, &mut Vec::new(), &mut out32);
+            let mut fft_out = vec![0.0; bins.len() * n_frames];
+            fft_band_power(&plan_fft(n_fft), &signal, &w, hop, n_frames, bins.clone(), 2.0, &mut fft_out);
+            let scale = fft_out.iter().fold(0.0f64, |m, v| m.max(*v));
+            for (i, k) in bins.clone().enumerate().step_by(5) {
+                let expected = band_power_reference(&signal, &w, hop, n_frames, k);
+                for t in 0..n_frames {
+                    let e = expected[t];
+                    assert!((out[i * n_frames + t] - e).abs() <= 1e-10 * scale, "{window:?} bin {k} frame {t}");
+                    assert!((fft_out[i * n_frames + t] - e).abs() <= 1e-10 * scale);
+                    assert!((out32[i * n_frames + t] as f64 - e).abs() <= 2e-5 * scale);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn band_dft_magnitude_powers() {
+        let signal = noise(300, 4);
+        let w = padded_window(&Window::Hann, 32, 64).unwrap();
+        let dft = BandDft::<f64>::new(&w, 0..10).unwrap();
+        let mut p2 = vec![0.0; 10 * 10];
+        let mut p1 = vec![0.0; 10 * 10];
+        dft.power(&signal, 20, 10, 2.0, &mut Vec::new(), &mut p2);
+        dft.power(&signal, 20, 10, 1.0, &mut Vec::new(), &mut p1);
+        for (a, b) in p1.iter().zip(&p2) {
+            assert!((a * a - b).abs() <= 1e-12 * b.max(1e-12));
+        }
+        assert!(BandDft::<f64>::new(&[0.0; 8], 0..2).is_err());
+        assert!(BandDft::<f64>::new(&w, 0..40).is_err());
+    }
+
+    #[test]
+    fn gemm_wrapper_checks_extents() {
+        let a = Array2::from_shape_vec((2, 3), vec![1.0f64, 2., 3., 4., 5., 6.]).unwrap();
+        let b = Array2::from_shape_vec((3, 2), vec![1.0f64, 0., 0., 1., 1., 1.]).unwrap();
+        let mut c = vec![0.0; 4];
+        f64::gemm(2, 3, 2, a.as_slice().unwrap(), (3, 1), b.as_slice().unwrap(), (2, 1), &mut c, (2, 1));
+        assert_eq!(c, vec![4.0, 5.0, 10.0, 11.0]);
+        let r = std::panic::catch_unwind(|| {
+            let mut c = vec![0.0; 3];
+            f64::gemm(2, 3, 2, &[0.0; 6], (3, 1), &[0.0; 6], (2, 1), &mut c, (2, 1));
+        });
+        assert!(r.is_err());
+    }
+}
