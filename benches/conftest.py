@@ -26,12 +26,14 @@ def eeg_batch(n=64, seed=0):
 
 @pytest.fixture
 def compare(benchmark):
-    """``compare(role, fn, *args, target=None)``: benchmark ``fn`` as the group's native or
-    reference run; ``target`` is the speed-up the native run must reach."""
+    """``compare(role, fn, *args, target=None, samples=1)``: benchmark ``fn`` as the group's
+    native or reference run over ``samples`` samples (ratios are per sample); ``target`` is the
+    speed-up the native run must reach."""
 
-    def run(role, fn, *args, target=None):
+    def run(role, fn, *args, target=None, samples=1):
         assert role in ("native", "reference")
         benchmark.extra_info["role"] = role
+        benchmark.extra_info["samples"] = samples
         if target is not None:
             benchmark.extra_info["target_ratio"] = target
         return benchmark.pedantic(fn, args=args, rounds=7, iterations=1, warmup_rounds=1)

@@ -48,6 +48,29 @@ class Config:
     # --- model inputs ---------------------------------------------------------------------------
     input: Literal["kaggle", "eeg", "both"] = _opt("eeg", "input recipe: Kaggle spectrograms, EEG spectrograms, or both")
     normalization: Literal["instance", "datawide"] = _opt("instance", "per-sample or training-data-wide standardization")
+    # Fields below: hms.inputs (documented in its module docstring).
+    clip_lo: float = _opt(-6.0, "Kaggle spectrograms: clip to e^clip_lo before the log (seed: 'lowpass')")
+    clip_hi: float = _opt(10.0, "Kaggle spectrograms: clip to e^clip_hi before the log (seed: 'highpass')")
+    kaggle_layout: Literal["image", "tiles"] = _opt("image", "input=kaggle: one resized image_size^2 image (seed) or 4 region tiles")
+    image_size: int = _opt(512, "side of the kaggle 'image' layout (a multiple of 4)")
+    tile_layout: Literal["channels", "stack"] = _opt("channels", "128 x 256 tiles as channels (4 or 8 x 128 x 256) or stacked into one 512-row image")
+    eeg_recipe: Literal["mel", "scipy"] = _opt("mel", "EEG chain spectrogram recipe of hms.dsp.eeg_spectrograms")
+    bandpass: list[float] | None = _opt(None, "EEG band-pass [low, high] in Hz, e.g. 0.5,20 (default: off)")
+    notch: float | None = _opt(None, "EEG notch frequency in Hz, e.g. 60 (default: off)")
+    wavelet: str | None = _opt(None, "EEG wavelet denoising with this pywt wavelet, e.g. db8 (default: off)")
+    wavelet_level: int | None = _opt(None, "wavelet decomposition level (default: pywt's maximum)")
+    wavelet_sigma: Literal["mean", "median"] = _opt("median", "noise estimate from the finest details: mean (as circulated) or median absolute deviation")
+    eeg_clip: float | None = _opt(None, "clip raw EEG to +-this many microvolts (default: off)")
+    rebalance: Literal["none", "consensus", "mass"] = _opt("none", "training sampler weights: none, by consensus class, or by target mass")
+    aug_shift_s: float = _opt(0.0, "train: random shift of the 50-s EEG window by up to +-this many seconds")
+    aug_swap_p: float = _opt(0.5, "train: probability of a left/right hemisphere swap")
+    aug_mask_p: float = _opt(0.0, "train: probability of time and frequency masking")
+    aug_mask_time: int = _opt(32, "widest time mask in frames")
+    aug_mask_freq: int = _opt(16, "widest frequency mask in bins")
+    mixup_alpha: float = _opt(0.0, "mixup Beta(alpha, alpha) in training batches (0: off)")
+    mixup_p: float = _opt(0.5, "probability that a training batch is mixed")
+    cache: bool = _opt(True, "cache preprocessed Kaggle windows and EEG spectrograms (python -m hms.prepare)")
+    cache_dir: str | None = _opt(None, "input cache folder (default: $HMS_CACHE_DIR or ~/.cache/hms, /inputs)")
     # --- model ----------------------------------------------------------------------------------
     model: str = _opt("resnet18", "any timm model name (presets: resnet34d, efficientnet_b0, efficientnet_b1)")
     pretrained: bool = _opt(False, "download timm's pretrained weights (needs network)")
@@ -55,7 +78,7 @@ class Config:
     drop_rate: float = _opt(0.0, "dropout before the classifier")
     drop_path_rate: float = _opt(0.0, "stochastic depth rate")
     # --- optimization ---------------------------------------------------------------------------
-    epochs: int = _opt(4, "epochs of stage 1 (all rows)")
+    epochs: int = _opt(3, "epochs of stage 1 (all rows)")
     batch_size: int = _opt(32, "samples per optimizer step (before accumulation)")
     lr: float = _opt(1e-3, "peak learning rate")
     beta1: float = _opt(0.9, "AdamW beta1")
@@ -65,6 +88,14 @@ class Config:
     warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs")
     grad_clip: float | None = _opt(None, "clip gradients to this global norm")
     accum_steps: int = _opt(1, "gradient accumulation steps")
+    min_lr: float = _opt(1e-6, "final learning rate of the cosine and one-cycle schedules")
+    lr_decay: float = _opt(0.5, "lr factor of the step schedule (every step_epochs) and of plateau cuts")
+    step_epochs: int = _opt(2, "step schedule: epochs between lr cuts")
+    plateau_patience: int = _opt(1, "plateau schedule: epochs without improvement before an lr cut")
+    loss_vote_weights: bool = _opt(False, "weight each sample's KL by its vote count")
+    stage2_epochs: int = _opt(2, "epochs of stage 2: fine-tuning on samples with >= stage2_min_votes (0: off)")
+    stage2_min_votes: int = _opt(10, "vote threshold of stage 2 and of the high-vote CV subset")
+    stage2_lr: float | None = _opt(None, "peak lr of stage 2 (default: lr / 3)")
     # --- training -------------------------------------------------------------------------------
     seed: int = _opt(42, "seed of folds, initialization, sampling and augmentation")
     device: Literal["auto", "cpu", "cuda", "mps"] = _opt("auto", "where to train (auto: cuda, then mps, then cpu)")
@@ -72,6 +103,10 @@ class Config:
     channels_last: bool = _opt(True, "channels_last memory format on CUDA")
     num_workers: int = _opt(0, "DataLoader worker processes")
     patience: int | None = _opt(None, "early stopping patience in epochs (default: off)")
+    eval_batch_size: int | None = _opt(None, "validation batch size (default: 2 x batch_size)")
+    tta: bool = _opt(False, "validation: average predictions with the hemisphere-swapped input")
+    deterministic: bool = _opt(True, "deterministic algorithms where the device supports them")
+    progress: bool = _opt(True, "tqdm progress bars for folds, epochs and batches")
     # --- run ------------------------------------------------------------------------------------
     run_dir: str | None = _opt(None, "run directory (default: runs/<model>-<input>-<time>)")
 
@@ -109,6 +144,37 @@ def validate(cfg: Config) -> None:
         raise ConfigError("weight_decay, warmup_epochs and num_workers must be >= 0")
     if cfg.patience is not None and cfg.patience < 1:
         raise ConfigError(f"patience must be >= 1, got {cfg.patience}")
+    # Training / optimization fields (hms.train).
+    _positive(cfg, "lr_decay", "step_epochs", "plateau_patience", "stage2_lr", "eval_batch_size")
+    if not 0 <= cfg.min_lr < cfg.lr:
+        raise ConfigError(f"min_lr must be in [0, lr={cfg.lr}), got {cfg.min_lr}")
+    if cfg.lr_decay >= 1:
+        raise ConfigError(f"lr_decay must be in (0, 1), got {cfg.lr_decay}")
+    if cfg.stage2_epochs < 0 or cfg.stage2_min_votes < 1:
+        raise ConfigError(
+            f"stage2_epochs must be >= 0 and stage2_min_votes >= 1, got {cfg.stage2_epochs}, {cfg.stage2_min_votes}"
+        )
+    # model inputs
+    if not cfg.clip_lo < cfg.clip_hi:
+        raise ConfigError(f"clip_lo must be < clip_hi, got {cfg.clip_lo} and {cfg.clip_hi}")
+    if cfg.image_size < 4 or cfg.image_size % 4:
+        raise ConfigError(f"image_size must be a positive multiple of 4, got {cfg.image_size}")
+    if cfg.bandpass is not None and not (len(cfg.bandpass) == 2 and 0 < cfg.bandpass[0] < cfg.bandpass[1] < 100):
+        raise ConfigError(f"bandpass must be [low, high] with 0 < low < high < 100 Hz, got {cfg.bandpass}")
+    if cfg.notch is not None and not 0 < cfg.notch < 100:
+        raise ConfigError(f"notch must be between 0 and 100 Hz, got {cfg.notch}")
+    if cfg.wavelet is not None:
+        import pywt
+
+        if cfg.wavelet not in pywt.wavelist(kind="discrete"):
+            close = difflib.get_close_matches(cfg.wavelet, pywt.wavelist(kind="discrete"), n=1)
+            raise ConfigError(f"wavelet {cfg.wavelet!r} is not a discrete pywt wavelet" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    _positive(cfg, "wavelet_level", "eeg_clip")
+    for name in ("aug_swap_p", "aug_mask_p", "mixup_p"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if cfg.aug_shift_s < 0 or cfg.mixup_alpha < 0 or cfg.aug_mask_time < 0 or cfg.aug_mask_freq < 0:
+        raise ConfigError("aug_shift_s, aug_mask_time, aug_mask_freq and mixup_alpha must be >= 0")
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

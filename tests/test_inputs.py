@@ -1,0 +1,421 @@
+"""Model inputs: recipes, normalization (no leakage), augmentation, rebalancing, dataset, cache."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import pywt
+import torch
+
+from hms import augment, dsp, recipes
+from hms.config import ConfigError, build
+from hms.data import CompetitionData, eeg_window, make_labels
+from hms.inputs import InputPipeline
+
+@pytest.fixture
+def eeg_native():
+    return dsp.eeg_spectrograms
+
+
+@pytest.fixture(scope="module")
+def data(tiny_dataset):
+    return CompetitionData(tiny_dataset)
+
+
+@pytest.fixture(scope="module")
+def labels(data):
+    return make_labels(data.train, "eeg")
+
+
+def make(data, tmp_path, **overrides):
+    return InputPipeline(build({"cache_dir": str(tmp_path / "cache"), **overrides}), data)
+
+
+def random_sources(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "kaggle": rng.normal(0, 2, (n, 4, 100, 300)).astype(np.float32),
+        "eeg": rng.normal(0, 1, (n, 4, 128, 256)).astype(np.float32),
+    }
+
+
+# --- recipes ----------------------------------------------------------------------------------
+
+
+def test_kaggle_log_matches_seed_formula_and_chain_order():
+    rng = np.random.default_rng(1)
+    window = np.exp(rng.normal(0, 4, (2, 4, 100, 300))).astype(np.float32)
+    window[0, 1, 5:9, 10:20] = np.nan
+    out = recipes.kaggle_log(window, -4.0, 8.0)
+    expected = np.log(np.clip(np.nan_to_num(window, nan=-1.0), math.exp(-4), math.exp(8)))
+    # Files hold LL, RL, LP, RP; the recipe yields LL, LP, RL, RP.
+    np.testing.assert_allclose(out, expected[:, [0, 2, 1, 3]], rtol=1e-5, atol=1e-5)
+    assert out.min() >= -4 - 1e-5 and out.max() <= 8 + 1e-5
+    assert np.all(out[0, 2, 5:9, 10:20] == pytest.approx(-4.0))  # NaN -> -1 -> clipped to e^lo
+    with pytest.raises(ValueError, match=r"\(4, 100, 300\)"):
+        recipes.kaggle_log(np.zeros((4, 100, 299)), -6, 10)
+
+
+def test_kaggle_tiles_pad_rows_and_crop_centre_frames():
+    logged = np.arange(4 * 100 * 300, dtype=np.float32).reshape(4, 100, 300)
+    tiles = recipes.kaggle_tiles(logged)
+    assert tiles.shape == (4, 128, 256)
+    assert np.all(tiles[:, :14] == 0) and np.all(tiles[:, 114:] == 0)
+    np.testing.assert_array_equal(tiles[:, 14:114], logged[:, :, 22:278])
+
+
+def test_hemisphere_swap_constant_mirrors_left_and_right():
+    assert recipes.CHAINS == ("LL", "LP", "RL", "RP")
+    assert [recipes.CHAINS[i] for i in recipes.HEMISPHERE_SWAP] == ["RL", "RP", "LL", "LP"]
+
+
+def test_wavelet_denoise_matches_pywt_and_removes_noise():
+    rng = np.random.default_rng(0)
+    t = np.arange(4096) / 200
+    clean = 50 * np.sin(2 * np.pi * 2 * t)
+    noisy = np.stack([clean + rng.normal(0, 10, t.size) for _ in range(3)])
+    out = recipes.wavelet_denoise(noisy, "db8", level=None, sigma="mean")
+    for channel in range(3):
+        coeffs = pywt.wavedec(noisy[channel], "db8", mode="periodization")
+        d = coeffs[-1]
+        thr = np.mean(np.abs(d - d.mean())) / 0.6745 * np.sqrt(2 * np.log(t.size))
+        coeffs[1:] = [pywt.threshold(c, value=thr, mode="hard") for c in coeffs[1:]]
+        np.testing.assert_allclose(out[channel], pywt.waverec(coeffs, "db8", mode="periodization"), atol=1e-9)
+    assert np.abs(out - clean).mean() < 0.6 * np.abs(noisy - clean).mean()
+    with pytest.raises(ValueError, match="NaN"):
+        recipes.wavelet_denoise(np.full(64, np.nan), "haar")
+
+
+def test_fill_nan_with_channel_mean():
+    x = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan]], dtype=np.float32)
+    np.testing.assert_array_equal(recipes.fill_nan_with_channel_mean(x), [[1, 2, 3], [0, 0, 0]])
+
+
+# --- shapes, dataset ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, shape",
+    [
+        ({"input": "kaggle"}, (1, 512, 512)),
+        ({"input": "kaggle", "image_size": 64}, (1, 64, 64)),
+        ({"input": "kaggle", "kaggle_layout": "tiles"}, (4, 128, 256)),
+        ({"input": "eeg"}, (4, 128, 256)),
+        ({"input": "eeg", "tile_layout": "stack"}, (1, 512, 256)),
+        ({"input": "both"}, (8, 128, 256)),
+        ({"input": "both", "tile_layout": "stack"}, (1, 512, 512)),
+    ],
+)
+def test_input_shapes(data, labels, tmp_path, eeg_native, overrides, shape):
+    pipeline = make(data, tmp_path, **overrides)
+    assert pipeline.input_shape == shape and pipeline.in_chans == shape[0]
+    item = pipeline.dataset(labels, split="train", augment=False)[1]
+    assert item["input"].shape == shape and item["input"].dtype == torch.float32
+    assert torch.isfinite(item["input"]).all()
+    np.testing.assert_allclose(item["target"].numpy(), labels.iloc[1][[c for c in labels if c.endswith("_vote")]].to_numpy(float), rtol=1e-6)
+    assert item["target"].dtype == torch.float32 and float(item["target"].sum()) == pytest.approx(1.0)
+    assert float(item["n_votes"]) == labels["n_votes"].iloc[1] and item["index"].dtype == torch.int64
+
+
+def test_test_split_items_have_zero_targets(data, tmp_path, eeg_native):
+    pipeline = make(data, tmp_path, input="both")
+    dataset = pipeline.dataset(data.test, split="test", augment=False)
+    assert len(dataset) == len(data.test)
+    item = dataset[2]
+    assert item["input"].shape == (8, 128, 256)
+    assert torch.count_nonzero(item["target"]) == 0 and float(item["n_votes"]) == 0 and int(item["index"]) == 2
+
+
+def test_eeg_recipe_uses_the_labelled_50s_window_for_train_and_test(data, labels, tmp_path, eeg_native, monkeypatch):
+    seen = []
+
+    def spy(eeg, **kwargs):
+        seen.append(np.array(eeg))
+        return eeg_native(eeg, **kwargs)
+
+    monkeypatch.setattr(dsp, "eeg_spectrograms", spy, raising=False)
+    pipeline = make(data, tmp_path, input="eeg", cache=False)
+    row = labels.iloc[3]
+    pipeline.dataset(labels, split="train", augment=False)[3]
+    recording = data.read_eeg("train", row["eeg_id"])
+    np.testing.assert_array_equal(seen[-1][0], eeg_window(recording, row["eeg_label_offset_seconds"]))
+    pipeline.dataset(data.test, split="test", augment=False)[0]
+    assert seen[-1].shape == (1, 20, 10_000)
+    np.testing.assert_array_equal(seen[-1][0], data.read_eeg("test", data.test["eeg_id"].iloc[0]))
+
+
+def test_eeg_options_reach_the_native_call(data, labels, tmp_path, eeg_native, monkeypatch):
+    calls = []
+
+    def spy(eeg, **kwargs):
+        calls.append((np.array(eeg), kwargs))
+        return eeg_native(eeg, **kwargs)
+
+    monkeypatch.setattr(dsp, "eeg_spectrograms", spy, raising=False)
+    pipeline = make(data, tmp_path, input="eeg", cache=False, bandpass="0.5,20", notch=60, eeg_clip=5.0, eeg_recipe="scipy")
+    pipeline.dataset(labels, split="train", augment=False)[0]
+    eeg, kwargs = calls[-1]
+    assert kwargs == {"recipe": "scipy", "bandpass": (0.5, 20.0), "notch": 60.0}
+    assert np.nanmax(np.abs(eeg)) <= 5.0
+
+
+def test_labels_missing_a_column_is_named(data, labels, tmp_path):
+    with pytest.raises(ValueError, match="n_votes"):
+        make(data, tmp_path, input="kaggle").dataset(labels.drop(columns="n_votes"), split="train", augment=False)
+
+
+# --- normalization ------------------------------------------------------------------------------
+
+
+def test_instance_normalization_standardizes_each_source(data, tmp_path):
+    pipeline = make(data, tmp_path, input="both")
+    sources = random_sources()
+    sources["eeg"] = sources["eeg"] * 5 + 3
+    out = pipeline.assemble(sources)
+    kaggle_part = out[:, :4, 14:114, :]  # inside the padding
+    assert out.shape == (3, 8, 128, 256)
+    np.testing.assert_allclose(out[:, 4:].mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(out[:, 4:].std(axis=(1, 2, 3)), 1, atol=1e-3)
+    assert abs(kaggle_part.mean()) < 0.05 and 0.9 < kaggle_part.std() < 1.1
+
+
+def _numpy_stats(pipeline, labels, source):
+    rows = [pipeline.row_source(source, "train", r) for r in _rows(labels)]
+    values = np.concatenate([r.ravel() for r in rows]).astype(np.float64)
+    return values.mean(), values.std()
+
+
+def _rows(labels):
+    from hms.inputs import _label_rows
+
+    return _label_rows(labels, "train")
+
+
+def test_datawide_statistics_come_from_training_rows_only(data, labels, tmp_path, eeg_native):
+    train, validation = labels.iloc[:12], labels.iloc[12:]
+    pipeline = make(data, tmp_path, input="both", normalization="datawide")
+    pipeline.fit(train, show_progress=False)
+    for source in ("kaggle", "eeg"):
+        mean, std = _numpy_stats(pipeline, train, source)
+        assert pipeline.stats[source]["mean"] == pytest.approx(mean, rel=1e-6)
+        assert pipeline.stats[source]["std"] == pytest.approx(std, rel=1e-6)
+        assert pipeline.stats[source]["count"] == len(train) * (4 * 100 * 300 if source == "kaggle" else 4 * 128 * 256)
+    # The validation rows are present in the same frame the caller holds, yet cannot move the
+    # statistics; fitting on all rows would.
+    everything = make(data, tmp_path, input="both", normalization="datawide")
+    everything.fit(pd.concat([train, validation]), show_progress=False)
+    assert everything.stats["kaggle"]["mean"] != pytest.approx(pipeline.stats["kaggle"]["mean"], rel=1e-9)
+    # Validation items are normalized with the training statistics, unchanged.
+    before = json.dumps(pipeline.state_dict())
+    item = pipeline.dataset(validation, split="train", augment=False)[0]["input"].numpy()
+    assert json.dumps(pipeline.state_dict()) == before
+    raw = pipeline.row_source("eeg", "train", _rows(validation)[0])
+    s = pipeline.stats["eeg"]
+    np.testing.assert_allclose(item[4:], (raw - s["mean"]) / s["std"], rtol=1e-5, atol=1e-5)
+
+
+def test_state_round_trip_rebuilds_identical_preprocessing(data, labels, tmp_path):
+    pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", normalization="datawide", clip_lo=-5, clip_hi=9)
+    pipeline.fit(labels.iloc[:8], show_progress=False)
+    state = json.loads(json.dumps(pipeline.state_dict()))
+    rebuilt = InputPipeline.from_state(state, data)
+    assert rebuilt.stats == pipeline.stats and rebuilt.params == pipeline.params
+    a = pipeline.dataset(labels, split="train", augment=False)[10]["input"]
+    b = rebuilt.dataset(labels, split="train", augment=False)[10]["input"]
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="statistics"):
+        InputPipeline.from_state({**state, "stats": None}, data)
+
+
+def test_datawide_without_statistics_is_an_error(data, tmp_path):
+    pipeline = make(data, tmp_path, input="kaggle", normalization="datawide")
+    with pytest.raises(RuntimeError, match="fit"):
+        pipeline.assemble(random_sources())
+
+
+def test_instance_fit_is_a_no_op(data, labels, tmp_path):
+    pipeline = make(data, tmp_path, input="kaggle")
+    pipeline.fit(labels)
+    assert pipeline.state_dict()["stats"] is None
+
+
+# --- augmentation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"input": "both"},
+        {"input": "both", "tile_layout": "stack"},
+        {"input": "kaggle", "image_size": 64},
+        {"input": "eeg", "tile_layout": "stack"},
+    ],
+)
+def test_swap_equals_input_of_mirrored_sources(data, tmp_path, overrides):
+    pipeline = make(data, tmp_path, **overrides)
+    sources = random_sources()
+    mirrored = {name: x[:, list(recipes.HEMISPHERE_SWAP)] for name, x in sources.items()}
+    built = torch.from_numpy(pipeline.assemble(sources))
+    swapped = pipeline.swap_hemispheres(built)
+    np.testing.assert_allclose(swapped.numpy(), pipeline.assemble(mirrored), atol=1e-5)
+    assert not torch.equal(swapped, built)
+    assert torch.equal(pipeline.swap_hemispheres(swapped), built)
+    np.testing.assert_array_equal(augment.swap_hemispheres(built.numpy(), pipeline.layout), swapped.numpy())
+
+
+def test_swap_rejects_a_foreign_shape(data, tmp_path):
+    with pytest.raises(ValueError, match=r"\(4, 128, 256\)"):
+        make(data, tmp_path, input="eeg").swap_hemispheres(torch.zeros(2, 1, 64, 64))
+
+
+def test_training_augmentation_swaps_only_when_asked(data, labels, tmp_path):
+    plain = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
+    always = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", aug_swap_p=1.0)
+    reference = plain.dataset(labels, split="train", augment=False)[4]["input"]
+    assert torch.equal(always.dataset(labels, split="train", augment=False)[4]["input"], reference)
+    swapped = always.dataset(labels, split="train", augment=True)[4]["input"]
+    assert torch.equal(swapped, always.swap_hemispheres(reference[None])[0])
+
+
+def test_masking_zeroes_one_band_on_every_chain():
+    x = np.ones((4, 128, 256), dtype=np.float32)
+    augment.mask_time_freq(x, np.random.default_rng(3), max_time=40, max_freq=20)
+    zero_cols = np.flatnonzero((x == 0).all(axis=(0, 1)))
+    zero_rows = np.flatnonzero((x == 0).all(axis=(0, 2)))
+    assert 0 < len(zero_cols) <= 40 and 0 < len(zero_rows) <= 20
+    assert np.all(np.diff(zero_cols) == 1) and np.all(np.diff(zero_rows) == 1)
+    assert (x == 0).sum() == 4 * (len(zero_cols) * 128 + len(zero_rows) * 256 - len(zero_cols) * len(zero_rows))
+
+
+def test_window_shift_stays_inside_the_recording_and_moves():
+    rng = np.random.default_rng(0)
+    starts = [augment.shifted_start(1000, 12_000, 10_000, 10.0, rng) for _ in range(200)]
+    assert min(starts) == 0 and max(starts) == 2000 and len(set(starts)) > 3
+    assert augment.shifted_start(1000, 12_000, 10_000, 0.0, rng) == 1000
+
+
+def test_shift_augmentation_changes_the_eeg_window(data, labels, tmp_path, eeg_native, monkeypatch):
+    seen = []
+    monkeypatch.setattr(dsp, "eeg_spectrograms", lambda eeg, **kw: seen.append(np.array(eeg).reshape(-1, 20, 10_000)) or eeg_native(eeg, **kw), raising=False)
+    pipeline = make(data, tmp_path, input="eeg", aug_shift_s=20.0, aug_swap_p=0.0)
+    torch.manual_seed(0)
+    dataset = pipeline.dataset(labels, split="train", augment=True)
+    row = labels.iloc[0]
+    recording = data.read_eeg("train", row["eeg_id"])
+    for _ in range(4):
+        dataset[0]
+    labelled = eeg_window(recording, row["eeg_label_offset_seconds"])
+    assert any(not np.array_equal(w[0], labelled) for w in seen)
+    for window in seen:  # every shifted window is a real 50-s stretch of the recording
+        starts = [s for s in range(recording.shape[1] - 9_999) if np.array_equal(recording[0, s : s + 10], window[0, 0, :10])]
+        assert starts
+
+
+def test_mixup_mixes_inputs_and_targets_alike():
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "input": torch.arange(4.0).reshape(4, 1, 1, 1).expand(4, 1, 2, 2).clone(),
+        "target": torch.eye(6)[:4],
+        "n_votes": torch.tensor([1.0, 2.0, 3.0, 4.0]),
+        "index": torch.arange(4),
+    }
+    mixed = augment.mixup(batch, alpha=0.4, p=1.0, generator=g)
+    assert torch.allclose(mixed["target"].sum(dim=1), torch.ones(4))
+    # Input value i encodes the row, so each mixed input must equal its target's weighting.
+    assert torch.allclose(mixed["input"][:, 0, 0, 0], mixed["target"][:, :4] @ torch.arange(4.0), atol=1e-6)
+    assert torch.allclose(mixed["n_votes"], mixed["target"][:, :4] @ torch.tensor([1.0, 2.0, 3.0, 4.0]), atol=1e-5)
+    assert torch.equal(mixed["index"], batch["index"]) and torch.equal(batch["target"], torch.eye(6)[:4])
+    again = augment.mixup(batch, alpha=0.4, p=1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again["input"], mixed["input"])
+    assert augment.mixup(batch, alpha=0.0, p=1.0, generator=g) is batch
+
+
+# --- rebalancing --------------------------------------------------------------------------------
+
+
+def test_rebalance_weights_equalize_classes(labels):
+    w = augment.rebalance_weights(labels, "consensus")
+    per_class = pd.Series(w).groupby(labels["expert_consensus"].to_numpy()).sum()
+    np.testing.assert_allclose(per_class.to_numpy(), 1.0)
+    # Target mass: exact for one-hot targets, and a more even class mass for split votes.
+    one_hot = labels.copy()
+    votes = [c for c in labels if c.endswith("_vote")]
+    one_hot[votes] = np.eye(6)[np.arange(len(labels)) % 3]
+    w = augment.rebalance_weights(one_hot, "mass")
+    np.testing.assert_allclose((w[:, None] * one_hot[votes].to_numpy()).sum(axis=0)[:3], 1.0)
+    targets = labels[votes].to_numpy()
+    mass = (augment.rebalance_weights(labels, "mass")[:, None] * targets).sum(axis=0)
+    assert mass.max() / mass.min() < targets.sum(axis=0).max() / targets.sum(axis=0).min()
+    assert augment.rebalance_weights(labels, "none") is None
+    with pytest.raises(ValueError, match="rebalance"):
+        augment.rebalance_weights(labels, "bogus")
+
+
+def test_train_sampler_is_seeded_and_off_by_default(data, labels, tmp_path):
+    assert make(data, tmp_path).train_sampler(labels, 0) is None
+    pipeline = make(data, tmp_path, rebalance="consensus")
+    first = list(pipeline.train_sampler(labels, 5))
+    assert first == list(pipeline.train_sampler(labels, 5)) and len(first) == len(labels)
+    assert first != list(pipeline.train_sampler(labels, 6))
+
+
+# --- config, cache, workers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [({"clip_lo": 3, "clip_hi": 2}, "clip_lo"), ({"bandpass": "20,5"}, "bandpass"), ({"image_size": 30}, "image_size"),
+     ({"aug_swap_p": 1.5}, "aug_swap_p"), ({"wavelet": "nope"}, "wavelet"), ({"notch": 200}, "notch")],
+)
+def test_config_rejects_bad_input_settings(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        build(overrides)
+
+
+def test_cache_is_used_and_keyed_by_every_parameter(data, labels, tmp_path):
+    pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
+    row = _rows(labels)[2]
+    computed = pipeline.row_source("kaggle", "train", row)
+    cache = pipeline._caches["kaggle"]
+    path = cache.path("train", row["spectrogram_id"], row["spectrogram_offset"])
+    assert path.is_file() and np.load(path).dtype == np.float16
+    np.testing.assert_allclose(pipeline.row_source("kaggle", "train", row), computed, atol=1e-2)
+    np.save(path, np.full((4, 100, 300), 7, dtype=np.float16))  # proves the next read is a cache hit
+    assert np.all(pipeline.row_source("kaggle", "train", row) == 7)
+    other = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", clip_hi=9.0)
+    assert other._caches["kaggle"].folder != cache.folder
+    assert np.all(other.row_source("kaggle", "train", row) <= 9.0)
+    eeg_a = make(data, tmp_path, input="eeg")._caches["eeg"].folder
+    for change in ({"bandpass": "0.5,20"}, {"notch": 60}, {"eeg_recipe": "scipy"}, {"wavelet": "db8"}, {"eeg_clip": 500}):
+        assert make(data, tmp_path, input="eeg", **change)._caches["eeg"].folder != eeg_a
+    # Augmentation, layout and normalization settings do not change what is cached.
+    assert make(data, tmp_path, input="eeg", aug_swap_p=0.1, tile_layout="stack")._caches["eeg"].folder == eeg_a
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_dataloader_with_worker_processes(data, labels, tmp_path, start_method):
+    pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
+    loader = torch.utils.data.DataLoader(
+        pipeline.dataset(labels.iloc[:8], split="train", augment=True), batch_size=4,
+        multiprocessing_context=start_method, **pipeline.loader_kwargs(1),
+    )
+    batches = list(loader)
+    assert [b["input"].shape for b in batches] == [(4, 4, 128, 256)] * 2
+    assert torch.equal(torch.cat([b["index"] for b in batches]), torch.arange(8))
+
+
+def test_show_sample_renders_a_png(data, tmp_path, eeg_native, capsys):
+    from hms import show_sample
+
+    out = tmp_path / "sample.png"
+    argv = ["--data-dir", str(data.root), "--row", "2", "--out", str(out), "input=both", f"cache_dir={tmp_path}"]
+    assert show_sample.main(argv) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert str(out) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        show_sample.main(argv[:3] + ["999", "--out", str(tmp_path / "x.png"), f"cache_dir={tmp_path}"])
+    assert not (tmp_path / "x.png").exists()

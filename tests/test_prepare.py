@@ -1,0 +1,91 @@
+"""python -m hms.prepare: fills the input cache, resumes after an interruption, never half-writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hms import dsp, input_cache, prepare
+from hms.config import build
+from hms.data import CompetitionData, make_labels
+from hms.inputs import InputPipeline
+from test_inputs import HAS_NATIVE_EEG, _stand_in_eeg_spectrograms
+
+
+@pytest.fixture
+def eeg_native(monkeypatch):
+    if not HAS_NATIVE_EEG:
+        monkeypatch.setattr(dsp, "eeg_spectrograms", _stand_in_eeg_spectrograms, raising=False)
+
+
+@pytest.fixture(scope="module")
+def data(tiny_dataset):
+    return CompetitionData(tiny_dataset)
+
+
+def _files(folder):
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_interrupted_prepare_resumes_without_redoing_work(data, tmp_path, eeg_native, monkeypatch):
+    pipeline = InputPipeline(build({"input": "both", "cache_dir": str(tmp_path)}), data)
+    labels = make_labels(data.train, "eeg")
+    real_save = input_cache.SourceCache.save
+    saved = []
+
+    def save_then_crash(self, *args):
+        if len(saved) == 7:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
+        real_save(self, *args)
+        saved.append(args)
+
+    monkeypatch.setattr(input_cache.SourceCache, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.prepare_cache(pipeline, labels, "train", show_progress=False)
+    monkeypatch.setattr(input_cache.SourceCache, "save", real_save)
+    written = [p for p in _files(tmp_path) if p.suffix == ".npy"]
+    assert len(written) == 7 and not [p for p in _files(tmp_path) if p.name.endswith(".tmp")]
+    stamps = {p: p.stat().st_mtime_ns for p in written}
+
+    report = prepare.prepare_cache(pipeline, labels, "train", show_progress=False)
+    n_windows = len(labels)  # grouping "eeg": one window per eeg_id and per source here
+    assert report["kaggle"]["present"] == 7 and report["kaggle"]["computed"] == n_windows - 7
+    assert report["eeg"] == {"computed": n_windows, "present": 0}
+    assert {p: p.stat().st_mtime_ns for p in written} == stamps  # finished work untouched
+    again = prepare.prepare_cache(pipeline, labels, "train", show_progress=False)
+    assert again == {s: {"computed": 0, "present": n_windows} for s in ("kaggle", "eeg")}
+    # What the dataset reads is what prepare wrote.
+    row = {"eeg_id": int(labels.eeg_id[0]), "spectrogram_id": int(labels.spectrogram_id[0]),
+           "eeg_offset": float(labels.eeg_label_offset_seconds[0]),
+           "spectrogram_offset": float(labels.spectrogram_label_offset_seconds[0])}  # fmt: skip
+    cached = pipeline._caches["eeg"].load("train", row["eeg_id"], row["eeg_offset"])
+    fresh = pipeline.compute_source("eeg", "train", row["eeg_id"], [row["eeg_offset"]])[0]
+    np.testing.assert_allclose(cached, fresh, rtol=1e-2, atol=1e-3)
+
+
+def test_cli_prepares_both_splits_into_a_parameter_keyed_folder(data, tmp_path, capsys):
+    argv = ["--data-dir", str(data.root), "input=kaggle", f"cache_dir={tmp_path}"]
+    assert prepare.main(argv) == 0
+    out = capsys.readouterr().out
+    n_train = len(make_labels(data.train, "eeg"))
+    assert f"train kaggle: {n_train} computed" in out and f"test kaggle: {len(data.test)} computed" in out
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and (folders[0] / "params.json").is_file()
+    assert len(list((folders[0] / "test").glob("*.npy"))) == len(data.test)
+    assert prepare.main(argv + ["clip_lo=-5"]) == 0
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # a new key, no stale reuse
+    capsys.readouterr()
+    assert prepare.main(argv) == 0
+    assert f"train kaggle: 0 computed, {n_train} already cached" in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_splits(data, tmp_path):
+    with pytest.raises(SystemExit):
+        prepare.main(["--data-dir", str(data.root), "--splits", "valid", f"cache_dir={tmp_path}"])
+
+
+def test_float16_overflow_is_refused(tmp_path, data):
+    cache = input_cache.SourceCache(tmp_path, "eeg", {"x": 1}, data.root)
+    with pytest.raises(ValueError, match="float16"):
+        cache.save("train", 1, 0.0, np.full((2, 2), 1e6, dtype=np.float32))
+    assert not cache.path("train", 1, 0.0).exists()
