@@ -72,15 +72,16 @@ class Config:
     cache: bool = _opt(True, "cache preprocessed Kaggle windows and EEG spectrograms (python -m hms.prepare)")
     cache_dir: str | None = _opt(None, "input cache folder (default: $HMS_CACHE_DIR or ~/.cache/hms, /inputs)")
     # --- model ----------------------------------------------------------------------------------
-    model: str = _opt("resnet18", "any timm model name (presets: resnet34d, efficientnet_b0, efficientnet_b1)")
+    model: str = _opt("resnet10t", "any timm model name (presets: resnet34d, efficientnet_b0, efficientnet_b1)")
     pretrained: bool = _opt(False, "download timm's pretrained weights (needs network)")
     weights: str | None = _opt(None, "local pretrained weights file (.pth/.safetensors), loaded safely")
     drop_rate: float = _opt(0.0, "dropout before the classifier")
     drop_path_rate: float = _opt(0.0, "stochastic depth rate")
+    input_pool: int = _opt(2, "average-pool the input by this factor before the backbone (1: full resolution; the default 2 keeps CPU runs fast)")
     # --- optimization ---------------------------------------------------------------------------
-    epochs: int = _opt(3, "epochs of stage 1 (all rows)")
+    epochs: int = _opt(8, "epochs of stage 1 (all rows)")
     batch_size: int = _opt(32, "samples per optimizer step (before accumulation)")
-    lr: float = _opt(1e-3, "peak learning rate")
+    lr: float = _opt(3e-3, "peak learning rate")
     beta1: float = _opt(0.9, "AdamW beta1")
     beta2: float = _opt(0.999, "AdamW beta2")
     weight_decay: float = _opt(0.01, "AdamW weight decay")
@@ -95,7 +96,7 @@ class Config:
     loss_vote_weights: bool = _opt(False, "weight each sample's KL by its vote count")
     stage2_epochs: int = _opt(2, "epochs of stage 2: fine-tuning on samples with >= stage2_min_votes (0: off)")
     stage2_min_votes: int = _opt(10, "vote threshold of stage 2 and of the high-vote CV subset")
-    stage2_lr: float | None = _opt(None, "peak lr of stage 2 (default: lr / 3)")
+    stage2_lr: float | None = _opt(None, "peak lr of stage 2 (default: lr / 10)")
     # --- training -------------------------------------------------------------------------------
     seed: int = _opt(42, "seed of folds, initialization, sampling and augmentation")
     device: Literal["auto", "cpu", "cuda", "mps"] = _opt("auto", "where to train (auto: cuda, then mps, then cpu)")
@@ -137,6 +138,8 @@ def validate(cfg: Config) -> None:
     for name in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.input_pool < 1:
+        raise ConfigError(f"input_pool must be >= 1, got {cfg.input_pool}")
     for name in ("drop_rate", "drop_path_rate"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")

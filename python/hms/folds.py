@@ -1,0 +1,275 @@
+"""Training of one cross-validation fold: two stages, early stopping, best/last checkpoints, resume.
+
+Stage 1 trains on all training rows; stage 2 starts from stage 1's best weights and fine-tunes on
+the rows with at least ``stage2_min_votes`` votes (the expert-labelled kind that resembles the test
+set), with a fresh optimizer and schedule. Model selection uses validation KL on all rows in
+stage 1 and on the high-vote rows in stage 2 (stage 1's best competes in that metric too), so a
+stage 2 that does not help is simply not selected.
+
+At the end of every epoch ``fold<k>/last.pt`` records everything the next epoch depends on (model,
+optimizer, schedule, grad scaler, counters, history, RNG states); data order comes from generators
+seeded by (seed, fold, epoch). A run killed at any point therefore resumes from its last finished
+epoch and, on CPU, finishes with the same predictions as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from hms import engine
+from hms.config import Config
+from hms.data import CompetitionData, targets_of
+from hms.metric import kl_divergence
+from hms.models import create_model_from_config
+from hms.optim import LrSchedule, create_optimizer, create_schedule
+from hms.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int
+    start: int  # global epoch index of its first epoch
+    epochs: int
+    train_rows: np.ndarray  # positions in the fold's training labels
+    lr: float
+
+    @property
+    def end(self) -> int:
+        return self.start + self.epochs
+
+
+@dataclass
+class Runtime:
+    """What the fold loop needs besides the config: where, how, and the input pipeline class."""
+
+    device: torch.device
+    precision: engine.Precision
+    pipeline_class: Any  # hms.inputs.InputPipeline (swappable in tests)
+    on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None  # (fold, history) after each epoch
+
+
+def high_vote_mask(labels: pd.DataFrame, min_votes: int) -> np.ndarray:
+    return labels["n_votes"].to_numpy() >= min_votes
+
+
+def plan_stages(cfg: Config, train_labels: pd.DataFrame) -> list[Stage]:
+    stages = [Stage(1, 0, cfg.epochs, np.arange(len(train_labels)), cfg.lr)]
+    high = np.flatnonzero(high_vote_mask(train_labels, cfg.stage2_min_votes))
+    if cfg.stage2_epochs > 0 and len(high):
+        stage2_lr = cfg.stage2_lr if cfg.stage2_lr is not None else cfg.lr / 10
+        stages.append(Stage(2, cfg.epochs, cfg.stage2_epochs, high, stage2_lr))
+    elif cfg.stage2_epochs > 0:
+        tqdm.write(f"stage 2 skipped: no training row has >= {cfg.stage2_min_votes} votes")
+    return stages
+
+
+def selection_score(stage: int, kl_all: float, kl_high: float) -> float:
+    """Stage 1 selects on all rows; stage 2 on the high-vote rows (all rows if there are none)."""
+    return kl_high if stage == 2 and not math.isnan(kl_high) else kl_all
+
+
+def score_subsets(targets: np.ndarray, probs: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+    kl_all = kl_divergence(targets, probs)
+    kl_high = kl_divergence(targets[high], probs[high]) if high.any() else math.nan
+    return kl_all, kl_high
+
+
+class FoldTrainer:
+    def __init__(self, cfg: Config, run: RunDir, data: CompetitionData, labels: pd.DataFrame,
+                 folds: np.ndarray, fold: int, rt: Runtime):  # fmt: skip
+        self.cfg, self.run, self.data, self.fold, self.rt = cfg, run, data, fold, rt
+        self.train_labels = labels[folds != fold].reset_index(drop=True)
+        self.val_labels = labels[folds == fold].reset_index(drop=True)
+        self.val_targets = targets_of(self.val_labels)
+        self.val_high = high_vote_mask(self.val_labels, cfg.stage2_min_votes)
+        self.stages = plan_stages(cfg, self.train_labels)
+        self.total_epochs = self.stages[-1].end
+        self.channels_last = cfg.channels_last and rt.device.type == "cuda"
+
+    # ------------------------------------------------------------------------------------------
+    def run_fold(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Trains (or resumes, or reloads) the fold; returns (validation probabilities of the
+        selected model in val-label order, per-epoch history)."""
+        last = self.run.load_checkpoint(self.fold, "last")
+        if last is not None and last["finished"]:
+            return last["oof"].numpy(), last["history"]
+        pipeline = self.pipeline = self._pipeline(last)
+        torch.manual_seed(engine.derive_seed(self.cfg.seed, self.fold))  # same init, resumed or not
+        model = create_model_from_config(self.cfg, pipeline.in_chans).to(self.rt.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        val_loader = DataLoader(
+            pipeline.dataset(self.val_labels, split="train", augment=False),
+            batch_size=self.cfg.eval_batch_size or 2 * self.cfg.batch_size,
+            shuffle=False,
+            **self._worker_kwargs(pipeline),
+        )
+        swap = pipeline.swap_hemispheres if self.cfg.tta else None
+        train_set = pipeline.dataset(self.train_labels, split="train", augment=True)
+
+        state = self._initial_state()
+        optimizer = schedule = scaler = None
+        if last is not None:
+            state = {k: last[k] for k in state}
+            model.load_state_dict(last["model"])
+            if not self._stage_of(state["epoch"]).start == state["epoch"]:
+                optimizer, schedule, scaler = self._optimization(model, self._stage_of(state["epoch"]))
+                optimizer.load_state_dict(last["optimizer"])
+                schedule = LrSchedule.from_state(last["schedule"])
+                if scaler is not None and last.get("scaler"):
+                    scaler.load_state_dict(last["scaler"])
+            engine.set_rng_state(last["rng"])
+
+        epochs_bar = tqdm(total=self.total_epochs, initial=state["epoch"], desc=f"fold {self.fold}",
+                          unit="epoch", leave=False, disable=not self.cfg.progress)  # fmt: skip
+        while state["epoch"] < self.total_epochs:
+            epoch = state["epoch"]
+            stage = self._stage_of(epoch)
+            if epoch == stage.start:
+                optimizer, schedule, scaler = self._start_stage(model, stage, state)
+            row = self._train_epoch(model, pipeline, train_set, val_loader, swap, stage, epoch,
+                                    optimizer, schedule, scaler, state)  # fmt: skip
+            state["history"].append(row)
+            state["epoch"] = epoch + 1
+            if self.cfg.patience is not None and state["bad_epochs"] >= self.cfg.patience:
+                tqdm.write(f"fold {self.fold}: early stop of stage {stage.number} after {epoch + 1 - stage.start} epoch(s)")
+                state["epoch"] = stage.end
+            self._save_last(model, optimizer, schedule, scaler, state, pipeline)
+            if self.rt.on_epoch is not None:
+                self.rt.on_epoch(self.fold, state["history"])
+            epochs_bar.update(state["epoch"] - epochs_bar.n)
+        epochs_bar.close()
+
+        best = self.run.load_checkpoint(self.fold, "best")
+        oof = best["val_probs"].numpy()
+        self._save_last(model, optimizer, schedule, scaler, state, pipeline, oof=oof)
+        return oof, state["history"]
+
+    # ------------------------------------------------------------------------------------------
+    def _pipeline(self, last: dict | None):
+        if last is not None:
+            return self.rt.pipeline_class.from_state(json.loads(last["inputs"]), self.data)
+        pipeline = self.rt.pipeline_class(self.cfg, self.data)
+        pipeline.fit(self.train_labels)  # data-wide statistics of the training rows only
+        self.run.write_json(f"fold{self.fold}/normalization.json", pipeline.state_dict())
+        return pipeline
+
+    def _worker_kwargs(self, pipeline) -> dict[str, Any]:
+        # The pipeline knows how its workers must start (spawned: the native thread pool does
+        # not survive fork).
+        kwargs = getattr(pipeline, "loader_kwargs", None)
+        return kwargs(self.cfg.num_workers) if kwargs is not None else {"num_workers": self.cfg.num_workers}
+
+    def _initial_state(self) -> dict[str, Any]:
+        return {"epoch": 0, "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+
+    def _stage_of(self, epoch: int) -> Stage:
+        for stage in self.stages:
+            if epoch < stage.end:
+                return stage
+        return self.stages[-1]
+
+    def _steps_per_epoch(self, stage: Stage) -> int:
+        n = len(stage.train_rows)
+        batches = n // self.cfg.batch_size + (n % self.cfg.batch_size > 1)  # see _train_loader
+        return max(math.ceil(batches / self.cfg.accum_steps), 1)
+
+    def _optimization(self, model, stage: Stage):
+        cfg = self.cfg
+        optimizer = create_optimizer(model, stage.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
+        schedule = create_schedule(cfg, peak_lr=stage.lr, epochs=stage.epochs, steps_per_epoch=self._steps_per_epoch(stage))
+        scaler = torch.amp.GradScaler(self.rt.device.type) if self.rt.precision.needs_scaler else None
+        return optimizer, schedule, scaler
+
+    def _start_stage(self, model, stage: Stage, state: dict[str, Any]):
+        state["bad_epochs"] = 0
+        if stage.number > 1:
+            best = self.run.load_checkpoint(self.fold, "best")
+            model.load_state_dict(best["model"])
+            kl_all, kl_high = score_subsets(self.val_targets, best["val_probs"].numpy(), self.val_high)
+            state["best_score"] = float(selection_score(stage.number, kl_all, kl_high))
+        return self._optimization(model, stage)
+
+    def _train_loader(self, train_set, stage: Stage, epoch: int) -> DataLoader:
+        seed = engine.derive_seed(self.cfg.seed, self.fold, epoch)
+        subset = torch.utils.data.Subset(train_set, stage.train_rows.tolist())
+        stage_labels = self.train_labels.iloc[stage.train_rows].reset_index(drop=True)
+        sampler = self.pipeline.train_sampler(stage_labels, seed)
+        return DataLoader(
+            subset,
+            batch_size=self.cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(seed),
+            **self._worker_kwargs(self.pipeline),
+            # BatchNorm cannot train on a final batch of one sample.
+            drop_last=len(subset) % self.cfg.batch_size == 1,
+        )
+
+    def _train_epoch(self, model, pipeline, train_set, val_loader, swap, stage: Stage, epoch: int,
+                     optimizer, schedule, scaler, state: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        cfg, rt = self.cfg, self.rt
+        mixup_generator = torch.Generator().manual_seed(engine.derive_seed(cfg.seed, self.fold, epoch, 1))
+        mixup = getattr(pipeline, "mixup", None)
+        stats = engine.train_one_epoch(
+            model, self._train_loader(train_set, stage, epoch), optimizer, schedule,
+            device=rt.device, precision=rt.precision, scaler=scaler, accum_steps=cfg.accum_steps,
+            grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
+            batch_transform=(lambda b: mixup(b, mixup_generator)) if mixup is not None else None,
+            channels_last=self.channels_last, progress=cfg.progress, desc=f"fold {self.fold} epoch {epoch + 1}",
+        )  # fmt: skip
+        probs = engine.validate(model, val_loader, len(self.val_labels), device=rt.device, precision=rt.precision,
+                                swap=swap, channels_last=self.channels_last, progress=cfg.progress)  # fmt: skip
+        val_loss = float(engine.kl_loss(torch.log(torch.from_numpy(probs)), torch.from_numpy(self.val_targets)))
+        # Plain floats: checkpoints must hold only tensors and primitives (weights_only loading).
+        kl_all, kl_high = (float(v) for v in score_subsets(self.val_targets, probs, self.val_high))
+        score = selection_score(stage.number, kl_all, kl_high)
+        schedule.epoch_end(score)
+        improved = score < state["best_score"]
+        if improved:
+            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            self.run.save_checkpoint(self.fold, "best", {
+                "config": _config_dict(cfg), "fold": self.fold, "epoch": epoch, "stage": stage.number,
+                "score": score, "model": model.state_dict(), "val_probs": torch.from_numpy(probs),
+                "val_label_ids": torch.tensor(self.val_labels["label_id"].to_numpy()),
+                "inputs": json.dumps(pipeline.state_dict()),
+            })  # fmt: skip
+        else:
+            state["bad_epochs"] += 1
+        row = {
+            "fold": self.fold, "stage": stage.number, "epoch": epoch + 1, "train_loss": stats.loss,
+            "val_loss": val_loss, "val_kl": kl_all, "val_kl_high_votes": kl_high, "lr": stats.lr,
+            "samples_per_s": stats.samples_per_s, "train_seconds": stats.seconds, "best": improved,
+        }  # fmt: skip
+        tqdm.write(
+            f"fold {self.fold} stage {stage.number} epoch {epoch + 1}/{self.total_epochs}: "
+            f"train {stats.loss:.4f}  val KL {kl_all:.4f} (>= {cfg.stage2_min_votes} votes {kl_high:.4f})  "
+            f"lr {stats.lr:.2e}  {stats.samples_per_s:.1f} samples/s{'  *best' if improved else ''}"
+        )
+        return row
+
+    def _save_last(self, model, optimizer, schedule, scaler, state, pipeline, oof: np.ndarray | None = None) -> None:
+        self.run.save_checkpoint(self.fold, "last", {
+            "config": _config_dict(self.cfg), "fold": self.fold, **state,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "schedule": schedule.state_dict() if schedule is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": engine.rng_state(), "inputs": json.dumps(pipeline.state_dict()),
+            "finished": oof is not None, "oof": torch.from_numpy(oof) if oof is not None else None,
+        })  # fmt: skip
+
+
+def _config_dict(cfg: Config) -> dict[str, Any]:
+    from hms.config import to_dict
+
+    return to_dict(cfg)

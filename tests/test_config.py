@@ -1,0 +1,77 @@
+"""hms.config: defaults, file and command-line overrides, validation, unknown keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from hms import config
+from hms.config import Config, ConfigError
+
+REQUIRED_NAMES = ("model", "epochs", "n_folds", "folds", "batch_size", "lr", "input", "normalization",
+                  "data_dir", "run_dir", "seed", "device")  # fmt: skip
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="test")
+    config.add_config_arguments(parser)
+    return config.parse_args(parser, argv)
+
+
+def test_required_option_names_exist():
+    names = config.field_names()
+    for name in REQUIRED_NAMES:
+        assert name in names
+
+
+def test_command_line_forms_are_equivalent():
+    _, a = _parse(["--model", "resnet34d", "--lr=0.002", "epochs=3", "--n-folds", "4", "--folds", "0,2"])
+    assert (a.model, a.lr, a.epochs, a.n_folds, a.folds) == ("resnet34d", 0.002, 3, 4, [0, 2])
+
+
+def test_file_then_command_line_precedence(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "efficientnet_b0"\nepochs = 7\nscheduler = "onecycle"\n')
+    _, cfg = _parse(["--config", str(path), "epochs=2"])
+    assert (cfg.model, cfg.epochs, cfg.scheduler) == ("efficientnet_b0", 2, "onecycle")
+
+
+def test_unknown_key_on_command_line_names_closest(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parse(["--epocs", "3"])
+    assert exc.value.code == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_unknown_key_in_file_names_file_and_closest(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"stage2_epoch": 1}))
+    with pytest.raises(ConfigError, match=r"stage2_epoch.*bad.json.*stage2_epochs"):
+        config.load_file(path)
+
+
+@pytest.mark.parametrize(
+    "overrides,pattern",
+    [
+        ({"epochs": "three"}, "epochs must be an integer"),
+        ({"lr": -1}, "lr must be > 0"),
+        ({"scheduler": "linear"}, "scheduler must be one of"),
+        ({"folds": [0, 5], "n_folds": 5}, "folds must be distinct"),
+        ({"min_lr": 0.01, "lr": 0.001}, "min_lr"),
+        ({"lr_decay": 1.5}, "lr_decay"),
+        ({"stage2_epochs": -1}, "stage2_epochs"),
+        ({"stage2_lr": 0}, "stage2_lr must be > 0"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"amp": "fp8"}, "amp must be one of"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config.build(overrides)
+
+
+def test_resolved_config_round_trips_through_json():
+    cfg = Config(model="resnet34d", folds=[1], stage2_lr=1e-4)
+    assert config.build(json.loads(json.dumps(config.to_dict(cfg)))) == cfg
