@@ -164,8 +164,6 @@ class FoldTrainer:
         return pipeline
 
     def _worker_kwargs(self, pipeline) -> dict[str, Any]:
-        # The pipeline knows how its workers must start (spawned: the native thread pool does
-        # not survive fork).
         kwargs = getattr(pipeline, "loader_kwargs", None)
         return kwargs(self.cfg.num_workers) if kwargs is not None else {"num_workers": self.cfg.num_workers}
 
