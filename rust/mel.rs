@@ -136,12 +136,30 @@ impl MelFilterbank {
     pub fn apply<G: GemmFloat>(&self, power: &[G], n_frames: usize, out: &mut [G]) {
         let band = self.band();
         for (f, row) in self.filters.iter().zip(out.chunks_mut(n_frames)) {
-            row.fill(G::default());
-            for (i, &w) in f.weights.iter().enumerate() {
+            let rows = f.weights.iter().enumerate().map(|(i, &w)| {
                 let b = f.start + i - band.start;
-                axpy(row, G::from_f64(w), &power[b * n_frames..(b + 1) * n_frames]);
-            }
+                (G::from_f64(w), &power[b * n_frames..(b + 1) * n_frames])
+            });
+            weighted_sum(row, rows);
         }
+    }
+}
+
+/// `y = sum_i a_i x_i` over the (weight, row) pairs (0 for none).
+fn weighted_sum<'a, G: GemmFloat>(y: &mut [G], mut terms: impl Iterator<Item = (G, &'a [G])>) {
+    match terms.next() {
+        None => y.fill(G::default()),
+        Some((a, x)) => {
+            scale_into(y, a, x);
+            terms.for_each(|(a, x)| axpy(y, a, x));
+        }
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scale_into<G: GemmFloat>(y: &mut [G], a: G, x: &[G]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = a * x;
     }
 }
 
@@ -203,25 +221,33 @@ impl MelSpectrogram {
         Ok(MelPlan { spec: self, band, path })
     }
 
-    /// The mel spectrogram of every lane along the last axis: shape (..., n_mels, n_frames).
-    pub fn compute<T: GemmFloat>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
-        let (batch, lanes) = spectral::lanes(&x)?;
-        let n_frames = self.framing.n_frames(x.shape()[x.ndim() - 1])?;
+    /// Shape of the mel spectrogram of an array of `shape`: (..., n_mels, n_frames).
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let n = shape.last().copied().unwrap_or(0);
+        spectral::batch_shape(shape, &[self.n_mels(), self.framing.n_frames(n)?])
+    }
+
+    /// The mel spectrogram of every lane along the last axis into `out` (of `output_shape`).
+    pub fn compute_into<T: GemmFloat>(&self, x: ArrayViewD<T>, out: &mut [T]) -> Result<()> {
+        let n_frames = self.framing.n_frames(x.shape().last().copied().unwrap_or(0))?;
         let plan = self.plan::<T>()?;
-        spectral::per_lane(&batch, &[self.n_mels(), n_frames], &lanes, |lane, out| {
-            let mut work = MelWork::default();
+        spectral::per_lane_into(&x, out, MelWork::default, |work, lane, out| {
             match &plan.path {
                 Path::Band(_) => {
                     let padded: Vec<T> = self.framing.extend(lane.view())?;
-                    plan.run(&padded, n_frames, &mut work, out);
+                    plan.run(&padded, n_frames, work, out);
                 }
                 Path::Fft(_) => {
                     let padded: Vec<f64> = self.framing.extend(lane.view())?;
-                    plan.run_f64(&padded, n_frames, &mut work, out);
+                    plan.run_f64(&padded, n_frames, work, out);
                 }
             }
             Ok(())
         })
+    }
+
+    pub fn compute<T: GemmFloat>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
+        spectral::allocate(self.output_shape(x.shape())?, |out| self.compute_into(x, out))
     }
 }
 
@@ -472,21 +498,23 @@ fn db_kernel<G: LogFloat>(s: &[G], out: &mut [G], amin: G, ref_db: G, floor: G) 
     }
 }
 
-/// power_to_db of each 2-D spectrogram of `s` (the last two axes).
-pub fn power_to_db<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb) -> Result<ArrayD<T>> {
+/// power_to_db of each 2-D spectrogram of `s` (the last two axes) into `out` (`s`'s shape).
+pub fn power_to_db_into<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb, out: &mut [T]) -> Result<()> {
     ensure!(s.ndim() >= 2, "S must have at least two dimensions (..., freq, time), got {}", s.ndim());
+    ensure!(out.len() == s.len(), "out has {} elements, S has {}", out.len(), s.len());
     let s = s.as_standard_layout();
     let nd = s.ndim();
     let block = s.shape()[nd - 2] * s.shape()[nd - 1];
-    let mut out = ArrayD::from_elem(s.raw_dim(), T::default());
     if block > 0 {
-        out.as_slice_mut()
-            .expect("fresh array")
-            .par_chunks_mut(block)
+        out.par_chunks_mut(block)
             .zip(s.as_slice().expect("standard layout").par_chunks(block))
             .for_each(|(o, x)| db.apply(x, o));
     }
-    Ok(out)
+    Ok(())
+}
+
+pub fn power_to_db<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb) -> Result<ArrayD<T>> {
+    spectral::allocate(s.shape().to_vec(), |out| power_to_db_into(s, db, out))
 }
 
 #[cfg(test)]

@@ -214,19 +214,20 @@ pub fn extend_signal<T: Real, G: Real>(
     mode: PadMode,
 ) -> Option<Vec<G>> {
     let n = x.len();
-    let mut out = vec![G::from_f64(0.0); n + left + right];
-    let middle = &mut out[left..left + n];
+    let zero = G::from_f64(0.0);
+    let mut out = Vec::with_capacity(n + left + right);
+    out.resize(left, zero);
     let finite = match x.as_slice() {
-        Some(xs) => convert_finite(xs, middle),
+        Some(xs) => {
+            out.extend(xs.iter().map(|v| G::from_f64(v.to_f64())));
+            all_finite(xs)
+        }
         None => {
-            let mut finite = true;
-            for (o, &v) in middle.iter_mut().zip(x.iter()) {
-                finite &= v.to_f64().is_finite();
-                *o = G::from_f64(v.to_f64());
-            }
-            finite
+            out.extend(x.iter().map(|v| G::from_f64(v.to_f64())));
+            x.iter().all(|v| v.to_f64().is_finite())
         }
     };
+    out.resize(n + left + right, zero);
     if mode != PadMode::Constant {
         for i in (0..left).chain(left + n..left + n + right) {
             if let Some(s) = mode.source(i as isize - left as isize, n) {
@@ -237,17 +238,21 @@ pub fn extend_signal<T: Real, G: Real>(
     finite.then_some(out)
 }
 
-/// Converts `x` into `out`; false if some value is NaN or inf.
+/// Whether every value of `x` is finite.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn convert_finite<T: Real, G: Real>(x: &[T], out: &mut [G]) -> bool {
-    // x * 0 is 0 for finite x and NaN otherwise; the sum stays 0 only if all are finite.
-    let mut probe = 0.0f64;
-    for (o, &v) in out.iter_mut().zip(x) {
-        let v = v.to_f64();
-        probe += v * 0.0;
-        *o = G::from_f64(v);
+fn all_finite<T: Real>(x: &[T]) -> bool {
+    // x * 0 is 0 for finite x and NaN otherwise; the sums stay 0 only if all are finite. One
+    // sum per lane, so that the additions do not wait on each other.
+    const L: usize = 16;
+    let mut probe = [0.0f64; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..L {
+            probe[l] += c[l].to_f64() * 0.0;
+        }
     }
-    probe == 0.0
+    probe.iter().sum::<f64>() == 0.0 && rest.iter().all(|v| v.to_f64().is_finite())
 }
 
 /// Frames of an STFT: `n_fft` samples every `hop`, optionally centred by padding.
@@ -295,31 +300,38 @@ impl Framing {
     }
 }
 
-/// Each 1-D lane along the last axis of `x`, with the shape of the leading (batch) axes.
-pub fn lanes<'a, T>(x: &'a ArrayViewD<'_, T>) -> Result<(Vec<usize>, Vec<ArrayView1<'a, T>>)> {
-    ensure!(x.ndim() >= 1, "x must have at least one dimension (time is the last axis)");
-    let last = x.ndim() - 1;
-    let batch = x.shape()[..last].to_vec();
-    Ok((batch, x.lanes(Axis(last)).into_iter().collect()))
+/// The shape of a per-lane result: the batch axes of `shape` (all but the last), then `tail`.
+pub fn batch_shape(shape: &[usize], tail: &[usize]) -> Result<Vec<usize>> {
+    ensure!(!shape.is_empty(), "x must have at least one dimension (time is the last axis)");
+    Ok(shape[..shape.len() - 1].iter().chain(tail).copied().collect())
 }
 
-/// An output of shape `batch + tail` in standard layout, filled by `fill(lane, block)` in
-/// parallel, one block of `prod(tail)` elements per lane.
-pub fn per_lane<T, U, F>(batch: &[usize], tail: &[usize], lanes: &[ArrayView1<'_, T>], fill: F) -> Result<ArrayD<U>>
+/// A new array of `shape` in standard layout, filled by `fill` (the kernels' `*_into`).
+pub fn allocate<U: Copy + Default>(shape: Vec<usize>, fill: impl FnOnce(&mut [U]) -> Result<()>) -> Result<ArrayD<U>> {
+    let mut out = vec![U::default(); shape.iter().product()];
+    fill(&mut out)?;
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
+}
+
+/// Fills `out`, one equal block per 1-D lane along the last axis of `x` (in standard order),
+/// in parallel; each task reuses the state that `init` makes.
+pub fn per_lane_into<T, U, S, I, F>(x: &ArrayViewD<T>, out: &mut [U], init: I, fill: F) -> Result<()>
 where
     T: Sync,
-    U: Copy + Default + Send,
-    F: Fn(&ArrayView1<T>, &mut [U]) -> Result<()> + Sync,
+    U: Send,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, &ArrayView1<T>, &mut [U]) -> Result<()> + Sync + Send,
 {
-    let block: usize = tail.iter().product();
-    let shape: Vec<usize> = batch.iter().chain(tail).copied().collect();
-    let mut out = vec![U::default(); block * lanes.len()];
-    if block > 0 {
-        out.par_chunks_mut(block)
-            .zip(lanes.par_iter())
-            .try_for_each(|(o, lane)| fill(lane, o))?;
+    ensure!(x.ndim() >= 1, "x must have at least one dimension (time is the last axis)");
+    let lanes: Vec<ArrayView1<T>> = x.lanes(Axis(x.ndim() - 1)).into_iter().collect();
+    if lanes.is_empty() || out.is_empty() {
+        return Ok(());
     }
-    Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
+    assert_eq!(out.len() % lanes.len(), 0, "one equal block per lane");
+    let block = out.len() / lanes.len();
+    out.par_chunks_mut(block)
+        .zip(lanes.par_iter())
+        .try_for_each_init(init, |state, (o, lane)| fill(state, lane, o))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -344,16 +356,17 @@ impl Stft {
         self.framing.n_fft / 2 + 1
     }
 
-    /// The STFT of every lane along the last axis, shape `(..., n_frames, n_freq)` (frames
-    /// first: swap the last two axes for librosa's layout).
-    pub fn compute<T: Real>(&self, x: ArrayViewD<T>) -> Result<ArrayD<Complex<T>>>
-    where
-        Complex<T>: Default,
-    {
-        let (batch, lanes) = lanes(&x)?;
-        let n_frames = self.framing.n_frames(x.shape()[x.ndim() - 1])?;
+    /// Shape of the STFT of an array of `shape`: `(..., n_frames, n_freq)`, frames first (swap
+    /// the last two axes for librosa's layout).
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let n = shape.last().copied().unwrap_or(0);
+        batch_shape(shape, &[self.framing.n_frames(n)?, self.n_freq()])
+    }
+
+    /// The STFT of every lane along the last axis into `out` (of `output_shape`).
+    pub fn compute_into<T: Real>(&self, x: ArrayViewD<T>, out: &mut [Complex<T>]) -> Result<()> {
         let n_freq = self.n_freq();
-        per_lane(&batch, &[n_frames, n_freq], &lanes, |lane, out| {
+        per_lane_into(&x, out, || (), |_, lane, out| {
             let padded: Vec<f64> = self.framing.extend(lane.view())?;
             out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
                 let mut runner = FftRunner::new(&self.fft);
@@ -368,6 +381,10 @@ impl Stft {
             });
             Ok(())
         })
+    }
+
+    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<Complex<T>>> {
+        allocate(self.output_shape(x.shape())?, |out| self.compute_into(x, out))
     }
 }
 
@@ -541,15 +558,24 @@ impl Spectrogram {
         });
     }
 
-    /// The spectrogram of every lane along the last axis, shape `(..., n_segments, n_freq)`.
-    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
-        let (batch, lanes) = lanes(&x)?;
-        let n_seg = self.n_segments(x.shape()[x.ndim() - 1])?;
-        per_lane(&batch, &[n_seg, self.n_freq()], &lanes, |lane, out| {
-            let signal: Vec<f64> = lane.iter().map(|v| v.to_f64()).collect();
-            self.segments_into(&signal, out, T::from_f64);
+    /// Shape of the spectrogram of an array of `shape`: `(..., n_segments, n_freq)`.
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let n = shape.last().copied().unwrap_or(0);
+        batch_shape(shape, &[self.n_segments(n)?, self.n_freq()])
+    }
+
+    /// The spectrogram of every lane along the last axis into `out` (of `output_shape`).
+    pub fn compute_into<T: Real>(&self, x: ArrayViewD<T>, out: &mut [T]) -> Result<()> {
+        per_lane_into(&x, out, Vec::new, |signal: &mut Vec<f64>, lane, out| {
+            signal.clear();
+            signal.extend(lane.iter().map(|v| v.to_f64()));
+            self.segments_into(signal, out, T::from_f64);
             Ok(())
         })
+    }
+
+    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
+        allocate(self.output_shape(x.shape())?, |out| self.compute_into(x, out))
     }
 }
 
@@ -726,7 +752,7 @@ impl<G: GemmFloat> BandDft<G> {
         assert!(start(n_frames - 1) + self.len <= signal.len(), "signal too short for its frames");
         let (k_re, k_im) = (self.k_re, self.k_im);
         let folded_len = if self.symmetric { n_frames * (k_re + k_im) } else { 0 };
-        scratch.clear();
+        // Every element is written below: resize without clearing.
         scratch.resize(folded_len + nb * n_frames, G::default());
         let (folded, im) = scratch.split_at_mut(folded_len);
         let c = (n_frames, 1);
@@ -874,6 +900,15 @@ mod tests {
         assert_eq!(pad(PadMode::Symmetric), vec![2., 3., 3., 2., 1., 1., 2., 3., 3., 2., 1., 1.]);
         let nan = Array1::from(vec![1.0, f64::NAN]);
         assert!(extend_signal::<f64, f64>(nan.view(), 1, 1, PadMode::Constant).is_none());
+        // Non-finite values are found anywhere, in the vectorized body and in the tail.
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for at in [0, 15, 16, 31, 40] {
+                let mut v = vec![1.0f32; 41];
+                v[at] = bad as f32;
+                assert!(!all_finite(&v), "{bad} at {at}");
+            }
+        }
+        assert!(all_finite(&[f32::MAX; 41]));
     }
 
     #[test]
