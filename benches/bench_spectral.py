@@ -90,7 +90,7 @@ def test_bench(benchmark, inputs, group, impl):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if impl == "reference":
-            benchmark.pedantic(func, args=(inputs[group],), rounds=3, iterations=1, warmup_rounds=1)
+            benchmark.pedantic(func, args=(inputs[group],), rounds=2, iterations=1, warmup_rounds=0)
         else:
             benchmark(func, inputs[group])
 

@@ -382,7 +382,7 @@ fn max_and_nan<G: Real>(s: &[G]) -> (f64, bool) {
     for chunk in chunks {
         for l in 0..L {
             let v = chunk[l].to_f64();
-            nan[l] |= v != v;
+            nan[l] |= v.is_nan();
             max[l] = if v > max[l] { v } else { max[l] };
         }
     }
@@ -428,10 +428,10 @@ const LN_POLY_F64: [f64; 13] = [
 const LN_POLY_F32: [f32; 9] = [
     1.0,
     -0.49999994,
-    0.33333999,
+    0.33334,
     -0.25001356,
     0.19962999,
-    -0.16583250,
+    -0.1658325,
     0.14908719,
     -0.14196017,
     0.08632377,
@@ -478,7 +478,7 @@ impl LogFloat for f32 {
             g = g.mul_add(f, c);
         }
         // ln 2 in two parts: k * LN2_HI is exact, so only the final sum rounds.
-        const LN2_HI: f32 = 0.693_359_375;
+        const LN2_HI: f32 = 0.693_359_4; // 0.693359375, exact in f32
         const LN2_LO: f32 = -2.121_944_4e-4;
         let k = k as f32;
         f.mul_add(g, k * LN2_LO) + k * LN2_HI

@@ -187,7 +187,7 @@ fn nan_sum(x: &[f64]) -> (f64, usize, bool) {
     for c in chunks {
         for l in 0..L {
             let v = c[l];
-            let ok = v == v;
+            let ok = !v.is_nan();
             sum[l] += if ok { v } else { 0.0 };
             count[l] += ok as usize;
             inf[l] |= v.abs() == f64::INFINITY;

@@ -807,6 +807,7 @@ fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
 
 /// `|X_k|^power` of the FFT of frames (`frame_len` samples at `t * hop`, windowed by the
 /// full-length `window`), bins `bins` only, into `out` (bins x n_frames, row-major).
+#[allow(clippy::too_many_arguments)]
 pub fn fft_band_power<G: Real>(
     fft: &Arc<dyn RealToComplex<f64>>,
     signal: &[f64],
