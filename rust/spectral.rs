@@ -366,17 +366,35 @@ impl Stft {
     /// The STFT of every lane along the last axis into `out` (of `output_shape`).
     pub fn compute_into<T: Real>(&self, x: ArrayViewD<T>, out: &mut [Complex<T>]) -> Result<()> {
         let n_freq = self.n_freq();
+        let Framing { n_fft, hop, pad_mode, .. } = self.framing;
+        let pad = self.framing.pad() as isize;
         per_lane_into(&x, out, || (), |_, lane, out| {
-            let padded: Vec<f64> = self.framing.extend(lane.view())?;
+            let owned;
+            let xs: &[T] = match lane.as_slice() {
+                Some(xs) => xs,
+                None => {
+                    owned = lane.to_vec();
+                    &owned
+                }
+            };
+            ensure!(all_finite(xs), "x contains NaN or inf");
+            let n = xs.len();
             out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
                 let mut runner = FftRunner::new(&self.fft);
                 for (i, row) in rows.chunks_mut(n_freq).enumerate() {
-                    let t = chunk * FRAMES_PER_TASK + i;
-                    let start = t * self.framing.hop;
-                    let spectrum = runner.run(&padded[start..start + self.framing.n_fft], &self.window);
-                    for (o, c) in row.iter_mut().zip(spectrum) {
-                        *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
-                    }
+                    // Frame t covers samples start..start + n_fft of the signal, padding included.
+                    let start = ((chunk * FRAMES_PER_TASK + i) * hop) as isize - pad;
+                    let spectrum = runner.run_with(|input| {
+                        if start >= 0 && start as usize + n_fft <= n {
+                            windowed_into(&xs[start as usize..start as usize + n_fft], &self.window, input);
+                        } else {
+                            for (j, (o, &w)) in input.iter_mut().zip(&self.window).enumerate() {
+                                let v = pad_mode.source(start + j as isize, n).map_or(0.0, |s| xs[s].to_f64());
+                                *o = v * w;
+                            }
+                        }
+                    });
+                    complex_into(spectrum, row);
                 }
             });
             Ok(())
@@ -409,14 +427,35 @@ impl<'a> FftRunner<'a> {
     /// The spectrum of `segment * window`, zero-padded to the FFT length.
     fn run(&mut self, segment: &[f64], window: &[f64]) -> &[Complex<f64>] {
         let n = segment.len();
-        for ((o, &s), &w) in self.input.iter_mut().zip(segment).zip(window) {
-            *o = s * w;
-        }
-        self.input[n..].fill(0.0);
+        self.run_with(|input| {
+            windowed_into(segment, window, &mut input[..n]);
+            input[n..].fill(0.0);
+        })
+    }
+
+    /// The spectrum of the FFT input that `fill` writes.
+    fn run_with(&mut self, fill: impl FnOnce(&mut [f64])) -> &[Complex<f64>] {
+        fill(&mut self.input);
         self.fft
             .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch)
             .expect("buffer sizes come from the plan");
         &self.output
+    }
+}
+
+/// `out[i] = x[i]` rounded to `T`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn complex_into<T: Real>(x: &[Complex<f64>], out: &mut [Complex<T>]) {
+    for (o, c) in out.iter_mut().zip(x) {
+        *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
+    }
+}
+
+/// `out[i] = x[i] * w[i]`, in f64.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn windowed_into<T: Real>(x: &[T], w: &[f64], out: &mut [f64]) {
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+        *o = v.to_f64() * w;
     }
 }
 
