@@ -231,19 +231,7 @@ impl MelSpectrogram {
     pub fn compute_into<T: GemmFloat>(&self, x: ArrayViewD<T>, out: &mut [T]) -> Result<()> {
         let n_frames = self.framing.n_frames(x.shape().last().copied().unwrap_or(0))?;
         let plan = self.plan::<T>()?;
-        spectral::per_lane_into(&x, out, MelWork::default, |work, lane, out| {
-            match &plan.path {
-                Path::Band(_) => {
-                    let padded: Vec<T> = self.framing.extend(lane.view())?;
-                    plan.run(&padded, n_frames, work, out);
-                }
-                Path::Fft(_) => {
-                    let padded: Vec<f64> = self.framing.extend(lane.view())?;
-                    plan.run_f64(&padded, n_frames, work, out);
-                }
-            }
-            Ok(())
-        })
+        spectral::per_lane_into(&x, out, MelWork::default, |work, lane, out| plan.run_lane(lane.view(), n_frames, work, out))
     }
 
     pub fn compute<T: GemmFloat>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
@@ -269,9 +257,31 @@ pub struct MelWork<G> {
     power: Vec<G>,
     scratch: Vec<G>,
     signal: Vec<f64>,
+    padded: Vec<G>,
 }
 
 impl<G: GemmFloat> MelPlan<'_, G> {
+    /// The mel spectrogram (n_mels x n_frames, row-major) of one unpadded signal.
+    pub fn run_lane<T: Real>(&self, x: ndarray::ArrayView1<T>, n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) -> Result<()> {
+        match &self.path {
+            Path::Band(_) => {
+                let mut padded = std::mem::take(&mut work.padded);
+                self.spec.framing.extend_into(x, &mut padded)?;
+                self.run(&padded, n_frames, work, out);
+                work.padded = padded;
+            }
+            Path::Fft(_) => {
+                let mut padded = std::mem::take(&mut work.signal);
+                self.spec.framing.extend_into(x, &mut padded)?;
+                work.power.resize(self.band.len() * n_frames, G::default());
+                self.fft_power(&padded, n_frames, work);
+                self.spec.mel.apply(&work.power, n_frames, out);
+                work.signal = padded;
+            }
+        }
+        Ok(())
+    }
+
     /// The mel spectrogram (n_mels x n_frames, row-major) of a signal already padded by the
     /// framing.
     pub fn run(&self, padded: &[G], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {

@@ -130,10 +130,19 @@ impl Preprocessing {
 
     /// The filled and filtered differences of one recording (channels x n), (pairs x kept).
     pub fn differences<T: Real>(&self, eeg: ArrayView2<T>, pairs: &[(usize, usize)]) -> Result<Array2<f64>> {
+        let mut diffs = Array2::zeros((0, 0));
+        self.differences_into(eeg, pairs, &mut diffs)?;
+        Ok(diffs)
+    }
+
+    /// `differences` into a reused array.
+    pub fn differences_into<T: Real>(&self, eeg: ArrayView2<T>, pairs: &[(usize, usize)], diffs: &mut Array2<f64>) -> Result<()> {
         let n = eeg.ncols();
         let kept = self.kept(n)?;
         let start = (n - kept) / 2;
-        let mut diffs = Array2::<f64>::zeros((pairs.len(), kept));
+        if diffs.dim() != (pairs.len(), kept) {
+            *diffs = Array2::zeros((pairs.len(), kept));
+        }
         for (mut row, &(a, b)) in diffs.rows_mut().into_iter().zip(pairs) {
             let row = row.as_slice_mut().expect("rows of a standard array");
             let (xa, xb) = (eeg.row(a), eeg.row(b));
@@ -151,9 +160,9 @@ impl Preprocessing {
         }
         for sos in &self.filters {
             let filtered = filter::sosfiltfilt(sos, diffs.view().into_dyn(), 1)?;
-            diffs = filtered.into_dimensionality().expect("2-d in, 2-d out");
+            *diffs = filtered.into_dimensionality().expect("2-d in, 2-d out");
         }
-        Ok(diffs)
+        Ok(())
     }
 }
 
@@ -214,12 +223,21 @@ pub struct ScipyRecipe {
     pub n_freq: Option<usize>,
 }
 
-/// Runs `chain_image(differences, chain, image)` for every recording of `eeg` (..., channels,
-/// n) and chain, in parallel, into `out` of shape (..., 4, rows, cols).
-fn chain_images_into<T, F>(eeg: &ArrayViewD<T>, pairs: &[(usize, usize)], pre: &Preprocessing, out: &mut [T], chain_image: F) -> Result<()>
+/// Runs `chain_image(state, differences, chain, image)` for every recording of `eeg` (...,
+/// channels, n) and chain, in parallel, into `out` of shape (..., 4, rows, cols); each task
+/// reuses the state that `init` makes.
+fn chain_images_into<T, S, I, F>(
+    eeg: &ArrayViewD<T>,
+    pairs: &[(usize, usize)],
+    pre: &Preprocessing,
+    out: &mut [T],
+    init: I,
+    chain_image: F,
+) -> Result<()>
 where
     T: Real,
-    F: Fn(&Array2<f64>, usize, &mut [T]) -> Result<()> + Sync,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, &Array2<f64>, usize, &mut [T]) -> Result<()> + Sync + Send,
 {
     ensure!(pairs.len() == BIPOLAR.len(), "the montage needs {} channel pairs", BIPOLAR.len());
     let recordings = leading(eeg);
@@ -227,13 +245,17 @@ where
         return Ok(());
     }
     let per_recording = out.len() / recordings.len();
-    out.par_chunks_mut(per_recording).zip(recordings.par_iter()).try_for_each(|(o, rec)| {
-        let rec = rec.view().into_dimensionality::<ndarray::Ix2>().expect("2-d");
-        let diffs = pre.differences(rec, pairs)?;
-        o.par_chunks_mut(per_recording / CHAINS.len())
-            .enumerate()
-            .try_for_each(|(chain, img)| chain_image(&diffs, chain, img))
-    })
+    out.par_chunks_mut(per_recording).zip(recordings.par_iter()).try_for_each_init(
+        || Array2::zeros((0, 0)),
+        |diffs, (o, rec)| {
+            let rec = rec.view().into_dimensionality::<ndarray::Ix2>().expect("2-d");
+            pre.differences_into(rec, pairs, diffs)?;
+            let diffs = &*diffs;
+            o.par_chunks_mut(per_recording / CHAINS.len())
+                .enumerate()
+                .try_for_each_init(&init, |state, (chain, img)| chain_image(state, diffs, chain, img))
+        },
+    )
 }
 
 /// The samples axis of an EEG shape (..., channels, samples).
@@ -277,29 +299,30 @@ pub fn mel_images_into<T: LogFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)]
     let (spec, n_frames, width) = mel_geometry(n_samples(eeg.shape())?, recipe)?;
     let n_mels = spec.n_mels();
     let plan = spec.plan::<T>()?;
-    let framing = *spec.framing();
     let (offset, inv_scale) = (recipe.offset, 1.0 / recipe.scale);
-    chain_images_into(&eeg, pairs, &recipe.pre, out, |diffs, chain, img| {
-        let mut work = MelWork::default();
-        let mut mel = vec![T::default(); n_mels * n_frames];
-        let mut db = vec![T::default(); n_mels * n_frames];
-        let mut acc = vec![0.0f64; n_mels * width];
+    let init = || (MelWork::default(), vec![T::default(); n_mels * n_frames], vec![T::default(); n_mels * n_frames], vec![0.0f64; n_mels * width]);
+    chain_images_into(&eeg, pairs, &recipe.pre, out, init, |(work, mel, db, acc), diffs, chain, img| {
+        acc.fill(0.0);
         for d in 0..4 {
-            let row = diffs.row(4 * chain + d);
-            let padded: Vec<T> = framing.extend(row)?;
-            plan.run(&padded, n_frames, &mut work, &mut mel);
-            recipe.db.apply(&mel, &mut db);
+            plan.run_lane(diffs.row(4 * chain + d), n_frames, work, mel)?;
+            recipe.db.apply(mel, db);
             for (a, db) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
-                for (a, &v) in a.iter_mut().zip(&db[..width]) {
-                    *a += (v.to_f64() + offset) * inv_scale;
-                }
+                accumulate_scaled(a, &db[..width], offset, inv_scale);
             }
         }
-        for (o, a) in img.iter_mut().zip(&acc) {
+        for (o, a) in img.iter_mut().zip(acc.iter()) {
             *o = T::from_f64(a / 4.0);
         }
         Ok(())
     })
+}
+
+/// `acc += (x + offset) * scale`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn accumulate_scaled<T: Real>(acc: &mut [f64], x: &[T], offset: f64, scale: f64) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += (v.to_f64() + offset) * scale;
+    }
 }
 
 /// The mel recipe's images, (..., 4, n_mels, width).
@@ -330,20 +353,20 @@ pub fn scipy_images_into<T: Real>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], 
     let spec = &recipe.spec;
     let n_freq = spec.n_freq();
     let amin = recipe.amin;
-    chain_images_into(&eeg, pairs, &recipe.pre, out, |diffs, chain, img| {
-        let mut logs = vec![0.0f64; n_seg * n_freq];
-        let mut acc = vec![0.0f64; rows * n_seg];
+    let init = || (vec![0.0f64; n_seg * n_freq], vec![0.0f64; rows * n_seg]);
+    chain_images_into(&eeg, pairs, &recipe.pre, out, init, |(logs, acc), diffs, chain, img| {
+        acc.fill(0.0);
         for d in 0..4 {
             let row = diffs.row(4 * chain + d);
             let signal = row.as_slice().expect("rows of a standard array");
-            spec.segments_into(signal, &mut logs, |p| p.max(amin).ln_normal());
+            spec.segments_into(signal, logs, |p| p.max(amin).ln_normal());
             for s in 0..n_seg {
                 for f in 0..rows {
                     acc[f * n_seg + s] += logs[s * n_freq + f];
                 }
             }
         }
-        for (o, a) in img.iter_mut().zip(&acc) {
+        for (o, a) in img.iter_mut().zip(acc.iter()) {
             *o = T::from_f64(a / 4.0);
         }
         Ok(())

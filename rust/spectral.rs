@@ -213,9 +213,22 @@ pub fn extend_signal<T: Real, G: Real>(
     right: usize,
     mode: PadMode,
 ) -> Option<Vec<G>> {
+    let mut out = Vec::new();
+    extend_signal_into(x, left, right, mode, &mut out).then_some(out)
+}
+
+/// `extend_signal` into a reused buffer; false if `x` holds NaN or inf.
+pub fn extend_signal_into<T: Real, G: Real>(
+    x: ArrayView1<T>,
+    left: usize,
+    right: usize,
+    mode: PadMode,
+    out: &mut Vec<G>,
+) -> bool {
     let n = x.len();
     let zero = G::from_f64(0.0);
-    let mut out = Vec::with_capacity(n + left + right);
+    out.clear();
+    out.reserve(n + left + right);
     out.resize(left, zero);
     let finite = match x.as_slice() {
         Some(xs) => {
@@ -235,7 +248,7 @@ pub fn extend_signal<T: Real, G: Real>(
             }
         }
     }
-    finite.then_some(out)
+    finite
 }
 
 /// Whether every value of `x` is finite.
@@ -294,9 +307,16 @@ impl Framing {
 
     /// The padded signal of one lane; frame t is `padded[t * hop .. t * hop + n_fft]`.
     pub fn extend<T: Real, G: Real>(&self, x: ArrayView1<T>) -> Result<Vec<G>> {
+        let mut out = Vec::new();
+        self.extend_into(x, &mut out)?;
+        Ok(out)
+    }
+
+    /// `extend` into a reused buffer.
+    pub fn extend_into<T: Real, G: Real>(&self, x: ArrayView1<T>, out: &mut Vec<G>) -> Result<()> {
         let pad = self.pad();
-        extend_signal(x, pad, pad, self.pad_mode)
-            .ok_or_else(|| Error::value("x contains NaN or inf"))
+        ensure!(extend_signal_into(x, pad, pad, self.pad_mode, out), "x contains NaN or inf");
+        Ok(())
     }
 }
 
@@ -791,30 +811,30 @@ impl<G: GemmFloat> BandDft<G> {
         assert!(start(n_frames - 1) + self.len <= signal.len(), "signal too short for its frames");
         let (k_re, k_im) = (self.k_re, self.k_im);
         let folded_len = if self.symmetric { n_frames * (k_re + k_im) } else { 0 };
+        let rev_len = if self.symmetric { signal.len() } else { 0 };
         // Every element is written below: resize without clearing.
-        scratch.resize(folded_len + nb * n_frames, G::default());
-        let (folded, im) = scratch.split_at_mut(folded_len);
+        scratch.resize(folded_len + nb * n_frames + rev_len, G::default());
+        let (folded, rest) = scratch.split_at_mut(folded_len);
+        let (im, rev) = rest.split_at_mut(nb * n_frames);
         let c = (n_frames, 1);
         if self.symmetric {
+            // The samples before each window's centre are read forwards from a reversed copy,
+            // so that folding is a plain vectorized sum and difference of two slices.
+            rev.iter_mut().zip(signal.iter().rev()).for_each(|(r, &v)| *r = v);
             let (sums, diffs) = folded.split_at_mut(n_frames * k_re);
             let (half, odd) = (self.len / 2, self.len % 2 == 1);
+            let n = signal.len();
             for t in 0..n_frames {
-                let seg = &signal[start(t)..start(t) + self.len];
+                let s0 = start(t);
                 let s = &mut sums[t * k_re..(t + 1) * k_re];
                 let d = &mut diffs[t * k_im..(t + 1) * k_im];
+                // Pairs (centre + j, centre - j): after the centre forwards, before it from `rev`.
+                let lo = &rev[n - s0 - half..n - s0];
                 if odd {
-                    s[0] = seg[half];
-                    for j in 1..=half {
-                        let (hi, lo) = (seg[half + j], seg[half - j]);
-                        s[j] = hi + lo;
-                        d[j - 1] = hi - lo;
-                    }
+                    s[0] = signal[s0 + half];
+                    fold(&signal[s0 + half + 1..s0 + 2 * half + 1], lo, &mut s[1..], d);
                 } else {
-                    for j in 0..half {
-                        let (hi, lo) = (seg[half + j], seg[half - 1 - j]);
-                        s[j] = hi + lo;
-                        d[j] = hi - lo;
-                    }
+                    fold(&signal[s0 + half..s0 + 2 * half], lo, s, d);
                 }
             }
             G::gemm(nb, k_re, n_frames, &self.basis_re, (k_re, 1), sums, (1, k_re), out, c);
@@ -830,7 +850,17 @@ impl<G: GemmFloat> BandDft<G> {
     }
 }
 
+/// `sums = hi + lo`, `diffs = hi - lo`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn fold<G: GemmFloat>(hi: &[G], lo: &[G], sums: &mut [G], diffs: &mut [G]) {
+    for (((s, d), &h), &l) in sums.iter_mut().zip(diffs.iter_mut()).zip(hi).zip(lo) {
+        *s = h + l;
+        *d = h - l;
+    }
+}
+
 /// `re <- (re^2 + im^2)^(power/2)`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
     if power == 2.0 {
         for (r, &i) in re.iter_mut().zip(im) {
