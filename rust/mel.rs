@@ -136,12 +136,30 @@ impl MelFilterbank {
     pub fn apply<G: GemmFloat>(&self, power: &[G], n_frames: usize, out: &mut [G]) {
         let band = self.band();
         for (f, row) in self.filters.iter().zip(out.chunks_mut(n_frames)) {
-            row.fill(G::default());
-            for (i, &w) in f.weights.iter().enumerate() {
+            let rows = f.weights.iter().enumerate().map(|(i, &w)| {
                 let b = f.start + i - band.start;
-                axpy(row, G::from_f64(w), &power[b * n_frames..(b + 1) * n_frames]);
-            }
+                (G::from_f64(w), &power[b * n_frames..(b + 1) * n_frames])
+            });
+            weighted_sum(row, rows);
         }
+    }
+}
+
+/// `y = sum_i a_i x_i` over the (weight, row) pairs (0 for none).
+fn weighted_sum<'a, G: GemmFloat>(y: &mut [G], mut terms: impl Iterator<Item = (G, &'a [G])>) {
+    match terms.next() {
+        None => y.fill(G::default()),
+        Some((a, x)) => {
+            scale_into(y, a, x);
+            terms.for_each(|(a, x)| axpy(y, a, x));
+        }
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scale_into<G: GemmFloat>(y: &mut [G], a: G, x: &[G]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = a * x;
     }
 }
 
@@ -203,25 +221,21 @@ impl MelSpectrogram {
         Ok(MelPlan { spec: self, band, path })
     }
 
-    /// The mel spectrogram of every lane along the last axis: shape (..., n_mels, n_frames).
-    pub fn compute<T: GemmFloat>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
-        let (batch, lanes) = spectral::lanes(&x)?;
-        let n_frames = self.framing.n_frames(x.shape()[x.ndim() - 1])?;
+    /// Shape of the mel spectrogram of an array of `shape`: (..., n_mels, n_frames).
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let n = shape.last().copied().unwrap_or(0);
+        spectral::batch_shape(shape, &[self.n_mels(), self.framing.n_frames(n)?])
+    }
+
+    /// The mel spectrogram of every lane along the last axis into `out` (of `output_shape`).
+    pub fn compute_into<T: GemmFloat>(&self, x: ArrayViewD<T>, out: &mut [T]) -> Result<()> {
+        let n_frames = self.framing.n_frames(x.shape().last().copied().unwrap_or(0))?;
         let plan = self.plan::<T>()?;
-        spectral::per_lane(&batch, &[self.n_mels(), n_frames], &lanes, |lane, out| {
-            let mut work = MelWork::default();
-            match &plan.path {
-                Path::Band(_) => {
-                    let padded: Vec<T> = self.framing.extend(lane.view())?;
-                    plan.run(&padded, n_frames, &mut work, out);
-                }
-                Path::Fft(_) => {
-                    let padded: Vec<f64> = self.framing.extend(lane.view())?;
-                    plan.run_f64(&padded, n_frames, &mut work, out);
-                }
-            }
-            Ok(())
-        })
+        spectral::per_lane_into(&x, out, MelWork::default, |work, lane, out| plan.run_lane(lane.view(), n_frames, work, out))
+    }
+
+    pub fn compute<T: GemmFloat>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
+        spectral::allocate(self.output_shape(x.shape())?, |out| self.compute_into(x, out))
     }
 }
 
@@ -243,9 +257,31 @@ pub struct MelWork<G> {
     power: Vec<G>,
     scratch: Vec<G>,
     signal: Vec<f64>,
+    padded: Vec<G>,
 }
 
 impl<G: GemmFloat> MelPlan<'_, G> {
+    /// The mel spectrogram (n_mels x n_frames, row-major) of one unpadded signal.
+    pub fn run_lane<T: Real>(&self, x: ndarray::ArrayView1<T>, n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) -> Result<()> {
+        match &self.path {
+            Path::Band(_) => {
+                let mut padded = std::mem::take(&mut work.padded);
+                self.spec.framing.extend_into(x, &mut padded)?;
+                self.run(&padded, n_frames, work, out);
+                work.padded = padded;
+            }
+            Path::Fft(_) => {
+                let mut padded = std::mem::take(&mut work.signal);
+                self.spec.framing.extend_into(x, &mut padded)?;
+                work.power.resize(self.band.len() * n_frames, G::default());
+                self.fft_power(&padded, n_frames, work);
+                self.spec.mel.apply(&work.power, n_frames, out);
+                work.signal = padded;
+            }
+        }
+        Ok(())
+    }
+
     /// The mel spectrogram (n_mels x n_frames, row-major) of a signal already padded by the
     /// framing.
     pub fn run(&self, padded: &[G], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {
@@ -356,7 +392,7 @@ fn max_and_nan<G: Real>(s: &[G]) -> (f64, bool) {
     for chunk in chunks {
         for l in 0..L {
             let v = chunk[l].to_f64();
-            nan[l] |= v != v;
+            nan[l] |= v.is_nan();
             max[l] = if v > max[l] { v } else { max[l] };
         }
     }
@@ -402,10 +438,10 @@ const LN_POLY_F64: [f64; 13] = [
 const LN_POLY_F32: [f32; 9] = [
     1.0,
     -0.49999994,
-    0.33333999,
+    0.33334,
     -0.25001356,
     0.19962999,
-    -0.16583250,
+    -0.1658325,
     0.14908719,
     -0.14196017,
     0.08632377,
@@ -452,7 +488,7 @@ impl LogFloat for f32 {
             g = g.mul_add(f, c);
         }
         // ln 2 in two parts: k * LN2_HI is exact, so only the final sum rounds.
-        const LN2_HI: f32 = 0.693_359_375;
+        const LN2_HI: f32 = 0.693_359_4; // 0.693359375, exact in f32
         const LN2_LO: f32 = -2.121_944_4e-4;
         let k = k as f32;
         f.mul_add(g, k * LN2_LO) + k * LN2_HI
@@ -472,21 +508,23 @@ fn db_kernel<G: LogFloat>(s: &[G], out: &mut [G], amin: G, ref_db: G, floor: G) 
     }
 }
 
-/// power_to_db of each 2-D spectrogram of `s` (the last two axes).
-pub fn power_to_db<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb) -> Result<ArrayD<T>> {
+/// power_to_db of each 2-D spectrogram of `s` (the last two axes) into `out` (`s`'s shape).
+pub fn power_to_db_into<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb, out: &mut [T]) -> Result<()> {
     ensure!(s.ndim() >= 2, "S must have at least two dimensions (..., freq, time), got {}", s.ndim());
+    ensure!(out.len() == s.len(), "out has {} elements, S has {}", out.len(), s.len());
     let s = s.as_standard_layout();
     let nd = s.ndim();
     let block = s.shape()[nd - 2] * s.shape()[nd - 1];
-    let mut out = ArrayD::from_elem(s.raw_dim(), T::default());
     if block > 0 {
-        out.as_slice_mut()
-            .expect("fresh array")
-            .par_chunks_mut(block)
+        out.par_chunks_mut(block)
             .zip(s.as_slice().expect("standard layout").par_chunks(block))
             .for_each(|(o, x)| db.apply(x, o));
     }
-    Ok(out)
+    Ok(())
+}
+
+pub fn power_to_db<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb) -> Result<ArrayD<T>> {
+    spectral::allocate(s.shape().to_vec(), |out| power_to_db_into(s, db, out))
 }
 
 #[cfg(test)]

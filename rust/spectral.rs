@@ -213,20 +213,34 @@ pub fn extend_signal<T: Real, G: Real>(
     right: usize,
     mode: PadMode,
 ) -> Option<Vec<G>> {
+    let mut out = Vec::new();
+    extend_signal_into(x, left, right, mode, &mut out).then_some(out)
+}
+
+/// `extend_signal` into a reused buffer; false if `x` holds NaN or inf.
+pub fn extend_signal_into<T: Real, G: Real>(
+    x: ArrayView1<T>,
+    left: usize,
+    right: usize,
+    mode: PadMode,
+    out: &mut Vec<G>,
+) -> bool {
     let n = x.len();
-    let mut out = vec![G::from_f64(0.0); n + left + right];
-    let middle = &mut out[left..left + n];
+    let zero = G::from_f64(0.0);
+    out.clear();
+    out.reserve(n + left + right);
+    out.resize(left, zero);
     let finite = match x.as_slice() {
-        Some(xs) => convert_finite(xs, middle),
+        Some(xs) => {
+            out.extend(xs.iter().map(|v| G::from_f64(v.to_f64())));
+            all_finite(xs)
+        }
         None => {
-            let mut finite = true;
-            for (o, &v) in middle.iter_mut().zip(x.iter()) {
-                finite &= v.to_f64().is_finite();
-                *o = G::from_f64(v.to_f64());
-            }
-            finite
+            out.extend(x.iter().map(|v| G::from_f64(v.to_f64())));
+            x.iter().all(|v| v.to_f64().is_finite())
         }
     };
+    out.resize(n + left + right, zero);
     if mode != PadMode::Constant {
         for i in (0..left).chain(left + n..left + n + right) {
             if let Some(s) = mode.source(i as isize - left as isize, n) {
@@ -234,20 +248,24 @@ pub fn extend_signal<T: Real, G: Real>(
             }
         }
     }
-    finite.then_some(out)
+    finite
 }
 
-/// Converts `x` into `out`; false if some value is NaN or inf.
+/// Whether every value of `x` is finite.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn convert_finite<T: Real, G: Real>(x: &[T], out: &mut [G]) -> bool {
-    // x * 0 is 0 for finite x and NaN otherwise; the sum stays 0 only if all are finite.
-    let mut probe = 0.0f64;
-    for (o, &v) in out.iter_mut().zip(x) {
-        let v = v.to_f64();
-        probe += v * 0.0;
-        *o = G::from_f64(v);
+fn all_finite<T: Real>(x: &[T]) -> bool {
+    // x * 0 is 0 for finite x and NaN otherwise; the sums stay 0 only if all are finite. One
+    // sum per lane, so that the additions do not wait on each other.
+    const L: usize = 16;
+    let mut probe = [0.0f64; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..L {
+            probe[l] += c[l].to_f64() * 0.0;
+        }
     }
-    probe == 0.0
+    probe.iter().sum::<f64>() == 0.0 && rest.iter().all(|v| v.to_f64().is_finite())
 }
 
 /// Frames of an STFT: `n_fft` samples every `hop`, optionally centred by padding.
@@ -289,37 +307,51 @@ impl Framing {
 
     /// The padded signal of one lane; frame t is `padded[t * hop .. t * hop + n_fft]`.
     pub fn extend<T: Real, G: Real>(&self, x: ArrayView1<T>) -> Result<Vec<G>> {
+        let mut out = Vec::new();
+        self.extend_into(x, &mut out)?;
+        Ok(out)
+    }
+
+    /// `extend` into a reused buffer.
+    pub fn extend_into<T: Real, G: Real>(&self, x: ArrayView1<T>, out: &mut Vec<G>) -> Result<()> {
         let pad = self.pad();
-        extend_signal(x, pad, pad, self.pad_mode)
-            .ok_or_else(|| Error::value("x contains NaN or inf"))
+        ensure!(extend_signal_into(x, pad, pad, self.pad_mode, out), "x contains NaN or inf");
+        Ok(())
     }
 }
 
-/// Each 1-D lane along the last axis of `x`, with the shape of the leading (batch) axes.
-pub fn lanes<'a, T>(x: &'a ArrayViewD<'_, T>) -> Result<(Vec<usize>, Vec<ArrayView1<'a, T>>)> {
-    ensure!(x.ndim() >= 1, "x must have at least one dimension (time is the last axis)");
-    let last = x.ndim() - 1;
-    let batch = x.shape()[..last].to_vec();
-    Ok((batch, x.lanes(Axis(last)).into_iter().collect()))
+/// The shape of a per-lane result: the batch axes of `shape` (all but the last), then `tail`.
+pub fn batch_shape(shape: &[usize], tail: &[usize]) -> Result<Vec<usize>> {
+    ensure!(!shape.is_empty(), "x must have at least one dimension (time is the last axis)");
+    Ok(shape[..shape.len() - 1].iter().chain(tail).copied().collect())
 }
 
-/// An output of shape `batch + tail` in standard layout, filled by `fill(lane, block)` in
-/// parallel, one block of `prod(tail)` elements per lane.
-pub fn per_lane<T, U, F>(batch: &[usize], tail: &[usize], lanes: &[ArrayView1<'_, T>], fill: F) -> Result<ArrayD<U>>
+/// A new array of `shape` in standard layout, filled by `fill` (the kernels' `*_into`).
+pub fn allocate<U: Copy + Default>(shape: Vec<usize>, fill: impl FnOnce(&mut [U]) -> Result<()>) -> Result<ArrayD<U>> {
+    let mut out = vec![U::default(); shape.iter().product()];
+    fill(&mut out)?;
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
+}
+
+/// Fills `out`, one equal block per 1-D lane along the last axis of `x` (in standard order),
+/// in parallel; each task reuses the state that `init` makes.
+pub fn per_lane_into<T, U, S, I, F>(x: &ArrayViewD<T>, out: &mut [U], init: I, fill: F) -> Result<()>
 where
     T: Sync,
-    U: Copy + Default + Send,
-    F: Fn(&ArrayView1<T>, &mut [U]) -> Result<()> + Sync,
+    U: Send,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, &ArrayView1<T>, &mut [U]) -> Result<()> + Sync + Send,
 {
-    let block: usize = tail.iter().product();
-    let shape: Vec<usize> = batch.iter().chain(tail).copied().collect();
-    let mut out = vec![U::default(); block * lanes.len()];
-    if block > 0 {
-        out.par_chunks_mut(block)
-            .zip(lanes.par_iter())
-            .try_for_each(|(o, lane)| fill(lane, o))?;
+    ensure!(x.ndim() >= 1, "x must have at least one dimension (time is the last axis)");
+    let lanes: Vec<ArrayView1<T>> = x.lanes(Axis(x.ndim() - 1)).into_iter().collect();
+    if lanes.is_empty() || out.is_empty() {
+        return Ok(());
     }
-    Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
+    assert_eq!(out.len() % lanes.len(), 0, "one equal block per lane");
+    let block = out.len() / lanes.len();
+    out.par_chunks_mut(block)
+        .zip(lanes.par_iter())
+        .try_for_each_init(init, |state, (o, lane)| fill(state, lane, o))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -344,30 +376,53 @@ impl Stft {
         self.framing.n_fft / 2 + 1
     }
 
-    /// The STFT of every lane along the last axis, shape `(..., n_frames, n_freq)` (frames
-    /// first: swap the last two axes for librosa's layout).
-    pub fn compute<T: Real>(&self, x: ArrayViewD<T>) -> Result<ArrayD<Complex<T>>>
-    where
-        Complex<T>: Default,
-    {
-        let (batch, lanes) = lanes(&x)?;
-        let n_frames = self.framing.n_frames(x.shape()[x.ndim() - 1])?;
+    /// Shape of the STFT of an array of `shape`: `(..., n_frames, n_freq)`, frames first (swap
+    /// the last two axes for librosa's layout).
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let n = shape.last().copied().unwrap_or(0);
+        batch_shape(shape, &[self.framing.n_frames(n)?, self.n_freq()])
+    }
+
+    /// The STFT of every lane along the last axis into `out` (of `output_shape`).
+    pub fn compute_into<T: Real>(&self, x: ArrayViewD<T>, out: &mut [Complex<T>]) -> Result<()> {
         let n_freq = self.n_freq();
-        per_lane(&batch, &[n_frames, n_freq], &lanes, |lane, out| {
-            let padded: Vec<f64> = self.framing.extend(lane.view())?;
+        let Framing { n_fft, hop, pad_mode, .. } = self.framing;
+        let pad = self.framing.pad() as isize;
+        per_lane_into(&x, out, || (), |_, lane, out| {
+            let owned;
+            let xs: &[T] = match lane.as_slice() {
+                Some(xs) => xs,
+                None => {
+                    owned = lane.to_vec();
+                    &owned
+                }
+            };
+            ensure!(all_finite(xs), "x contains NaN or inf");
+            let n = xs.len();
             out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
                 let mut runner = FftRunner::new(&self.fft);
                 for (i, row) in rows.chunks_mut(n_freq).enumerate() {
-                    let t = chunk * FRAMES_PER_TASK + i;
-                    let start = t * self.framing.hop;
-                    let spectrum = runner.run(&padded[start..start + self.framing.n_fft], &self.window);
-                    for (o, c) in row.iter_mut().zip(spectrum) {
-                        *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
-                    }
+                    // Frame t covers samples start..start + n_fft of the signal, padding included.
+                    let start = ((chunk * FRAMES_PER_TASK + i) * hop) as isize - pad;
+                    let spectrum = runner.run_with(|input| {
+                        if start >= 0 && start as usize + n_fft <= n {
+                            windowed_into(&xs[start as usize..start as usize + n_fft], &self.window, input);
+                        } else {
+                            for (j, (o, &w)) in input.iter_mut().zip(&self.window).enumerate() {
+                                let v = pad_mode.source(start + j as isize, n).map_or(0.0, |s| xs[s].to_f64());
+                                *o = v * w;
+                            }
+                        }
+                    });
+                    complex_into(spectrum, row);
                 }
             });
             Ok(())
         })
+    }
+
+    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<Complex<T>>> {
+        allocate(self.output_shape(x.shape())?, |out| self.compute_into(x, out))
     }
 }
 
@@ -392,14 +447,35 @@ impl<'a> FftRunner<'a> {
     /// The spectrum of `segment * window`, zero-padded to the FFT length.
     fn run(&mut self, segment: &[f64], window: &[f64]) -> &[Complex<f64>] {
         let n = segment.len();
-        for ((o, &s), &w) in self.input.iter_mut().zip(segment).zip(window) {
-            *o = s * w;
-        }
-        self.input[n..].fill(0.0);
+        self.run_with(|input| {
+            windowed_into(segment, window, &mut input[..n]);
+            input[n..].fill(0.0);
+        })
+    }
+
+    /// The spectrum of the FFT input that `fill` writes.
+    fn run_with(&mut self, fill: impl FnOnce(&mut [f64])) -> &[Complex<f64>] {
+        fill(&mut self.input);
         self.fft
             .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch)
             .expect("buffer sizes come from the plan");
         &self.output
+    }
+}
+
+/// `out[i] = x[i]` rounded to `T`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn complex_into<T: Real>(x: &[Complex<f64>], out: &mut [Complex<T>]) {
+    for (o, c) in out.iter_mut().zip(x) {
+        *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
+    }
+}
+
+/// `out[i] = x[i] * w[i]`, in f64.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn windowed_into<T: Real>(x: &[T], w: &[f64], out: &mut [f64]) {
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+        *o = v.to_f64() * w;
     }
 }
 
@@ -541,15 +617,24 @@ impl Spectrogram {
         });
     }
 
-    /// The spectrogram of every lane along the last axis, shape `(..., n_segments, n_freq)`.
-    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
-        let (batch, lanes) = lanes(&x)?;
-        let n_seg = self.n_segments(x.shape()[x.ndim() - 1])?;
-        per_lane(&batch, &[n_seg, self.n_freq()], &lanes, |lane, out| {
-            let signal: Vec<f64> = lane.iter().map(|v| v.to_f64()).collect();
-            self.segments_into(&signal, out, T::from_f64);
+    /// Shape of the spectrogram of an array of `shape`: `(..., n_segments, n_freq)`.
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let n = shape.last().copied().unwrap_or(0);
+        batch_shape(shape, &[self.n_segments(n)?, self.n_freq()])
+    }
+
+    /// The spectrogram of every lane along the last axis into `out` (of `output_shape`).
+    pub fn compute_into<T: Real>(&self, x: ArrayViewD<T>, out: &mut [T]) -> Result<()> {
+        per_lane_into(&x, out, Vec::new, |signal: &mut Vec<f64>, lane, out| {
+            signal.clear();
+            signal.extend(lane.iter().map(|v| v.to_f64()));
+            self.segments_into(signal, out, T::from_f64);
             Ok(())
         })
+    }
+
+    pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<T>> {
+        allocate(self.output_shape(x.shape())?, |out| self.compute_into(x, out))
     }
 }
 
@@ -726,30 +811,30 @@ impl<G: GemmFloat> BandDft<G> {
         assert!(start(n_frames - 1) + self.len <= signal.len(), "signal too short for its frames");
         let (k_re, k_im) = (self.k_re, self.k_im);
         let folded_len = if self.symmetric { n_frames * (k_re + k_im) } else { 0 };
-        scratch.clear();
-        scratch.resize(folded_len + nb * n_frames, G::default());
-        let (folded, im) = scratch.split_at_mut(folded_len);
+        let rev_len = if self.symmetric { signal.len() } else { 0 };
+        // Every element is written below: resize without clearing.
+        scratch.resize(folded_len + nb * n_frames + rev_len, G::default());
+        let (folded, rest) = scratch.split_at_mut(folded_len);
+        let (im, rev) = rest.split_at_mut(nb * n_frames);
         let c = (n_frames, 1);
         if self.symmetric {
+            // The samples before each window's centre are read forwards from a reversed copy,
+            // so that folding is a plain vectorized sum and difference of two slices.
+            rev.iter_mut().zip(signal.iter().rev()).for_each(|(r, &v)| *r = v);
             let (sums, diffs) = folded.split_at_mut(n_frames * k_re);
             let (half, odd) = (self.len / 2, self.len % 2 == 1);
+            let n = signal.len();
             for t in 0..n_frames {
-                let seg = &signal[start(t)..start(t) + self.len];
+                let s0 = start(t);
                 let s = &mut sums[t * k_re..(t + 1) * k_re];
                 let d = &mut diffs[t * k_im..(t + 1) * k_im];
+                // Pairs (centre + j, centre - j): after the centre forwards, before it from `rev`.
+                let lo = &rev[n - s0 - half..n - s0];
                 if odd {
-                    s[0] = seg[half];
-                    for j in 1..=half {
-                        let (hi, lo) = (seg[half + j], seg[half - j]);
-                        s[j] = hi + lo;
-                        d[j - 1] = hi - lo;
-                    }
+                    s[0] = signal[s0 + half];
+                    fold(&signal[s0 + half + 1..s0 + 2 * half + 1], lo, &mut s[1..], d);
                 } else {
-                    for j in 0..half {
-                        let (hi, lo) = (seg[half + j], seg[half - 1 - j]);
-                        s[j] = hi + lo;
-                        d[j] = hi - lo;
-                    }
+                    fold(&signal[s0 + half..s0 + 2 * half], lo, s, d);
                 }
             }
             G::gemm(nb, k_re, n_frames, &self.basis_re, (k_re, 1), sums, (1, k_re), out, c);
@@ -765,7 +850,17 @@ impl<G: GemmFloat> BandDft<G> {
     }
 }
 
+/// `sums = hi + lo`, `diffs = hi - lo`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn fold<G: GemmFloat>(hi: &[G], lo: &[G], sums: &mut [G], diffs: &mut [G]) {
+    for (((s, d), &h), &l) in sums.iter_mut().zip(diffs.iter_mut()).zip(hi).zip(lo) {
+        *s = h + l;
+        *d = h - l;
+    }
+}
+
 /// `re <- (re^2 + im^2)^(power/2)`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
     if power == 2.0 {
         for (r, &i) in re.iter_mut().zip(im) {
@@ -781,6 +876,7 @@ fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
 
 /// `|X_k|^power` of the FFT of frames (`frame_len` samples at `t * hop`, windowed by the
 /// full-length `window`), bins `bins` only, into `out` (bins x n_frames, row-major).
+#[allow(clippy::too_many_arguments)]
 pub fn fft_band_power<G: Real>(
     fft: &Arc<dyn RealToComplex<f64>>,
     signal: &[f64],
@@ -874,6 +970,15 @@ mod tests {
         assert_eq!(pad(PadMode::Symmetric), vec![2., 3., 3., 2., 1., 1., 2., 3., 3., 2., 1., 1.]);
         let nan = Array1::from(vec![1.0, f64::NAN]);
         assert!(extend_signal::<f64, f64>(nan.view(), 1, 1, PadMode::Constant).is_none());
+        // Non-finite values are found anywhere, in the vectorized body and in the tail.
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for at in [0, 15, 16, 31, 40] {
+                let mut v = vec![1.0f32; 41];
+                v[at] = bad as f32;
+                assert!(!all_finite(&v), "{bad} at {at}");
+            }
+        }
+        assert!(all_finite(&[f32::MAX; 41]));
     }
 
     #[test]

@@ -351,22 +351,16 @@ __all__ += [
 ]
 
 # The competition's channel order (hms.data has the public constant; kept private here so that
-# the signal layer does not depend on the data layer).
-_EEG_CHANNELS = (
-    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
-    "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG",
-)
+# the signal layer does not depend on the data layer). The native core holds the definitions.
+_EEG_CHANNELS: tuple[str, ...] = tuple(_native.EEG_CHANNELS)
 
 #: The double-banana chains, in the order of ``eeg_spectrograms``' images.
-CHAIN_NAMES = ("LL", "LP", "RL", "RP")
+CHAIN_NAMES: tuple[str, ...] = tuple(_native.CHAINS)
 
-#: The 16 bipolar differences (first minus second), four per chain in ``CHAIN_NAMES`` order.
-BIPOLAR_PAIRS = (
-    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
-    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
-    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
-    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
-)
+#: The 16 bipolar differences (first minus second), four per chain in ``CHAIN_NAMES`` order:
+#: LL Fp1-F7, F7-T3, T3-T5, T5-O1; LP Fp1-F3, F3-C3, C3-P3, P3-O1; RL Fp2-F8, F8-T4, T4-T6,
+#: T6-O2; RP Fp2-F4, F4-C4, C4-P4, P4-O2.
+BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = tuple((a, b) for a, b in _native.BIPOLAR)
 
 # Window names the native core evaluates itself; any other scipy window is evaluated by
 # scipy.signal.get_window and handed over as values.
@@ -758,8 +752,8 @@ def eeg_spectrograms(
         raise ValueError(f"eeg has {arr.shape[-1]} samples, fewer than n_samples={kept}")
     filters = _filters(bandpass, notch, filter_order, notch_q, fs)
     if recipe == "mel":
-        n_fft, _, win = _frame_args(p["n_fft"], 1, p["win_length"])
         hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
+        n_fft, _, win = _frame_args(p["n_fft"], hop or 1, p["win_length"])
         _, n_mels, fmin, fmax, _ = _mel_args(fs, n_fft, p["n_mels"], p["fmin"], p["fmax"], "slaney")
         top_db = p["top_db"]
         images = _native.eeg_mel_spectrograms(
