@@ -23,3 +23,42 @@ class RunningStatsCore:
     def from_state(per_channel: bool, state: NDArray[np.float64]) -> RunningStatsCore: ...
 
 def _panic_for_tests() -> None: ...
+
+# Spectral core (rust/spectral.rs, rust/mel.rs, rust/montage.rs). Windows are a native name, a
+# (name, parameter) tuple or float64 values; STFT and spectrogram results have frames first.
+
+
+
+_Complex = NDArray[np.complex64] | NDArray[np.complex128]
+_Window = str | tuple[str, float] | NDArray[np.float64]
+
+EEG_CHANNELS: list[str]
+CHAINS: list[str]
+BIPOLAR: list[tuple[str, str]]
+
+def get_window(window: _Window, n: int) -> NDArray[np.float64]: ...
+def stft(
+    x: _Float, n_fft: int, hop_length: int, win_length: int, window: _Window, center: bool, pad_mode: str
+) -> _Complex: ...
+def spectrogram(
+    x: _Float, fs: float, window: _Window, nperseg: int, noverlap: int, nfft: int, detrend: str, scaling: str
+) -> _Float: ...
+def mel_filterbank(
+    sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, slaney_norm: bool
+) -> NDArray[np.float32]: ...
+def melspectrogram(
+    x: _Float, sr: float, n_fft: int, hop_length: int, win_length: int, window: _Window, center: bool,
+    pad_mode: str, power: float, n_mels: int, fmin: float, fmax: float, htk: bool, slaney_norm: bool,
+) -> _Float: ...
+def power_to_db(s: _Float, reference: float | None, amin: float, top_db: float | None) -> _Float: ...
+def bipolar_montage(eeg: _Float, channels: list[str]) -> _Float: ...
+def eeg_mel_spectrograms(
+    eeg: _Float, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], sr: float,
+    n_fft: int, hop_length: int | None, win_length: int, window: _Window, n_mels: int, fmin: float, fmax: float,
+    power: float, amin: float, top_db: float | None, width_multiple: int, offset: float, scale: float,
+) -> _Float: ...
+def eeg_scipy_spectrograms(
+    eeg: _Float, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], fs: float,
+    window: _Window, nperseg: int, noverlap: int, nfft: int, detrend: str, scaling: str, amin: float,
+    n_freq: int | None,
+) -> _Float: ...
