@@ -9,13 +9,6 @@ from hms import dsp, input_cache, prepare
 from hms.config import build
 from hms.data import CompetitionData, make_labels
 from hms.inputs import InputPipeline
-from test_inputs import HAS_NATIVE_EEG, _stand_in_eeg_spectrograms
-
-
-@pytest.fixture
-def eeg_native(monkeypatch):
-    if not HAS_NATIVE_EEG:
-        monkeypatch.setattr(dsp, "eeg_spectrograms", _stand_in_eeg_spectrograms, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +20,7 @@ def _files(folder):
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def test_interrupted_prepare_resumes_without_redoing_work(data, tmp_path, eeg_native, monkeypatch):
+def test_interrupted_prepare_resumes_without_redoing_work(data, tmp_path, monkeypatch):
     pipeline = InputPipeline(build({"input": "both", "cache_dir": str(tmp_path)}), data)
     labels = make_labels(data.train, "eeg")
     real_save = input_cache.SourceCache.save
