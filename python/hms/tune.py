@@ -1,0 +1,400 @@
+"""Hyperparameter search with Optuna: pruned, resumable, shareable between worker processes.
+
+    python -m hms.tune [--config FILE] [--space FILE] [--trials N] [--timeout S] [--study NAME]
+                       [--storage URL] [--data-dir DIR] [--pruner median|hyperband|none] ...
+
+Each trial is the trainer's own fold loop (:class:`hms.folds.FoldTrainer`) on a reduced budget:
+the first ``--tune-folds`` folds of the config's K-fold split (default 2, so validation rows are the
+same as a full run's) x ``--tune-epochs`` epochs (default 2, stage 2 off). The objective, minimized,
+is the mean over those folds of the validation KL of each fold's selected model.
+
+Pruning. Folds are trained one after another; after every epoch the trial reports, at step
+``fold_index * epochs_per_fold + epoch``, the mean over the folds trained so far of their best
+validation KL (finished folds: their selected model; the current fold: its best epoch so far).
+Every trial reports the same steps with the same meaning, so the median pruner compares like with
+like; the first ``--warmup-steps`` (default 1, the first epoch) are never pruned.
+
+Storage (``--storage``):
+    (default)            sqlite:///studies/NAME/study.db; rerunning the same command resumes it
+    journal:PATH, *.log  Optuna's journal file: several worker processes on one machine
+    any SQLAlchemy URL   e.g. postgresql://user:pw@host/db: workers on several machines
+SQLite/SQLAlchemy storages record a heartbeat: a worker killed mid-trial leaves a RUNNING trial
+that the next worker marks FAIL once ``--grace-period`` seconds pass without a heartbeat. Optuna's
+journal storage has no heartbeat, so a killed worker's trial stays RUNNING there (it is not
+counted as a result; nothing else is affected).
+
+Outputs under ``--studies-dir/NAME`` (default studies/NAME): ``trials/NNNN/`` (each trial's run
+directory), ``trials.csv``, ``best.toml`` (the --config values plus the best trial's parameters:
+``python -m hms.train --config best.toml`` trains it on all folds with the full epoch budget) and
+``plots/*.png``. ``optuna-dashboard sqlite:///studies/NAME/study.db`` reads the study live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hms import config, engine
+from hms.data import atomic_output, write_csv_atomic
+from hms.search_space import Param, SearchSpaceError, apply_params, load_space
+
+JOURNAL_PREFIX = "journal:"
+JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+#: Config keys a trial always sets itself: where it runs and what it costs.
+TRIAL_KEYS = ("run_dir", "folds", "epochs", "stage2_epochs", "progress", "patience")
+EXIT_NO_RESULT = 3
+
+
+@dataclass
+class TuneSettings:
+    study: str = "hms"
+    studies_dir: Path = Path("studies")
+    storage: str | None = None
+    trials: int | None = 20
+    timeout: float | None = None
+    tune_folds: int = 2
+    tune_epochs: int = 2
+    tune_stage2_epochs: int = 0
+    pruner: str = "median"
+    pruner_startup_trials: int = 5
+    warmup_steps: int = 1
+    sampler_startup_trials: int = 10
+    seed: int | None = None  # default: the config's seed
+    heartbeat_interval: int = 60
+    grace_period: int = 180
+    base_values: dict[str, Any] = field(default_factory=dict)  # --config file values and --data-dir
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.studies_dir) / self.study
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage, sampler, pruner
+# ---------------------------------------------------------------------------------------------
+
+
+def open_storage(settings: TuneSettings):
+    """The Optuna storage named by ``settings.storage`` (see the module docstring)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    url = settings.storage
+    if url is None:
+        settings.study_dir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{(settings.study_dir / 'study.db').resolve()}"
+    if url.startswith(JOURNAL_PREFIX) or ("://" not in url and url.endswith(JOURNAL_SUFFIXES)):
+        path = Path(url.removeprefix(JOURNAL_PREFIX))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ValueError(f"--storage {url!r}: expected a SQLAlchemy URL (sqlite:///..., postgresql://...), "
+                         f"journal:PATH or a journal file ending in {', '.join(JOURNAL_SUFFIXES)}")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use since 2.x
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period
+        )
+
+
+def make_sampler(settings: TuneSettings, seed: int):
+    import optuna
+
+    # Explicit arguments: Optuna's defaults have changed between versions, and a study must be
+    # reproducible from its command line. constant_liar keeps parallel workers from sampling the
+    # same point while their trials run.
+    return optuna.samplers.TPESampler(
+        n_startup_trials=settings.sampler_startup_trials, n_ei_candidates=24, multivariate=True,
+        group=False, constant_liar=True, seed=seed,
+    )  # fmt: skip
+
+
+def steps_per_trial(settings: TuneSettings) -> int:
+    return settings.tune_folds * (settings.tune_epochs + settings.tune_stage2_epochs)
+
+
+def make_pruner(settings: TuneSettings):
+    import optuna
+
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.warmup_steps, interval_steps=1
+        )
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps_per_trial(settings), reduction_factor=3)
+    if settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"--pruner must be median, hyperband or none, got {settings.pruner!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Objective
+# ---------------------------------------------------------------------------------------------
+
+
+def trial_config(settings: TuneSettings, space: list[Param], values: dict[str, Any], run_dir: Path | None) -> config.Config:
+    """The config one trial trains: base values, the sampled parameters, the reduced budget."""
+    base = config.build(settings.base_values)
+    if settings.tune_folds > base.n_folds:
+        raise ValueError(f"--tune-folds {settings.tune_folds} exceeds n_folds {base.n_folds}")
+    budget = {
+        "folds": list(range(settings.tune_folds)), "epochs": settings.tune_epochs,
+        "stage2_epochs": settings.tune_stage2_epochs, "progress": False, "patience": None,
+        "run_dir": None if run_dir is None else str(run_dir),
+    }  # fmt: skip
+    return config.build({**settings.base_values, **apply_params(space, values), **budget})
+
+
+def objective_for(settings: TuneSettings, space: list[Param], pipeline_class=None):
+    import optuna
+
+    from hms.data import make_folds, make_labels, open_data, targets_of
+    from hms.folds import FoldTrainer, Runtime
+    from hms.metric import kl_divergence
+    from hms.rundir import RunDir
+    from hms.train import default_pipeline_class
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {p.name: p.suggest(trial) for p in space}
+        run_dir = settings.study_dir / "trials" / f"{trial.number:04d}"
+        cfg = trial_config(settings, space, values, run_dir)  # ConfigError: the trial FAILs, the study goes on
+        run = RunDir.create(run_dir, config.to_dict(cfg))
+        trial.set_user_attr("run_dir", str(run_dir))
+        engine.set_deterministic(cfg.deterministic)
+        engine.seed_everything(cfg.seed)
+        device = engine.resolve_device(cfg.device)
+        fold_kls: list[float] = []
+        epochs_per_fold = cfg.epochs + cfg.stage2_epochs
+
+        def report(fold_index: int, history: list[dict[str, Any]]) -> None:
+            current = min((row["val_kl"] for row in history), default=math.nan)
+            value = float(np.mean(fold_kls + [current]))
+            step = fold_index * epochs_per_fold + len(history) - 1
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} (fold {fold_index}, epoch {len(history)}): KL {value:.4f}")
+
+        rt = Runtime(device, engine.resolve_precision(cfg.amp, device), pipeline_class or default_pipeline_class())
+        data = open_data(cfg.data_dir, require=("train",))
+        labels = make_labels(data.train, cfg.grouping)
+        folds = make_folds(labels, cfg.n_folds, cfg.seed)
+        targets = targets_of(labels)
+        for fold_index, fold in enumerate(cfg.folds):
+            rt.on_epoch = lambda _fold, history, i=fold_index: report(i, history)
+            probs, _ = FoldTrainer(cfg, run, data, labels, folds, fold, rt).run_fold()
+            fold_kls.append(float(kl_divergence(targets[folds == fold], probs)))
+            trial.set_user_attr(f"kl_fold{fold}", fold_kls[-1])
+        return float(np.mean(fold_kls))
+
+    return objective
+
+
+# ---------------------------------------------------------------------------------------------
+# Study
+# ---------------------------------------------------------------------------------------------
+
+
+def run_study(settings: TuneSettings, space: list[Param], *, pipeline_class=None):
+    """Creates or resumes the study and runs up to ``settings.trials`` more trials; returns it."""
+    import optuna
+
+    base = config.build(settings.base_values)  # fails now, naming the key, not in every trial
+    trial_config(settings, space, {}, None)
+    storage = open_storage(settings)
+    probe = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize", load_if_exists=True)
+    # A resumed run (or a second worker) must not replay the first run's random start-up draws:
+    # offset the seed by the trials the study already holds. Give simultaneous workers distinct --seed.
+    seed = (settings.seed if settings.seed is not None else base.seed) + len(probe.trials)
+    study = optuna.create_study(
+        study_name=settings.study, storage=storage, direction="minimize", load_if_exists=True,
+        sampler=make_sampler(settings, seed), pruner=make_pruner(settings),
+    )  # fmt: skip
+    if is_heartbeat_enabled(study._storage):
+        before = _count(study, optuna.trial.TrialState.FAIL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        stale = _count(study, optuna.trial.TrialState.FAIL) - before
+        if stale:
+            print(f"study {settings.study}: marked {stale} stale trial(s) of killed workers FAIL", file=sys.stderr)
+    study.set_user_attr("objective", f"mean validation KL over folds 0..{settings.tune_folds - 1}, "
+                        f"{settings.tune_epochs}+{settings.tune_stage2_epochs} epochs")  # fmt: skip
+    study.optimize(
+        objective_for(settings, space, pipeline_class), n_trials=settings.trials, timeout=settings.timeout,
+        catch=(config.ConfigError,), gc_after_trial=True,
+    )  # fmt: skip
+    return study
+
+
+def is_heartbeat_enabled(storage) -> bool:
+    """Whether ``storage`` records heartbeats (RDB with heartbeat_interval; not the journal)."""
+    try:  # private module: public in some Optuna versions, not in 5.0
+        from optuna.storages._heartbeat import is_heartbeat_enabled as enabled
+    except ImportError:  # pragma: no cover
+        return hasattr(storage, "get_heartbeat_interval") and storage.get_heartbeat_interval() is not None
+    return enabled(storage)
+
+
+def _count(study, state) -> int:
+    return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+def completed_trials(study) -> list:
+    import optuna
+
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def best_config_values(settings: TuneSettings, space: list[Param], params: dict[str, Any]) -> dict[str, Any]:
+    """The config a full run of the best trial trains: base values plus its parameters (validated)."""
+    values = {**settings.base_values, **apply_params(space, params)}
+    values.pop("run_dir", None)  # each full run picks its own directory
+    config.build(values)
+    return values
+
+
+def write_outputs(study, settings: TuneSettings, space: list[Param]) -> dict[str, Any]:
+    """trials.csv, best.toml and plots; returns a summary (``best`` is None when nothing completed)."""
+    out = settings.study_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(study.trials_dataframe(), out / "trials.csv")
+    counts = {s.name.lower(): 0 for s in __import__("optuna").trial.TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    summary: dict[str, Any] = {"study": settings.study, "counts": counts, "best": None, "plots": []}
+    done = completed_trials(study)
+    if not done:
+        return summary
+    best = min(done, key=lambda t: t.value)
+    values = best_config_values(settings, space, best.params)
+    header = (f"# hms.tune study '{settings.study}', trial {best.number}: mean validation KL {best.value:.5f}\n"
+              f"# ({settings.tune_folds} folds x {settings.tune_epochs} epochs). Train it: python -m hms.train --config best.toml\n")  # fmt: skip
+    with atomic_output(out / "best.toml") as tmp:
+        Path(tmp).write_text(header + config.to_toml(values))
+    summary["best"] = {"number": best.number, "value": best.value, "params": best.params}
+    summary["plots"] = write_plots(study, out / "plots")
+    return summary
+
+
+def write_plots(study, folder: Path) -> list[str]:
+    """Optuna's matplotlib views; a view that needs more trials than there are is skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    views = {
+        "optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
+        "slice": ovm.plot_slice, "parallel_coordinate": ovm.plot_parallel_coordinate,
+        "intermediate_values": ovm.plot_intermediate_values,
+    }  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
+        for name, view in views.items():
+            try:
+                axes = view(study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of 1 trial
+                print(f"plot {name} skipped: {exc}", file=sys.stderr)
+                continue
+            figure = np.ravel(axes)[0].figure
+            figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
+            with atomic_output(folder / f"{name}.png") as tmp:
+                figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            plt.close(figure)
+            written.append(f"{name}.png")
+    return written
+
+
+def format_summary(summary: dict[str, Any], settings: TuneSettings) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
+    lines = [f"study {summary['study']} ({settings.study_dir}): {counts or 'no trials'}"]
+    if summary["best"] is None:
+        lines.append(
+            "no trial completed, so there is no best config. If all were pruned: raise --pruner-startup-trials "
+            "or --warmup-steps, or use --pruner none; if they failed, see the errors above."
+        )
+    else:
+        best = summary["best"]
+        lines.append(f"best trial {best['number']}: mean validation KL {best['value']:.5f}")
+        lines.extend(f"  {k} = {v}" for k, v in best["params"].items())
+        lines.append(f"best config: {settings.study_dir / 'best.toml'}  (python -m hms.train --config it)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hms.tune", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p.add_argument("--config", metavar="FILE", help="base config (TOML/JSON); the space's keys override it")
+    p.add_argument("--space", metavar="FILE", help="search space file (default: hms/search_space_default.toml)")
+    p.add_argument("--trials", type=int, default=20, help="trials this worker runs (default 20)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--study", default="hms", help="study name (default hms)")
+    p.add_argument("--storage", help="SQLAlchemy URL, journal:PATH or PATH.log (default: sqlite in the study folder)")
+    p.add_argument("--data-dir", help="competition folder (overrides the config's data_dir)")
+    p.add_argument("--studies-dir", default="studies", help="parent of the study folder (default studies)")
+    p.add_argument("--tune-folds", type=int, default=2, help="folds per trial: the first N of n_folds (default 2)")
+    p.add_argument("--tune-epochs", type=int, default=2, help="stage-1 epochs per fold (default 2)")
+    p.add_argument("--tune-stage2-epochs", type=int, default=0, help="stage-2 epochs per fold (default 0)")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument("--pruner-startup-trials", type=int, default=5, help="median pruner: trials before pruning starts")
+    p.add_argument("--warmup-steps", type=int, default=1, help="median pruner: steps (epochs) never pruned (default 1)")
+    p.add_argument("--sampler-startup-trials", type=int, default=10, help="TPE: random trials before TPE (default 10)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the config's seed); distinct per parallel worker")
+    p.add_argument("--heartbeat-interval", type=int, default=60, help="RDB storages: seconds between heartbeats")
+    p.add_argument("--grace-period", type=int, default=180, help="RDB storages: a RUNNING trial without a heartbeat for this long is FAIL")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> TuneSettings:
+    base = config.load_file(args.config) if args.config else {}
+    if args.data_dir:
+        base["data_dir"] = args.data_dir
+    for name, value in (("--trials", args.trials), ("--tune-folds", args.tune_folds), ("--tune-epochs", args.tune_epochs),
+                        ("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):  # fmt: skip
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    return TuneSettings(
+        study=args.study, studies_dir=Path(args.studies_dir), storage=args.storage, trials=args.trials,
+        timeout=args.timeout, tune_folds=args.tune_folds, tune_epochs=args.tune_epochs,
+        tune_stage2_epochs=args.tune_stage2_epochs, pruner=args.pruner,
+        pruner_startup_trials=args.pruner_startup_trials, warmup_steps=args.warmup_steps,
+        sampler_startup_trials=args.sampler_startup_trials, seed=args.seed,
+        heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, base_values=base,
+    )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        settings = settings_from_args(args)
+        space = load_space(args.space)
+        study = run_study(settings, space)
+        summary = write_outputs(study, settings, space)
+    except (ValueError, FileNotFoundError, SearchSpaceError) as exc:  # ConfigError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, settings))
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0 if summary["best"] is not None else EXIT_NO_RESULT
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
