@@ -1,0 +1,123 @@
+"""Loading a trained run's fold models for inference, and predicting label frames or raw EEG.
+
+A run is used exactly as it was trained: each fold's model is rebuilt from the run's config and its
+``best.pt`` weights, and each fold gets its own :class:`hms.inputs.InputPipeline` restored from the
+state stored in that checkpoint (recipe parameters and the normalization statistics fitted on that
+fold's training rows), so the test inputs see the same preprocessing as the fold's validation rows.
+A run's prediction is the mean of its fold models' probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from hms import config, engine
+from hms.config import Config
+from hms.data import EEG_WINDOW_SAMPLES, CompetitionData, read_eeg
+from hms.models import create_model_from_config
+from hms.rundir import RunDir, RunDirError
+
+
+@dataclass
+class FoldModel:
+    fold: int
+    model: torch.nn.Module
+    pipeline: Any  # hms.inputs.InputPipeline restored from the fold's checkpoint
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    cfg: Config
+    folds: list[FoldModel] = field(default_factory=list)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.folds[0].pipeline.sources
+
+
+def run_config(run: RunDir) -> Config:
+    """The run's saved config, with weight downloads off: the checkpoint holds every weight."""
+    saved = run.read_config()
+    saved.update(pretrained=False, weights=None)
+    try:
+        return config.build(saved)
+    except config.ConfigError as exc:
+        raise RunDirError(f"{run.path}/config.json: {exc}") from exc
+
+
+def trained_folds(run: RunDir, cfg: Config) -> list[int]:
+    """The folds the run trained (its config's selection), each required to have best.pt."""
+    folds = list(cfg.folds) if cfg.folds is not None else list(range(cfg.n_folds))
+    missing = [str(run.checkpoint_path(f, "best")) for f in folds if not run.checkpoint_path(f, "best").is_file()]
+    if missing:
+        raise RunDirError(f"{run.path}: fold checkpoint(s) missing: {missing}; is the run finished?")
+    return folds
+
+
+def load_run(path: str | os.PathLike, data: CompetitionData | None, device: torch.device | str = "cpu") -> LoadedRun:
+    """Every fold model of a run, in eval mode on ``device``, with its own input pipeline."""
+    from hms.train import default_pipeline_class
+
+    run = RunDir.open(path)
+    cfg = run_config(run)
+    pipeline_class = default_pipeline_class()
+    loaded = LoadedRun(run.path, cfg)
+    for fold in trained_folds(run, cfg):
+        state = run.load_checkpoint(fold, "best")
+        pipeline = pipeline_class.from_state(json.loads(state["inputs"]), data)
+        model = create_model_from_config(cfg, pipeline.in_chans)
+        model.load_state_dict(state["model"])
+        loaded.folds.append(FoldModel(fold, model.to(device).eval(), pipeline))
+    return loaded
+
+
+def predict_labels(loaded: LoadedRun, labels: pd.DataFrame, *, split: str = "test", tta: bool = False,
+                   batch_size: int = 32, device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:  # fmt: skip
+    """(len(labels), 6) float64 probabilities in ``labels`` order: the mean over fold models.
+
+    ``tta`` averages each fold's prediction with that of the hemisphere-swapped input."""
+    device = torch.device(device)
+    precision = engine.resolve_precision("off", device)
+    total = np.zeros((len(labels), 6))
+    for fm in tqdm(loaded.folds, desc=f"{loaded.path.name} folds", unit="fold", disable=not progress, leave=False):
+        loader = DataLoader(fm.pipeline.dataset(labels, split=split, augment=False), batch_size=batch_size, shuffle=False)
+        total += engine.validate(fm.model, loader, len(labels), device=device, precision=precision,
+                                 swap=fm.pipeline.swap_hemispheres if tta else None)  # fmt: skip
+    return total / len(loaded.folds)
+
+
+def central_eeg_window(recording: np.ndarray) -> np.ndarray:
+    """The central 50 s of a recording (the part a Kaggle test file of exactly 50 s is)."""
+    start = (recording.shape[-1] - EEG_WINDOW_SAMPLES) // 2
+    return recording[:, start : start + EEG_WINDOW_SAMPLES]
+
+
+def predict_eeg_file(loaded: LoadedRun, path: str | os.PathLike, *, tta: bool = False) -> np.ndarray:
+    """(6,) probabilities for one EEG parquet file outside the competition layout (its central
+    50 s). Only for EEG-only inputs: the Kaggle spectrogram of an arbitrary recording does not exist."""
+    if "kaggle" in loaded.sources:
+        raise ValueError(
+            f"{loaded.path}: input={loaded.cfg.input!r} needs a Kaggle spectrogram, which a lone EEG file "
+            f"({path}) does not have; use a run trained with input=eeg, or --data-dir with the competition layout"
+        )
+    window = central_eeg_window(read_eeg(path))[None]
+    total = np.zeros(6)
+    with torch.no_grad():
+        for fm in loaded.folds:
+            inputs = torch.from_numpy(fm.pipeline.transform_windows(eeg=window))
+            p = fm.model(inputs).double().softmax(dim=1)
+            if tta:
+                p = 0.5 * (p + fm.model(fm.pipeline.swap_hemispheres(inputs)).double().softmax(dim=1))
+            total += p[0].numpy()
+    return total / len(loaded.folds)

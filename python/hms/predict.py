@@ -1,0 +1,121 @@
+"""Test-set inference: a run or a saved ensemble -> a validated ``submission.csv``.
+
+    python -m hms.predict --model runs/a [--data-dir DIR] [--out submission.csv] [--tta]
+    python -m hms.predict --ensemble ensembles/NAME [--data-dir DIR] [--out submission.csv]
+    python -m hms.predict --model runs/a --eeg recording.parquet
+
+Each member run averages its fold models (each with its own training-time preprocessing and
+normalization, see :mod:`hms.inference`); an ensemble then combines its members as saved by
+``python -m hms.ensemble``. Rows follow test.csv; the probabilities pass the metric's checks before
+the file is written (atomically). Without ``--data-dir`` the synthetic set's test split is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hms import CLASSES
+from hms.data import VOTE_COLUMNS, open_data, write_csv_atomic
+from hms.inference import load_run, predict_eeg_file, predict_labels
+from hms.metric import validate_probabilities
+
+SUBMISSION_COLUMNS = ("eeg_id", *VOTE_COLUMNS)
+
+
+def submission_frame(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """The submission table, after the metric's probability checks (nothing renormalized)."""
+    probs = validate_probabilities(probs, "submission")
+    frame = pd.DataFrame(probs, columns=list(VOTE_COLUMNS))
+    frame.insert(0, "eeg_id", np.asarray(eeg_ids, dtype=np.int64))
+    return frame
+
+
+def predict_members(member_paths: Sequence[str | Path], data, labels: pd.DataFrame, *, tta: bool,
+                    device: torch.device, batch_size: int, progress: bool = True) -> list[np.ndarray]:  # fmt: skip
+    """Each member run's fold-averaged test probabilities, in ``labels`` order."""
+    return [
+        predict_labels(load_run(path, data, device), labels, split="test", tta=tta, device=device,
+                       batch_size=batch_size, progress=progress)  # fmt: skip
+        for path in member_paths
+    ]
+
+
+def predict_test(*, model: str | None = None, ensemble: str | None = None, data_dir: str | None = None,
+                 tta: bool = False, device: str = "cpu", batch_size: int = 32,
+                 progress: bool = True) -> tuple[pd.DataFrame, float]:  # fmt: skip
+    """(submission frame in test.csv order, samples/s) for a run or a saved ensemble."""
+    from hms.ensemble import SavedEnsemble
+
+    data = open_data(data_dir, require=("test",))
+    labels = data.test.reset_index(drop=True)
+    torch_device = torch.device(device)
+    started = time.perf_counter()
+    if model is not None:
+        probs = predict_members([model], data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress)[0]
+    else:
+        saved = SavedEnsemble.load(ensemble)
+        member_probs = predict_members(saved.members, data, labels, tta=tta, device=torch_device,
+                                       batch_size=batch_size, progress=progress)  # fmt: skip
+        probs = saved.combine(member_probs)
+    if torch_device.type == "cuda":
+        torch.cuda.synchronize()
+    samples_per_s = len(labels) / max(time.perf_counter() - started, 1e-9)
+    return submission_frame(labels["eeg_id"].to_numpy(), probs), samples_per_s
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hms.predict", description=__doc__.split("\n\n")[0])
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="RUN_DIR", help="a training run (its fold models are averaged)")
+    which.add_argument("--ensemble", metavar="DIR", help="an ensemble folder written by python -m hms.ensemble")
+    parser.add_argument("--data-dir", help="competition folder with test.csv, test_eegs/, test_spectrograms/ (default: synthetic set)")
+    parser.add_argument("--out", default="submission.csv", help="where to write the submission (default: %(default)s)")
+    parser.add_argument("--eeg", metavar="FILE.parquet", help="predict one EEG recording (EEG-only models) and print it")
+    parser.add_argument("--tta", action="store_true", help="average in the left/right hemisphere-swapped input")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        if args.eeg is not None:
+            return _predict_one_eeg(args)
+        frame, samples_per_s = predict_test(model=args.model, ensemble=args.ensemble, data_dir=args.data_dir,
+                                            tta=args.tta, device=device, batch_size=args.batch_size,
+                                            progress=not args.no_progress)  # fmt: skip
+        write_csv_atomic(frame, args.out)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(frame)} rows; {samples_per_s:.1f} test samples/s on {device}"
+          f"{' with TTA' if args.tta else ''}")  # fmt: skip
+    return 0
+
+
+def _predict_one_eeg(args: argparse.Namespace) -> int:
+    if args.ensemble is not None:
+        from hms.ensemble import SavedEnsemble
+
+        saved = SavedEnsemble.load(args.ensemble)
+        probs = saved.combine([predict_eeg_file(load_run(m, None), args.eeg, tta=args.tta)[None] for m in saved.members])[0]
+    else:
+        probs = predict_eeg_file(load_run(args.model, None), args.eeg, tta=args.tta)
+    validate_probabilities(probs[None], "prediction")
+    print("  ".join(f"{c} {p:.4f}" for c, p in zip(CLASSES, probs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""hms.predict and hms.inference on a tiny trained run: the submission's format and order, its
+equality with a recomputation from the fold checkpoints, TTA, scoring on the synthetic hidden
+test solution, and the single-recording path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hms import inference, predict
+from hms.data import VOTE_COLUMNS, open_data, spectrogram_window
+from hms.inputs import InputPipeline
+from hms.metric import kl_divergence
+from hms.models import create_model
+from hms.rundir import RunDir
+
+from _tiny_runs import tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_a(tiny_dataset, tmp_path_factory):
+    return tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", "a")
+
+
+@pytest.fixture(scope="module")
+def submission(run_a, tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict") / "submission.csv"
+    assert predict.main(["--model", str(run_a), "--data-dir", str(tiny_dataset), "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    return pd.read_csv(out)
+
+
+def test_submission_format_and_order(submission, tiny_dataset):
+    test = pd.read_csv(tiny_dataset / "test.csv")
+    assert list(submission.columns) == ["eeg_id", *VOTE_COLUMNS]
+    assert submission["eeg_id"].tolist() == test["eeg_id"].tolist()
+    np.testing.assert_allclose(submission[list(VOTE_COLUMNS)].sum(axis=1), 1.0, atol=1e-9)
+
+
+def recompute_from_checkpoints(run_path, data_dir) -> np.ndarray:
+    """Independent of hms.inference: each fold's model and input state straight from best.pt,
+    inputs built in memory from the raw test spectrogram windows, no dataset or loader."""
+    run = RunDir.open(run_path)
+    cfg = run.read_config()
+    data = open_data(data_dir, require=("test",))
+    test = data.test
+    windows = np.stack([spectrogram_window(data.read_spectrogram("test", s), 0.0) for s in test["spectrogram_id"]])
+    probs = []
+    for fold in range(cfg["n_folds"]):
+        state = torch.load(run.checkpoint_path(fold, "best"), map_location="cpu", weights_only=True)
+        pipeline = InputPipeline.from_state(json.loads(state["inputs"]), None)
+        model = create_model(cfg["model"], pipeline.in_chans, input_pool=cfg["input_pool"])
+        model.load_state_dict(state["model"])
+        with torch.no_grad():
+            probs.append(model.eval()(torch.from_numpy(pipeline.transform_windows(kaggle=windows))).double().softmax(1).numpy())
+    return np.mean(probs, axis=0)
+
+
+def test_submission_equals_fold_average_of_checkpoints(submission, run_a, tiny_dataset):
+    expected = recompute_from_checkpoints(run_a, tiny_dataset)
+    # The inference path reads inputs through the float16 input cache, as training validation did.
+    np.testing.assert_allclose(submission[list(VOTE_COLUMNS)].to_numpy(), expected, atol=2e-3)
+
+
+def test_submission_beats_uniform_on_hidden_solution(submission, tiny_dataset):
+    solution = pd.read_csv(tiny_dataset / "test_solution.csv").drop(columns="n_votes")
+    uniform = submission.copy()
+    uniform[list(VOTE_COLUMNS)] = 1 / 6
+    assert kl_divergence(solution, submission) < kl_divergence(solution, uniform)
+
+
+def test_tta_averages_the_swapped_input(run_a, tiny_dataset):
+    data = open_data(tiny_dataset, require=("test",))
+    loaded = inference.load_run(run_a, data)
+    plain = inference.predict_labels(loaded, data.test, progress=False)
+    tta = inference.predict_labels(loaded, data.test, tta=True, progress=False)
+    swapped = 2 * tta - plain  # tta = (plain + swapped) / 2
+    np.testing.assert_allclose(swapped.sum(axis=1), 1.0, atol=1e-9)
+    assert not np.allclose(tta, plain), "TTA changed nothing: was the swap applied?"
+
+
+def test_invalid_probabilities_are_never_written():
+    with pytest.raises(ValueError, match="do not sum to 1"):
+        predict.submission_frame(np.array([1, 2]), np.full((2, 6), 0.2))
+
+
+def test_lone_eeg_with_a_spectrogram_model_is_refused(run_a, tiny_dataset):
+    eeg_file = next((tiny_dataset / "test_eegs").glob("*.parquet"))
+    with pytest.raises(ValueError, match="needs a Kaggle spectrogram"):
+        inference.predict_eeg_file(inference.load_run(run_a, None), eeg_file)
+
+
+def test_missing_checkpoint_is_named(run_a, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_a, broken)
+    (broken / "fold1" / "best.pt").unlink()
+    with pytest.raises(ValueError, match="fold1/best.pt"):
+        inference.load_run(broken, None)
+
+
+def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path_factory, capsys):
+    """A 50 s test EEG predicted as a lone file equals its row of the test-set submission, and a
+    longer recording is predicted from its central 50 s."""
+    run_eeg = tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", "eeg")
+    data = open_data(tiny_dataset, require=("test",))
+    loaded = inference.load_run(run_eeg, data)
+    test_set = inference.predict_labels(loaded, data.test, progress=False)
+    eeg_id = int(data.test["eeg_id"].iloc[2])
+    lone = inference.predict_eeg_file(inference.load_run(run_eeg, None), data.eeg_path("test", eeg_id))
+    np.testing.assert_allclose(lone, test_set[2], atol=2e-3)  # float16 input cache on the test-set path
+
+    recording = pd.read_parquet(data.eeg_path("test", eeg_id))
+    longer = tmp_path_factory.mktemp("lone-eeg") / "long.parquet"
+    pd.concat([recording.iloc[:5000], recording, recording.iloc[5000:]]).to_parquet(longer)  # same centre
+    capsys.readouterr()  # drop what training printed
+    assert predict.main(["--model", str(run_eeg), "--eeg", str(longer)]) == 0
+    printed = [float(v) for v in capsys.readouterr().out.split()[1::2]]
+    np.testing.assert_allclose(printed, lone, atol=1e-4)
