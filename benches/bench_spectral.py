@@ -83,16 +83,14 @@ def inputs():
 
 
 @pytest.mark.parametrize("group, impl", CASES, ids=[f"{g}-{i}" for g, i in CASES])
-def test_bench(benchmark, inputs, group, impl):
-    native, reference, _, _ = comparisons()[group]
-    func = native if impl == "native" else reference
-    benchmark.group = group
+def test_bench(compare, inputs, group, impl):
+    native, reference, _, floor = comparisons()[group]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if impl == "reference":
-            benchmark.pedantic(func, args=(inputs[group],), rounds=2, iterations=1, warmup_rounds=0)
+            compare("reference", reference, inputs[group], group=group, rounds=2)
         else:
-            benchmark(func, inputs[group])
+            compare("native", native, inputs[group], group=group, target=floor)
 
 
 def best_time(func, arg, repeat):

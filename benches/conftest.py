@@ -30,13 +30,15 @@ def compare(benchmark):
     native or reference run over ``samples`` samples (ratios are per sample); ``target`` is the
     speed-up the native run must reach."""
 
-    def run(role, fn, *args, target=None, samples=1):
+    def run(role, fn, *args, target=None, samples=1, group=None, rounds=7):
         assert role in ("native", "reference")
+        if group is not None:
+            benchmark.group = group
         benchmark.extra_info["role"] = role
         benchmark.extra_info["samples"] = samples
         if target is not None:
             benchmark.extra_info["target_ratio"] = target
-        return benchmark.pedantic(fn, args=args, rounds=7, iterations=1, warmup_rounds=1)
+        return benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=1)
 
     return run
 
