@@ -15,7 +15,7 @@ use rayon::prelude::*;
 /// Elements summarized per chunk: small enough to stay in L2 between the two passes.
 const CHUNK: usize = 1 << 15;
 /// Independent accumulators per pass, so the sums vectorize and round like a pairwise sum.
-const ACC: usize = 8;
+const ACC: usize = 32;
 
 /// Summary of a set of values; NaN values are counted in `nan_count` and otherwise ignored.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,48 +104,25 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
 /// for the deviations and their sum, which corrects the mean's rounding error.
 #[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn chunk_moments<T: Real>(xs: &[T]) -> Moments {
-    let mut sum = [0.0f64; ACC];
-    let mut cnt = [0u64; ACC];
-    let mut lo = [f64::INFINITY; ACC];
-    let mut hi = [f64::NEG_INFINITY; ACC];
-    let blocks = xs.chunks_exact(ACC);
-    let tail = blocks.remainder();
-    let mut first_pass = |block: &[T]| {
-        for (k, &v) in block.iter().enumerate() {
-            let v = v.to_f64();
-            let ok = !v.is_nan();
-            sum[k] += if ok { v } else { 0.0 };
-            cnt[k] += ok as u64;
-            lo[k] = if v < lo[k] { v } else { lo[k] };
-            hi[k] = if v > hi[k] { v } else { hi[k] };
-        }
-    };
-    for block in blocks {
-        first_pass(block);
+    // Helpers are #[inline(always)] plain functions: closures would not inherit the SIMD target.
+    let mut first = FirstPass::default();
+    for block in xs.chunks_exact(ACC) {
+        first.add(block);
     }
-    first_pass(tail);
-    let count: u64 = cnt.iter().sum();
+    first.add(xs.chunks_exact(ACC).remainder());
+    let count: u64 = first.cnt.iter().sum();
     let nan_count = xs.len() as u64 - count;
     if count == 0 {
         return Moments { nan_count, ..Moments::default() };
     }
-    let mean0 = sum.iter().sum::<f64>() / count as f64;
-    let mut dev = [0.0f64; ACC];
-    let mut sq = [0.0f64; ACC];
-    let mut second_pass = |block: &[T]| {
-        for (k, &v) in block.iter().enumerate() {
-            let d = v.to_f64() - mean0;
-            let d = if d.is_nan() { 0.0 } else { d };
-            dev[k] += d;
-            sq[k] += d * d;
-        }
-    };
+    let mean0 = first.sum.iter().sum::<f64>() / count as f64;
+    let mut second = SecondPass::default();
     for block in xs.chunks_exact(ACC) {
-        second_pass(block);
+        second.add(block, mean0);
     }
-    second_pass(tail);
-    let dev: f64 = dev.iter().sum();
-    let sq: f64 = sq.iter().sum();
+    second.add(xs.chunks_exact(ACC).remainder(), mean0);
+    let dev: f64 = second.dev.iter().sum();
+    let sq: f64 = second.sq.iter().sum();
     let n = count as f64;
     let (mean, mean_lo) = two_sum(mean0, dev / n);
     Moments {
@@ -154,8 +131,55 @@ fn chunk_moments<T: Real>(xs: &[T]) -> Moments {
         mean,
         mean_lo,
         m2: (sq - dev * dev / n).max(0.0),
-        min: lo.iter().copied().fold(f64::INFINITY, f64::min),
-        max: hi.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        min: first.lo.iter().copied().fold(f64::INFINITY, f64::min),
+        max: first.hi.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+/// Sums, counts, minima and maxima of the non-NaN values, one accumulator per lane.
+struct FirstPass {
+    sum: [f64; ACC],
+    cnt: [u64; ACC],
+    lo: [f64; ACC],
+    hi: [f64; ACC],
+}
+
+impl Default for FirstPass {
+    fn default() -> Self {
+        FirstPass { sum: [0.0; ACC], cnt: [0; ACC], lo: [f64::INFINITY; ACC], hi: [f64::NEG_INFINITY; ACC] }
+    }
+}
+
+impl FirstPass {
+    #[inline(always)]
+    fn add<T: Real>(&mut self, block: &[T]) {
+        for (k, &v) in block.iter().enumerate() {
+            let v = v.to_f64();
+            let ok = !v.is_nan();
+            self.sum[k] += if ok { v } else { 0.0 };
+            self.cnt[k] += ok as u64;
+            self.lo[k] = if v < self.lo[k] { v } else { self.lo[k] };
+            self.hi[k] = if v > self.hi[k] { v } else { self.hi[k] };
+        }
+    }
+}
+
+/// Sums of the deviations from a provisional mean and of their squares (NaN skipped).
+#[derive(Default)]
+struct SecondPass {
+    dev: [f64; ACC],
+    sq: [f64; ACC],
+}
+
+impl SecondPass {
+    #[inline(always)]
+    fn add<T: Real>(&mut self, block: &[T], mean0: f64) {
+        for (k, &v) in block.iter().enumerate() {
+            let d = v.to_f64() - mean0;
+            let d = if d.is_nan() { 0.0 } else { d };
+            self.dev[k] += d;
+            self.sq[k] += d * d;
+        }
     }
 }
 
