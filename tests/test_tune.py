@@ -164,3 +164,26 @@ def test_killed_worker_trial_fails_and_study_continues(tiny_setup):
     assert tune.main(tune_args(tiny_setup, studies, "--trials", "1", "--tune-epochs", "1", "--pruner", "none", *heartbeat)) == 0
     assert states(url) == ["FAIL", "COMPLETE"]
     assert (studies / "t" / "best.toml").exists()
+
+
+def test_hyperband_on_a_journal_file_shared_by_two_workers(tiny_setup):
+    """Two worker processes on one machine share a study through Optuna's journal file."""
+    import subprocess
+    import sys
+
+    studies = tiny_setup["root"] / "studies-journal"
+    journal = tiny_setup["root"] / "shared.log"
+    args = tune_args(tiny_setup, studies, "--trials", "2", "--tune-epochs", "1", "--pruner", "hyperband",
+                     "--storage", f"journal:{journal}")  # fmt: skip
+    assert isinstance(tune.make_pruner(tune.settings_from_args(tune.build_parser().parse_args(args))),
+                      optuna.pruners.HyperbandPruner)  # fmt: skip
+    workers = [subprocess.Popen([sys.executable, "-m", "hms.tune", *args, "--seed", str(seed)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]  # fmt: skip
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="t", storage=JournalStorage(JournalFileBackend(str(journal))))
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 4 and len({t.number for t in trials}) == 4
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
