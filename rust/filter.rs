@@ -231,6 +231,7 @@ fn run_cascade(sections: &[[f64; 6]], zi: &[[f64; 2]], buf: &mut [Frame], revers
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::noise;
     use ndarray::{array, Array1, Array2, IxDyn};
 
     /// Straightforward single-signal sosfiltfilt, written from the definition.
@@ -272,16 +273,6 @@ mod tests {
             .view(),
         )
         .unwrap()
-    }
-
-    fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-            })
-            .collect()
     }
 
     #[test]

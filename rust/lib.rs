@@ -10,6 +10,8 @@ pub mod montage;
 pub mod real;
 pub mod spectral;
 pub mod stats;
+#[cfg(test)]
+mod testing;
 pub mod transform;
 
 use error::Error;

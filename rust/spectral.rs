@@ -907,17 +907,8 @@ pub fn plan_fft(n: usize) -> Arc<dyn RealToComplex<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::noise;
     use ndarray::{Array1, Array2};
-
-    fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-            })
-            .collect()
-    }
 
     /// The DFT of `x` at bin k over `n` points, from the definition.
     fn dft(x: &[f64], n: usize, k: usize) -> Complex<f64> {

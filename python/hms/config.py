@@ -251,17 +251,22 @@ def _check_keys(keys: typing.Iterable[str], source: str) -> None:
             raise ConfigError(f"unknown config key '{key}' in {source}{hint}")
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Reads a TOML or JSON config file into a dict of overrides (keys checked)."""
+def read_toml_or_json(path: str | Path, what: str = "config file") -> Any:
+    """The parsed content of a TOML file (JSON for a .json suffix); ConfigError names the file."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise ConfigError(f"{what} {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Reads a TOML or JSON config file into a dict of overrides (keys checked)."""
+    data = read_toml_or_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of key = value")
     _check_keys(data, str(path))

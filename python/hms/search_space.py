@@ -7,9 +7,7 @@ names the file and the entry.
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -54,13 +52,9 @@ def load_space(path: str | Path | None = None) -> list[Param]:
     """The parameters of ``path`` (default: the packaged default space), validated."""
     path = Path(path) if path is not None else default_space_path()
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SearchSpaceError(f"cannot read search space {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SearchSpaceError(f"search space {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        data = config.read_toml_or_json(path, "search space")
+    except config.ConfigError as exc:
+        raise SearchSpaceError(str(exc)) from None
     return parse_space(data, str(path))
 
 
