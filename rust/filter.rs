@@ -9,7 +9,7 @@ use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
 use multiversion::multiversion;
-use ndarray::{s, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, Axis};
+use ndarray::{s, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
 use rayon::prelude::*;
 
 /// Signals filtered together, one per SIMD lane.
@@ -97,6 +97,13 @@ fn biquad_zi(s: &[f64; 6]) -> [f64; 2] {
 /// Zero-phase filtering of every 1-D lane of `x` along `axis` (scipy.signal.sosfiltfilt).
 /// Computed in f64 whatever `T` is; the output has `x`'s shape in standard layout.
 pub fn sosfiltfilt<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize) -> Result<ArrayD<T>> {
+    let mut out = ArrayD::from_elem(x.raw_dim(), T::from_f64(0.0));
+    sosfiltfilt_into(sos, x, axis, out.as_slice_mut().expect("fresh array"))?;
+    Ok(out)
+}
+
+/// [`sosfiltfilt`] into `out`, a buffer of `x`'s size holding the result in standard layout.
+pub fn sosfiltfilt_into<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize, out: &mut [T]) -> Result<()> {
     ensure!(
         axis < x.ndim(),
         "axis {axis} is out of bounds for an array of {} dimensions",
@@ -110,7 +117,8 @@ pub fn sosfiltfilt<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize) -> Result<
          {padlen} samples at each end and needs more than {padlen} samples",
         sos.sections.len()
     );
-    let mut out = ArrayD::from_elem(x.raw_dim(), T::from_f64(0.0));
+    ensure!(out.len() == x.len(), "out has {} elements, x has {}", out.len(), x.len());
+    let mut out = ArrayViewMutD::from_shape(x.raw_dim(), out).expect("sizes checked");
     let inputs: Vec<ArrayView1<T>> = x.lanes(Axis(axis)).into_iter().collect();
     let mut outputs: Vec<ArrayViewMut1<T>> = out.lanes_mut(Axis(axis)).into_iter().collect();
     let zi = sos.initial_conditions();
@@ -121,7 +129,7 @@ pub fn sosfiltfilt<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize) -> Result<
         .reduce(|| true, |a, b| a && b);
     // An IIR filter spreads one NaN over the whole lane: refuse rather than return garbage.
     ensure!(finite, "x contains NaN or inf; fill gaps before filtering");
-    Ok(out)
+    Ok(())
 }
 
 fn filtfilt_group<T: Real>(

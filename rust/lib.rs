@@ -116,8 +116,7 @@ fn sosfiltfilt<'py>(
     let sos = filter::Sos::new(sos.as_array()).map_err(py_err)?;
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
-        let out = detached(py, || filter::sosfiltfilt(&sos, view, axis))?;
-        Ok(out.into_pyarray(py).into_any())
+        filled(py, Ok(view.shape().to_vec()), |out| filter::sosfiltfilt_into(&sos, view, axis, out))
     })
 }
 
@@ -144,8 +143,7 @@ fn clip_log<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
-        let out = detached(py, || transform::clip_log(view, lo, hi, nan))?;
-        Ok(out.into_pyarray(py).into_any())
+        filled(py, Ok(view.shape().to_vec()), |out| transform::clip_log_into(view, lo, hi, nan, out))
     })
 }
 
@@ -169,8 +167,7 @@ fn instance_normalize<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, eps: f64) -> 
             )));
         }
         let view = arr.as_array().into_dimensionality::<ndarray::Ix2>().expect("2-d");
-        let out = detached(py, || transform::instance_normalize(view, eps))?;
-        Ok(out.into_pyarray(py).into_any())
+        filled(py, Ok(view.shape().to_vec()), |out| transform::instance_normalize_into(view, eps, out))
     })
 }
 

@@ -40,45 +40,104 @@ impl ClipLog {
     }
 
     /// Writes the transform of `x` into `out` (same length).
-    pub fn apply_into<T: Real>(&self, x: &[T], out: &mut [T]) -> Result<()> {
+    pub fn apply_into<T: ClipLogFloat>(&self, x: &[T], out: &mut [T]) -> Result<()> {
         ensure!(x.len() == out.len(), "out has {} elements, x has {}", out.len(), x.len());
         out.par_chunks_mut(TASK)
             .zip(x.par_chunks(TASK))
-            .for_each(|(o, i)| clip_log_into(self, i, o));
+            .for_each(|(o, i)| clip_log_slice(self, i, o));
         Ok(())
     }
 
-    pub fn apply_inplace<T: Real>(&self, x: &mut [T]) {
+    pub fn apply_inplace<T: ClipLogFloat>(&self, x: &mut [T]) {
         x.par_chunks_mut(TASK).for_each(|chunk| clip_log_in_place(self, chunk));
     }
 }
 
 /// `log(clip(nan_to_num(x, nan), lo, hi))` of any array, in standard layout.
-pub fn clip_log<T: Real>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f64) -> Result<ArrayD<T>> {
-    let op = ClipLog::new::<T>(lo, hi, nan)?;
-    let x = x.as_standard_layout();
+pub fn clip_log<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f64) -> Result<ArrayD<T>> {
     let mut out = ArrayD::from_elem(x.raw_dim(), T::from_f64(0.0));
-    op.apply_into(x.as_slice().expect("standard layout"), out.as_slice_mut().expect("fresh array"))?;
+    clip_log_into(x, lo, hi, nan, out.as_slice_mut().expect("fresh array"))?;
     Ok(out)
 }
 
-pub fn clip_log_inplace<T: Real>(x: &mut [T], lo: f64, hi: f64, nan: f64) -> Result<()> {
+/// [`clip_log`] into `out`, a buffer of `x`'s size holding the result in standard layout.
+pub fn clip_log_into<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f64, out: &mut [T]) -> Result<()> {
+    let op = ClipLog::new::<T>(lo, hi, nan)?;
+    let x = x.as_standard_layout();
+    op.apply_into(x.as_slice().expect("standard layout"), out)
+}
+
+pub fn clip_log_inplace<T: ClipLogFloat>(x: &mut [T], lo: f64, hi: f64, nan: f64) -> Result<()> {
     ClipLog::new::<T>(lo, hi, nan)?.apply_inplace(x);
     Ok(())
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_into<T: Real>(op: &ClipLog, x: &[T], out: &mut [T]) {
+fn clip_log_slice<T: ClipLogFloat>(op: &ClipLog, x: &[T], out: &mut [T]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = T::from_f64(op.apply(v.to_f64()));
+        *o = v.clip_log(op);
     }
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_in_place<T: Real>(op: &ClipLog, x: &mut [T]) {
+fn clip_log_in_place<T: ClipLogFloat>(op: &ClipLog, x: &mut [T]) {
     for v in x.iter_mut() {
-        *v = T::from_f64(op.apply(v.to_f64()));
+        *v = v.clip_log(op);
     }
+}
+
+/// Element types of `clip_log`: float64 computes in float64; float32 in float32 with a float32
+/// log of under an ulp (twice the SIMD lanes, and what numpy computes for a float32 array).
+pub trait ClipLogFloat: Real {
+    fn clip_log(self, op: &ClipLog) -> Self;
+}
+
+impl ClipLogFloat for f64 {
+    #[inline(always)]
+    fn clip_log(self, op: &ClipLog) -> f64 {
+        op.apply(self)
+    }
+}
+
+impl ClipLogFloat for f32 {
+    #[inline(always)]
+    fn clip_log(self, op: &ClipLog) -> f32 {
+        // The bounds were rounded to float32 by ClipLog::new, so these casts are exact.
+        let (lo, hi) = (op.lo as f32, op.hi as f32);
+        let v = if self.is_nan() { op.nan as f32 } else { self };
+        let v = if v < lo { lo } else if v > hi { hi } else { v };
+        ln_positive_f32(v)
+    }
+}
+
+/// Natural log of a positive finite float32 (fdlibm's logf reduction and polynomial).
+#[inline(always)]
+pub fn ln_positive_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 6.931_381_225_6e-01;
+    const LN2_LO: f32 = 9.058_000_614_5e-06;
+    const LG1: f32 = 0.666_666_626_93;
+    const LG2: f32 = 0.400_009_721_52;
+    const LG3: f32 = 0.284_987_866_88;
+    const LG4: f32 = 0.242_790_788_41;
+    const TWO25: f32 = 33_554_432.0;
+    let subnormal = x < f32::MIN_POSITIVE;
+    let xs = if subnormal { x * TWO25 } else { x };
+    let bits = xs.to_bits();
+    let mut k = ((bits >> 23) as i32) - 127 - if subnormal { 25 } else { 0 };
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    m = if big { m * 0.5 } else { m };
+    k += big as i32;
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG2 + w * LG4);
+    let t2 = z * (LG1 + w * LG3);
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    let dk = k as f32;
+    dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f)
 }
 
 /// Natural log of a positive finite `x`, within an ulp of the correctly rounded result; written
@@ -119,15 +178,20 @@ pub fn ln_positive(x: f64) -> f64 {
 
 /// Standardizes each row: `(x - mean) / (std + eps)` with the population std, computed in f64.
 pub fn instance_normalize<T: Real>(x: ArrayView2<T>, eps: f64) -> Result<Array2<T>> {
+    let mut out = Array2::from_elem(x.raw_dim(), T::from_f64(0.0));
+    instance_normalize_into(x, eps, out.as_slice_mut().expect("fresh array"))?;
+    Ok(out)
+}
+
+/// [`instance_normalize`] into `out`, a buffer of `x`'s size (rows in standard layout).
+pub fn instance_normalize_into<T: Real>(x: ArrayView2<T>, eps: f64, out: &mut [T]) -> Result<()> {
     ensure!(eps.is_finite() && eps >= 0.0, "eps must be finite and >= 0, got {eps}");
     let x = x.as_standard_layout();
-    let (rows, cols) = x.dim();
+    let cols = x.ncols();
     ensure!(cols > 0, "cannot normalize instances of 0 elements");
-    let mut out = Array2::from_elem((rows, cols), T::from_f64(0.0));
+    ensure!(out.len() == x.len(), "out has {} elements, x has {}", out.len(), x.len());
     let data = x.as_slice().expect("standard layout");
     let results: Vec<Result<()>> = out
-        .as_slice_mut()
-        .expect("fresh array")
         .par_chunks_mut(cols)
         .zip(data.par_chunks(cols))
         .enumerate()
@@ -142,8 +206,7 @@ pub fn instance_normalize<T: Real>(x: ArrayView2<T>, eps: f64) -> Result<Array2<
             Ok(())
         })
         .collect();
-    results.into_iter().collect::<Result<()>>()?;
-    Ok(out)
+    results.into_iter().collect::<Result<()>>()
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -172,6 +235,21 @@ mod tests {
             assert!((ln_positive(v) - v.ln()).abs() <= 1e-15 * v.ln().abs().max(1.0));
         }
         assert_eq!(ln_positive(1.0), 0.0);
+    }
+
+    #[test]
+    fn ln_f32_is_within_an_ulp() {
+        let mut x = f32::from_bits(1); // the smallest subnormal
+        while x < f32::MAX / 1.3 {
+            for v in [x, x * 1.1, x * 1.414_2, x * 1.9] {
+                let exact = (v as f64).ln();
+                let ulp = (exact as f32).abs() * f32::EPSILON;
+                let err = (ln_positive_f32(v) as f64 - exact).abs();
+                assert!(err <= ulp.max(f32::MIN_POSITIVE) as f64, "ln({v}) = {} vs {exact}", ln_positive_f32(v));
+            }
+            x *= 1.7;
+        }
+        assert_eq!(ln_positive_f32(1.0), 0.0);
     }
 
     #[test]
