@@ -9,8 +9,8 @@ import timm
 import torch
 
 from hms import CLASSES
-from hms.config import Config
-from hms.models import PRESETS, ModelError, PooledInput, create_model, create_model_from_config, load_pretrained, read_state_dict
+from hms.config import PRESETS, Config, ConfigError, build
+from hms.models import ModelError, PooledInput, create_model, create_model_from_config, load_pretrained, read_state_dict
 
 TINY = "test_resnet"  # timm's own tiny test architecture: fast on CPU
 
@@ -19,6 +19,18 @@ def test_presets_are_timm_models():
     assert set(PRESETS) == {"resnet34d", "efficientnet_b0", "efficientnet_b1"}
     for name in PRESETS:
         assert timm.is_model(name), name
+
+
+def test_preset_applies_the_seed_settings_under_the_command_line(tmp_path):
+    cfg = build({"preset": "efficientnet_b1"})
+    assert (cfg.model, cfg.input, cfg.grouping, cfg.beta1, cfg.drop_rate) == ("efficientnet_b1", "kaggle", "spectrogram", 0.5, 0.18)
+    assert cfg.normalization == "datawide" and cfg.input_pool == 1
+    # The file and the command line override the preset; the preset may come from the file.
+    (tmp_path / "run.toml").write_text('preset = "resnet34d"\nlr = 5e-4\n')
+    cfg = build({"epochs": 3}, tmp_path / "run.toml")
+    assert (cfg.model, cfg.lr, cfg.epochs, cfg.beta1) == ("resnet34d", 5e-4, 3, 0.5)
+    with pytest.raises(ConfigError, match="did you mean 'resnet34d'"):
+        build({"preset": "resnet34"})
 
 
 @pytest.mark.parametrize("in_chans", [1, 4, 8])

@@ -28,6 +28,24 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
+#: The seed design's ensemble members with its settings: Kaggle spectrograms as one 512 x 512
+#: image, labels grouped per spectrogram, AdamW(betas=(0.5, 0.999), weight_decay=0.01), cosine
+#: schedule; the EfficientNet-B1 values are its Optuna results (dropout, data-wide normalization,
+#: lr). ``preset=NAME`` applies them under the config file and the command line.
+PRESETS: dict[str, dict[str, Any]] = {
+    name: {
+        "model": name, "input": "kaggle", "kaggle_layout": "image", "image_size": 512, "input_pool": 1,
+        "grouping": "spectrogram", "normalization": "instance", "lr": 1e-3, "beta1": 0.5, "beta2": 0.999,
+        "weight_decay": 0.01, "scheduler": "cosine", **extra,
+    }
+    for name, extra in {
+        "resnet34d": {},
+        "efficientnet_b0": {},
+        "efficientnet_b1": {"drop_rate": 0.18, "normalization": "datawide", "lr": 1.37e-3},
+    }.items()
+}  # fmt: skip
+
+
 class ConfigError(ValueError):
     """A config key or value is invalid; the message names it."""
 
@@ -72,6 +90,7 @@ class Config:
     cache: bool = _opt(True, "cache preprocessed Kaggle windows and EEG spectrograms (python -m hms.prepare)")
     cache_dir: str | None = _opt(None, "input cache folder (default: $HMS_CACHE_DIR or ~/.cache/hms, /inputs)")
     # --- model ----------------------------------------------------------------------------------
+    preset: str | None = _opt(None, f"start from the seed design's settings for one member: {', '.join(PRESETS)}")
     model: str = _opt("resnet10t", "any timm model name (presets: resnet34d, efficientnet_b0, efficientnet_b1)")
     pretrained: bool = _opt(False, "download timm's pretrained weights (needs network)")
     weights: str | None = _opt(None, "local pretrained weights file (.pth/.safetensors), loaded safely")
@@ -138,6 +157,10 @@ def validate(cfg: Config) -> None:
     for name in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.preset is not None and cfg.preset not in PRESETS:
+        close = difflib.get_close_matches(cfg.preset, list(PRESETS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}{hint}")
     if cfg.input_pool < 1:
         raise ConfigError(f"input_pool must be >= 1, got {cfg.input_pool}")
     for name in ("drop_rate", "drop_path_rate"):
@@ -274,13 +297,14 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 
 def build(overrides: dict[str, Any] | None = None, config_file: str | Path | None = None) -> Config:
-    """Defaults, then the file, then ``overrides``; validated."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values.update(load_file(config_file))
-    if overrides:
-        _check_keys(overrides, "overrides")
-        values.update(overrides)
+    """Defaults, then the ``preset`` (named in either), then the file, then ``overrides``; validated."""
+    from_file = load_file(config_file) if config_file is not None else {}
+    overrides = dict(overrides or {})
+    _check_keys(overrides, "overrides")
+    preset = overrides.get("preset", from_file.get("preset"))
+    values: dict[str, Any] = dict(PRESETS.get(preset, {})) if isinstance(preset, str) else {}
+    values.update(from_file)
+    values.update(overrides)
     return Config(**values)
 
 

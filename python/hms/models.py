@@ -1,7 +1,7 @@
 """Model factory: timm backbones with a six-class head, presets, safe local weight loading.
 
-Any timm model name works (``timm.list_models()``); the presets name the seed design's ensemble
-members and hold the settings that differ from timm's defaults for them. Pretrained weights come
+Any timm model name works (``timm.list_models()``); the seed design's ensemble members are
+config presets (:data:`hms.config.PRESETS`). Pretrained weights come
 from timm's hub only with ``pretrained=True`` (needs network), or from a local file via
 ``weights`` (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with ``weights_only=True``, so
 a file cannot run code when loaded).
@@ -18,14 +18,6 @@ import torch
 from torch import nn
 
 from hms import CLASSES
-
-#: Ensemble members of the seed design; values are extra ``timm.create_model`` arguments.
-PRESETS: dict[str, dict[str, Any]] = {
-    "resnet34d": {},
-    "efficientnet_b0": {},
-    "efficientnet_b1": {},
-}
-
 
 class ModelError(ValueError):
     """A model name, weights file or checkpoint does not fit; the message names it."""
@@ -47,8 +39,7 @@ def create_model(
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.7)
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ModelError(f"model: unknown timm model {name!r}{hint}")
-    kwargs: dict[str, Any] = dict(PRESETS.get(name, {}))
-    kwargs.update(in_chans=in_chans, num_classes=len(CLASSES), drop_rate=drop_rate)
+    kwargs: dict[str, Any] = dict(in_chans=in_chans, num_classes=len(CLASSES), drop_rate=drop_rate)
     if drop_path_rate:
         # Not every architecture takes drop_path_rate; only pass it when asked for.
         kwargs["drop_path_rate"] = drop_path_rate
