@@ -9,7 +9,7 @@ use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
 use multiversion::multiversion;
-use ndarray::{s, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
+use ndarray::{ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
 use rayon::prelude::*;
 
 /// Signals filtered together, one per SIMD lane.
@@ -165,13 +165,15 @@ fn filtfilt_group_in<T: Real>(
             frame[inputs.len()..].fill(0.0);
         }
     }
-    // Interleave block by block so that the frames being written stay in cache.
-    for t0 in (0..n).step_by(BLOCK) {
-        let t1 = (t0 + BLOCK).min(n);
-        let frames = &mut buf[padlen + t0..padlen + t1];
-        for (lane, input) in inputs.iter().enumerate() {
-            for (frame, &v) in frames.iter_mut().zip(input.slice(s![t0..t1])) {
-                frame[lane] = v.to_f64();
+    let frames = &mut buf[padlen..padlen + n];
+    match inputs.iter().map(|lane| lane.as_slice()).collect::<Option<Vec<&[T]>>>() {
+        // Contiguous lanes: read them side by side, write whole frames.
+        Some(lanes) => gather_frames(&lanes, frames),
+        None => {
+            for (lane, input) in inputs.iter().enumerate() {
+                for (frame, &v) in frames.iter_mut().zip(input.iter()) {
+                    frame[lane] = v.to_f64();
+                }
             }
         }
     }
@@ -186,16 +188,36 @@ fn filtfilt_group_in<T: Real>(
     }
     run_cascade(sections, zi, buf, false);
     run_cascade(sections, zi, buf, true);
-    for t0 in (0..n).step_by(BLOCK) {
-        let t1 = (t0 + BLOCK).min(n);
-        let frames = &buf[padlen + t0..padlen + t1];
-        for (lane, output) in outputs.iter_mut().enumerate() {
-            for (v, frame) in output.slice_mut(s![t0..t1]).iter_mut().zip(frames) {
-                *v = T::from_f64(frame[lane]);
+    let frames = &buf[padlen..padlen + n];
+    match outputs.iter_mut().map(|lane| lane.as_slice_mut()).collect::<Option<Vec<&mut [T]>>>() {
+        Some(mut lanes) => scatter_frames(frames, &mut lanes),
+        None => {
+            for (lane, output) in outputs.iter_mut().enumerate() {
+                for (v, frame) in output.iter_mut().zip(frames) {
+                    *v = T::from_f64(frame[lane]);
+                }
             }
         }
     }
     finite
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn gather_frames<T: Real>(lanes: &[&[T]], frames: &mut [Frame]) {
+    for (t, frame) in frames.iter_mut().enumerate() {
+        for (slot, lane) in frame.iter_mut().zip(lanes) {
+            *slot = lane[t].to_f64();
+        }
+    }
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scatter_frames<T: Real>(frames: &[Frame], lanes: &mut [&mut [T]]) {
+    for (t, frame) in frames.iter().enumerate() {
+        for (slot, lane) in frame.iter().zip(lanes.iter_mut()) {
+            lane[t] = T::from_f64(*slot);
+        }
+    }
 }
 
 /// One pass of the section cascade over `buf` (backwards when `reverse`), each section starting
