@@ -186,15 +186,7 @@ def _as_int_column(frame: pd.DataFrame, column: str, path: Path | str) -> pd.Ser
     if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype(np.int64)
     numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() | (numeric != np.round(numeric))
-    if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())
-        examples = values.iloc[rows[:3]].tolist()
-        raise _fail(
-            path,
-            f"column {column!r} must hold integers (dtype {values.dtype}); bad values "
-            f"{examples} in {_describe_rows(rows)} (0-based, header excluded)",
-        )
+    _reject_rows(path, column, values, numeric.isna() | (numeric != np.round(numeric)), f"integers (dtype {values.dtype})")
     return numeric.astype(np.int64)
 
 
@@ -203,15 +195,20 @@ def _as_offset_column(frame: pd.DataFrame, column: str, path: Path | str) -> pd.
     numeric = pd.to_numeric(values, errors="coerce")
     bad = numeric.isna() | ~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
     bad |= numeric < 0
+    _reject_rows(path, column, values, bad, "finite seconds >= 0")
+    return numeric.astype(np.float64)
+
+
+def _reject_rows(path: Path | str, column: str, values: pd.Series, bad: pd.Series, requirement: str) -> None:
+    """Raises naming the file, column, first bad values and rows when any row is ``bad``."""
     if bad.any():
         rows = np.flatnonzero(bad.to_numpy())
         examples = values.iloc[rows[:3]].tolist()
         raise _fail(
             path,
-            f"column {column!r} must hold finite seconds >= 0; bad values {examples} in "
-            f"{_describe_rows(rows)}",
+            f"column {column!r} must hold {requirement}; bad values {examples} in "
+            f"{_describe_rows(rows)} (0-based, header excluded)",
         )
-    return numeric.astype(np.float64)
 
 
 def _check_unique_mapping(frame: pd.DataFrame, key: str, value: str, path: Path | str) -> None:
