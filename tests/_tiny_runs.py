@@ -17,16 +17,22 @@ RUN_SETTINGS = {
 _trained: dict[tuple[Path, str], Path] = {}
 
 
+def tiny_args(data_dir: Path, cache_dir: Path, run_dir: Path, **settings) -> list[str]:
+    """hms.train arguments of a tiny run (32 x 32 Kaggle images, timm's test_resnet, 2 folds)."""
+    values = {
+        "data_dir": data_dir, "cache_dir": cache_dir, "run_dir": run_dir, "input": "kaggle",
+        "kaggle_layout": "image", "image_size": 32, "model": "test_resnet", "n_folds": 2,
+        "stage2_epochs": 0, "batch_size": 4, "progress": "false", "seed": 3, **settings,
+    }  # fmt: skip
+    return [f"{k}={v}" for k, v in values.items()]
+
+
 def tiny_run(data_dir: Path, root: Path, name: str) -> Path:
     """The run ``name`` of RUN_SETTINGS on ``data_dir``, trained on first request."""
     key = (Path(data_dir), name)
     if key not in _trained:
         run_dir = Path(root) / name
-        values = {
-            "data_dir": data_dir, "cache_dir": Path(root) / "cache", "run_dir": run_dir, "input": "kaggle",
-            "kaggle_layout": "image", "image_size": 32, "model": "test_resnet", "n_folds": 2,
-            "stage2_epochs": 0, "batch_size": 4, "progress": "false", "seed": 3, **RUN_SETTINGS[name],
-        }  # fmt: skip
-        assert train.main([f"{k}={v}" for k, v in values.items()]) == 0, f"training tiny run {name} failed"
+        args = tiny_args(data_dir, Path(root) / "cache", run_dir, **RUN_SETTINGS[name])
+        assert train.main(args) == 0, f"training tiny run {name} failed"
         _trained[key] = run_dir
     return _trained[key]

@@ -99,7 +99,7 @@ class Config:
     input_pool: int = _opt(2, "average-pool the input by this factor before the backbone (1: full resolution; the default 2 keeps CPU runs fast)")
     # --- optimization ---------------------------------------------------------------------------
     epochs: int = _opt(8, "epochs of stage 1 (all rows)")
-    batch_size: int = _opt(32, "samples per optimizer step (before accumulation)")
+    batch_size: int = _opt(32, "samples per optimizer step (before accumulation) and process: under torchrun the global batch is batch_size x processes (lr is not rescaled)")
     lr: float = _opt(3e-3, "peak learning rate")
     beta1: float = _opt(0.9, "AdamW beta1")
     beta2: float = _opt(0.999, "AdamW beta2")
@@ -127,6 +127,8 @@ class Config:
     tta: bool = _opt(False, "validation: average predictions with the hemisphere-swapped input")
     deterministic: bool = _opt(True, "deterministic algorithms where the device supports them")
     progress: bool = _opt(True, "tqdm progress bars for folds, epochs and batches")
+    dist_timeout_s: float = _opt(600.0, "torchrun: seconds a process waits for the others in a collective (e.g. on a dead or hung peer) before failing")
+    folds_parallel: int = _opt(1, "train this many folds at once, in worker processes (one GPU each, round-robin; on CPU the cores are shared); 1: one after another")
     # --- run ------------------------------------------------------------------------------------
     run_dir: str | None = _opt(None, "run directory (default: runs/<model>-<input>-<time>)")
 
@@ -147,7 +149,7 @@ def validate(cfg: Config) -> None:
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         setattr(cfg, f.name, _coerce(f.name, value, hints[f.name]))
-    _positive(cfg, "n_folds", "epochs", "batch_size", "lr", "accum_steps", "grad_clip")
+    _positive(cfg, "n_folds", "epochs", "batch_size", "lr", "accum_steps", "grad_clip", "dist_timeout_s", "folds_parallel")
     if cfg.n_folds < 2:
         raise ConfigError(f"n_folds must be >= 2, got {cfg.n_folds}")
     if cfg.folds is not None:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from hms import CLASSES
 from hms.optim import LrSchedule
 
 
@@ -191,16 +192,20 @@ def train_one_epoch(
         batch = _to_device(batch, device, channels_last)
         if batch_transform is not None:
             batch = batch_transform(batch)
-        with precision.autocast():
-            logits = model(batch["input"])
-        loss = kl_loss(logits, batch["target"], batch["n_votes"] if vote_weights else None)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: loss is {loss.item()} at batch {i}; lower lr or enable grad_clip")
         # Each batch's gradient is scaled so an accumulated step averages its batches.
         group_end = min((i // accum_steps + 1) * accum_steps, n_batches)
         group_size = group_end - (i // accum_steps) * accum_steps
-        scaled = loss / group_size
-        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        # DistributedDataParallel: gradients of the batches before a step stay local; the
+        # stepping batch's backward all-reduces the accumulated sum once.
+        no_sync = model.no_sync() if i + 1 != group_end and hasattr(model, "no_sync") else contextlib.nullcontext()
+        with no_sync:
+            with precision.autocast():
+                logits = model(batch["input"])
+            loss = kl_loss(logits, batch["target"], batch["n_votes"] if vote_weights else None)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: loss is {loss.item()} at batch {i}; lower lr or enable grad_clip")
+            scaled = loss / group_size
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
         if i + 1 == group_end:
             lr = schedule.apply(optimizer)
             if scaler is not None:
@@ -252,12 +257,21 @@ def predict(
             p = 0.5 * (p + mirrored.double().softmax(dim=1))
         indices.append(batch["index"].cpu().numpy())
         probs.append(p.cpu().numpy())
+    if not probs:  # e.g. a rank's empty share of a small validation set
+        return np.empty(0, dtype=np.int64), np.empty((0, len(CLASSES)))
     return np.concatenate(indices), np.concatenate(probs)
 
 
-def validate(model: nn.Module, loader: Iterable[dict], n_rows: int, **kwargs) -> np.ndarray:
-    """Probabilities (n_rows, 6) in the row order of the loader's labels (by the ``index`` key)."""
+def validate(model: nn.Module, loader: Iterable[dict], n_rows: int, *,
+             gather: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+             **kwargs) -> np.ndarray:  # fmt: skip
+    """Probabilities (n_rows, 6) in the row order of the loader's labels (by the ``index`` key).
+
+    ``gather`` (distributed validation) combines this process's (indices, probabilities) with
+    those of the processes that predicted the other rows."""
     indices, probs = predict(model, loader, **kwargs)
+    if gather is not None:
+        indices, probs = gather(indices, probs)
     out = np.full((n_rows, probs.shape[1]), np.nan)
     out[indices] = probs
     if np.isnan(out).any():

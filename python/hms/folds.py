@@ -10,13 +10,19 @@ At the end of every epoch ``fold<k>/last.pt`` records everything the next epoch 
 optimizer, schedule, grad scaler, counters, history, RNG states); data order comes from generators
 seeded by (seed, fold, epoch). A run killed at any point therefore resumes from its last finished
 epoch and, on CPU, finishes with the same predictions as a run that was never interrupted.
+
+Under torchrun (``Runtime.dist``) every rank runs this same loop on a DistributedDataParallel
+model: each draws the same epoch order and trains on its shard of it; each predicts a disjoint part
+of the validation rows and all gather the full matrix, so every rank computes the same scores and
+takes the same schedule, early-stopping and selection decisions. Rank 0 alone reads and writes the
+run directory; checkpoints it reads are broadcast to the others.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +34,7 @@ from tqdm.auto import tqdm
 from hms import engine
 from hms.config import Config
 from hms.data import CompetitionData, targets_of
+from hms.distributed import Distributed, ShardSampler
 from hms.metric import kl_divergence
 from hms.models import create_model_from_config
 from hms.optim import LrSchedule, create_optimizer, create_schedule
@@ -55,6 +62,8 @@ class Runtime:
     precision: engine.Precision
     pipeline_class: Any  # hms.inputs.InputPipeline (swappable in tests)
     on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None  # (fold, history) after each epoch
+    dist: Distributed = field(default_factory=Distributed)  # torchrun ranks (single process by default)
+    progress: bool = True  # False: no progress bars whatever cfg.progress (non-main ranks, fold workers)
 
 
 def high_vote_mask(labels: pd.DataFrame, min_votes: int) -> np.ndarray:
@@ -94,21 +103,28 @@ class FoldTrainer:
         self.stages = plan_stages(cfg, self.train_labels)
         self.total_epochs = self.stages[-1].end
         self.channels_last = cfg.channels_last and rt.device.type == "cuda"
+        self.progress = cfg.progress and rt.progress
 
     # ------------------------------------------------------------------------------------------
     def run_fold(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Trains (or resumes, or reloads) the fold; returns (validation probabilities of the
         selected model in val-label order, per-epoch history)."""
-        last = self.run.load_checkpoint(self.fold, "last")
+        dist = self.rt.dist
+        last = self._load("last")
         if last is not None and last["finished"]:
             return last["oof"].numpy(), last["history"]
         pipeline = self.pipeline = self._pipeline(last)
         torch.manual_seed(engine.derive_seed(self.cfg.seed, self.fold))  # same init, resumed or not
         model = create_model_from_config(self.cfg, pipeline.in_chans).to(self.rt.device)
+        if dist.rank:
+            torch.manual_seed(dist.seed(self.cfg.seed, self.fold))  # its own augmentation draws
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        val_set = pipeline.dataset(self.val_labels, split="train", augment=False)
+        if dist.enabled:
+            val_set = torch.utils.data.Subset(val_set, list(dist.eval_shard(len(val_set))))
         val_loader = DataLoader(
-            pipeline.dataset(self.val_labels, split="train", augment=False),
+            val_set,
             batch_size=self.cfg.eval_batch_size or 2 * self.cfg.batch_size,
             shuffle=False,
             **self._worker_kwargs(pipeline),
@@ -127,16 +143,19 @@ class FoldTrainer:
                 schedule = LrSchedule.from_state(last["schedule"])
                 if scaler is not None and last.get("scaler"):
                     scaler.load_state_dict(last["scaler"])
-            engine.set_rng_state(last["rng"])
+            self._restore_rng(last)
+        # Wrapped after loading: DDP starts every rank from rank 0's weights. ``model`` itself is
+        # what is evaluated and checkpointed (same format as single-process runs).
+        train_model = dist.wrap(model, self.rt.device)
 
         epochs_bar = tqdm(total=self.total_epochs, initial=state["epoch"], desc=f"fold {self.fold}",
-                          unit="epoch", leave=False, disable=not self.cfg.progress)  # fmt: skip
+                          unit="epoch", leave=False, disable=not self.progress)  # fmt: skip
         while state["epoch"] < self.total_epochs:
             epoch = state["epoch"]
             stage = self._stage_of(epoch)
             if epoch == stage.start:
                 optimizer, schedule, scaler = self._start_stage(model, stage, state)
-            row = self._train_epoch(model, pipeline, train_set, val_loader, swap, stage, epoch,
+            row = self._train_epoch(model, train_model, pipeline, train_set, val_loader, swap, stage, epoch,
                                     optimizer, schedule, scaler, state)  # fmt: skip
             state["history"].append(row)
             state["epoch"] = epoch + 1
@@ -149,12 +168,26 @@ class FoldTrainer:
             epochs_bar.update(state["epoch"] - epochs_bar.n)
         epochs_bar.close()
 
-        best = self.run.load_checkpoint(self.fold, "best")
+        best = self._load("best")
         oof = best["val_probs"].numpy()
         self._save_last(model, optimizer, schedule, scaler, state, pipeline, oof=oof)
         return oof, state["history"]
 
     # ------------------------------------------------------------------------------------------
+    def _load(self, which: str) -> dict[str, Any] | None:
+        """A checkpoint of this fold, read by rank 0 and broadcast (ranks need no shared disk)."""
+        return self.rt.dist.run_on_main(lambda: self.run.load_checkpoint(self.fold, which))
+
+    def _restore_rng(self, last: dict[str, Any]) -> None:
+        dist = self.rt.dist
+        per_rank = last.get("rng_ranks")
+        if per_rank is not None and len(per_rank) == dist.world_size:
+            engine.set_rng_state(per_rank[dist.rank])
+            return
+        engine.set_rng_state(last["rng"])
+        if dist.rank:  # resumed with another world size: not an exact continuation anyway
+            torch.manual_seed(dist.seed(self.cfg.seed, self.fold, last["epoch"]))
+
     def _pipeline(self, last: dict | None):
         if last is not None:
             return self.rt.pipeline_class.from_state(json.loads(last["inputs"]), self.data)
@@ -177,7 +210,7 @@ class FoldTrainer:
         return self.stages[-1]
 
     def _steps_per_epoch(self, stage: Stage) -> int:
-        n = len(stage.train_rows)
+        n = self.rt.dist.shard_length(len(stage.train_rows))  # samples per rank
         batches = n // self.cfg.batch_size + (n % self.cfg.batch_size > 1)  # see _train_loader
         return max(math.ceil(batches / self.cfg.accum_steps), 1)
 
@@ -191,42 +224,55 @@ class FoldTrainer:
     def _start_stage(self, model, stage: Stage, state: dict[str, Any]):
         state["bad_epochs"] = 0
         if stage.number > 1:
-            best = self.run.load_checkpoint(self.fold, "best")
+            best = self._load("best")
             model.load_state_dict(best["model"])
             kl_all, kl_high = score_subsets(self.val_targets, best["val_probs"].numpy(), self.val_high)
             state["best_score"] = float(selection_score(stage.number, kl_all, kl_high))
         return self._optimization(model, stage)
 
     def _train_loader(self, train_set, stage: Stage, epoch: int) -> DataLoader:
+        dist = self.rt.dist
         seed = engine.derive_seed(self.cfg.seed, self.fold, epoch)
         subset = torch.utils.data.Subset(train_set, stage.train_rows.tolist())
         stage_labels = self.train_labels.iloc[stage.train_rows].reset_index(drop=True)
         sampler = self.pipeline.train_sampler(stage_labels, seed)
+        if dist.enabled:
+            # Every rank draws the same epoch order (same seed), then keeps its equal-length shard.
+            order = sampler or torch.utils.data.RandomSampler(subset, generator=torch.Generator().manual_seed(seed))
+            sampler = ShardSampler(dist.train_shard(list(order)))
+        n = len(sampler) if dist.enabled else len(subset)  # this rank's samples
         return DataLoader(
             subset,
             batch_size=self.cfg.batch_size,
             shuffle=sampler is None,
             sampler=sampler,
-            generator=torch.Generator().manual_seed(seed),
+            # Under DDP only the workers' seeds come from it: distinct per rank.
+            generator=torch.Generator().manual_seed(dist.seed(self.cfg.seed, self.fold, epoch)),
             **self._worker_kwargs(self.pipeline),
-            # BatchNorm cannot train on a final batch of one sample.
-            drop_last=len(subset) % self.cfg.batch_size == 1,
+            # BatchNorm cannot train on a final batch of one sample (equal shards: all ranks agree).
+            drop_last=n % self.cfg.batch_size == 1,
         )
 
-    def _train_epoch(self, model, pipeline, train_set, val_loader, swap, stage: Stage, epoch: int,
+    def _train_epoch(self, model, train_model, pipeline, train_set, val_loader, swap, stage: Stage, epoch: int,
                      optimizer, schedule, scaler, state: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-        cfg, rt = self.cfg, self.rt
-        mixup_generator = torch.Generator().manual_seed(engine.derive_seed(cfg.seed, self.fold, epoch, 1))
+        """One epoch of ``train_model`` (``model``, or DDP around it), then validation of ``model``."""
+        cfg, rt, dist = self.cfg, self.rt, self.rt.dist
+        mixup_generator = torch.Generator().manual_seed(dist.seed(cfg.seed, self.fold, epoch, 1))
         mixup = getattr(pipeline, "mixup", None)
         stats = engine.train_one_epoch(
-            model, self._train_loader(train_set, stage, epoch), optimizer, schedule,
+            train_model, self._train_loader(train_set, stage, epoch), optimizer, schedule,
             device=rt.device, precision=rt.precision, scaler=scaler, accum_steps=cfg.accum_steps,
             grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
             batch_transform=(lambda b: mixup(b, mixup_generator)) if mixup is not None else None,
-            channels_last=self.channels_last, progress=cfg.progress, desc=f"fold {self.fold} epoch {epoch + 1}",
+            channels_last=self.channels_last, progress=self.progress, desc=f"fold {self.fold} epoch {epoch + 1}",
         )  # fmt: skip
+        stats = self._global_stats(stats)
+        # Validation runs on the bare model, rank by rank on disjoint rows (no collective inside
+        # the forward: ranks may have different numbers of batches), all with rank 0's weights.
+        dist.sync_state(model)
         probs = engine.validate(model, val_loader, len(self.val_labels), device=rt.device, precision=rt.precision,
-                                swap=swap, channels_last=self.channels_last, progress=cfg.progress)  # fmt: skip
+                                swap=swap, channels_last=self.channels_last, progress=self.progress,
+                                gather=dist.gather_rows)  # fmt: skip
         val_loss = float(engine.kl_loss(torch.log(torch.from_numpy(probs)), torch.from_numpy(self.val_targets)))
         # Plain floats: checkpoints must hold only tensors and primitives (weights_only loading).
         kl_all, kl_high = (float(v) for v in score_subsets(self.val_targets, probs, self.val_high))
@@ -255,14 +301,25 @@ class FoldTrainer:
         )
         return row
 
+    def _global_stats(self, stats: engine.EpochStats) -> engine.EpochStats:
+        """Loss over all ranks' samples; samples/s of the whole job (all samples / slowest rank)."""
+        if not self.rt.dist.enabled:
+            return stats
+        parts = self.rt.dist.all_gather_object((stats.loss * stats.samples, stats.samples, stats.seconds))
+        samples = sum(p[1] for p in parts)
+        return engine.EpochStats(sum(p[0] for p in parts) / max(samples, 1), samples, max(p[2] for p in parts), stats.lr)
+
     def _save_last(self, model, optimizer, schedule, scaler, state, pipeline, oof: np.ndarray | None = None) -> None:
+        # Every rank's RNG state (a collective: all ranks get here), so a resumed DDP run goes on
+        # with each rank's own augmentation stream.
+        rng_ranks = self.rt.dist.all_gather_object(engine.rng_state()) if self.rt.dist.enabled else None
         self.run.save_checkpoint(self.fold, "last", {
             "config": _config_dict(self.cfg), "fold": self.fold, **state,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "schedule": schedule.state_dict() if schedule is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": engine.rng_state(), "inputs": json.dumps(pipeline.state_dict()),
+            "rng": engine.rng_state(), "rng_ranks": rng_ranks, "inputs": json.dumps(pipeline.state_dict()),
             "finished": oof is not None, "oof": torch.from_numpy(oof) if oof is not None else None,
         })  # fmt: skip
 

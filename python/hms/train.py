@@ -3,6 +3,8 @@
     python -m hms.train [--config FILE] [--data-dir DIR] [key=value | --key value ...]
     python -m hms.train --model resnet18 --epochs 1 --n_folds 2 --run_dir runs/try
     python -m hms.train --resume runs/try
+    torchrun --nproc_per_node=4 -m hms.train ...          # DistributedDataParallel, see hms.distributed
+    python -m hms.train folds_parallel=4 ...              # four folds at once, one GPU each
 
 Without arguments it trains the default small model on the synthetic set (made on first use)
 and prints the per-fold and overall CV KL next to the baselines. Everything lands in the run
@@ -13,26 +15,36 @@ and validation in :mod:`hms.engine`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from hms import CLASSES, config, engine
 from hms.config import Config
 from hms.data import make_folds, make_labels, open_data, targets_of
+from hms.distributed import Distributed, DistributedError, MainRankError, cpu_threads
 from hms.folds import FoldTrainer, Runtime, high_vote_mask, score_subsets
-from hms.rundir import CV_FILE, RunDir, default_run_name
+from hms.rundir import CONFIG_FILE, CV_FILE, RunDir, default_run_name
 
 PRED_COLUMNS = tuple(f"pred_{c}" for c in CLASSES)
 TARGET_COLUMNS = tuple(f"target_{c}" for c in CLASSES)
 OOF_ID_COLUMNS = ("label_id", "eeg_id", "spectrogram_id", "patient_id", "expert_consensus", "n_votes", "fold")
 #: Config keys a resumed run may change: they affect where and how visibly it runs, not results.
-RESUME_OVERRIDABLE = ("device", "num_workers", "progress", "eval_batch_size")
+RESUME_OVERRIDABLE = ("device", "num_workers", "progress", "eval_batch_size", "dist_timeout_s", "folds_parallel")
+
+
+class FoldWorkerError(RuntimeError):
+    """A ``folds_parallel`` worker process failed; the message names its fold and exit status."""
 
 
 def default_pipeline_class():
@@ -46,21 +58,27 @@ def default_pipeline_class():
 # ---------------------------------------------------------------------------------------------
 
 
-def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None) -> dict[str, Any]:
+def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None, dist: Distributed | None = None) -> dict[str, Any] | None:
     """Trains every selected fold (resuming what ``run`` already holds), writes the OOF
-    predictions, metrics, CV summary and plots; returns the summary written to cv.json."""
-    engine.set_deterministic(cfg.deterministic)
-    engine.seed_everything(cfg.seed)
-    device = engine.resolve_device(cfg.device)
-    rt = Runtime(device, engine.resolve_precision(cfg.amp, device), pipeline_class or default_pipeline_class())
-    data = open_data(cfg.data_dir, require=("train",))
-    labels = make_labels(data.train, cfg.grouping)
-    folds = make_folds(labels, cfg.n_folds, cfg.seed)
+    predictions, metrics, CV summary and plots; returns the summary written to cv.json.
+
+    Under torchrun (``dist``) every rank calls this and trains its share of each epoch; rank 0
+    alone writes and returns the summary (the other ranks return None once training is done).
+    With ``folds_parallel`` > 1 worker processes train the folds first (:func:`train_folds_in_parallel`);
+    this process then finds every fold finished and assembles the results."""
+    dist = dist or Distributed()
+    check_launch(cfg, dist)
+    device = dist.device_for(engine.resolve_device(cfg.device))
+    rt, data, labels, folds = _fold_setup(cfg, device, pipeline_class, dist, progress=dist.is_main)
     selected = cfg.folds if cfg.folds is not None else list(range(cfg.n_folds))
-    tqdm.write(
-        f"{data.root}: {len(labels)} samples ({cfg.grouping} grouping), folds {selected} of {cfg.n_folds}; "
-        f"model {cfg.model}, device {device}{'' if rt.precision.dtype is None else f' ({rt.precision.dtype})'}; run {run.path}"
-    )
+    if dist.is_main:
+        processes = f" x {dist.world_size} processes" if dist.enabled else ""
+        tqdm.write(
+            f"{data.root}: {len(labels)} samples ({cfg.grouping} grouping), folds {selected} of {cfg.n_folds}; "
+            f"model {cfg.model}, device {device}{processes}{'' if rt.precision.dtype is None else f' ({rt.precision.dtype})'}; run {run.path}"
+        )
+    if cfg.folds_parallel > 1 and len(selected) > 1:
+        train_folds_in_parallel(cfg, run, selected, pipeline_class)
 
     histories: dict[int, list[dict[str, Any]]] = {}
 
@@ -71,11 +89,13 @@ def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None) -> dict[str, Any]
     rt.on_epoch = write_metrics
     oof = np.full((len(labels), len(CLASSES)), np.nan)
     started = time.perf_counter()
-    for fold in tqdm(selected, desc="folds", unit="fold", disable=not cfg.progress):
+    for fold in tqdm(selected, desc="folds", unit="fold", disable=not (cfg.progress and rt.progress)):
         probs, history = FoldTrainer(cfg, run, data, labels, folds, fold, rt).run_fold()
         oof[folds == fold] = probs
         write_metrics(fold, history)
     train_seconds = time.perf_counter() - started
+    if not dist.is_main:
+        return None
 
     scored = np.isin(folds, selected)
     run.write_oof(oof_frame(labels, folds, oof, scored))
@@ -84,6 +104,82 @@ def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None) -> dict[str, Any]
     run.write_json(CV_FILE, summary)
     write_plots(run, labels[scored], oof[scored], pd.DataFrame([r for f in sorted(histories) for r in histories[f]]))
     return summary
+
+
+def check_launch(cfg: Config, dist: Distributed) -> None:
+    if cfg.folds_parallel > 1 and dist.enabled:
+        raise ValueError(f"folds_parallel={cfg.folds_parallel} cannot be combined with torchrun "
+                         f"({dist.world_size} processes): use one or the other")  # fmt: skip
+
+
+def _fold_setup(cfg: Config, device: torch.device, pipeline_class, dist: Distributed, *, progress: bool):
+    """(Runtime, data, labels, fold of each label) as every fold loop process needs them."""
+    engine.set_deterministic(cfg.deterministic)
+    engine.seed_everything(cfg.seed)
+    precision = engine.resolve_precision(cfg.amp, device)
+    rt = Runtime(device, precision, pipeline_class or default_pipeline_class(), dist=dist, progress=progress)
+    data = open_data(cfg.data_dir, require=("train",))
+    labels = make_labels(data.train, cfg.grouping)
+    return rt, data, labels, make_folds(labels, cfg.n_folds, cfg.seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folds in parallel (one process per GPU, folds_parallel)
+# ---------------------------------------------------------------------------------------------
+
+
+def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int], pipeline_class=None) -> None:
+    """Trains ``selected`` in ``cfg.folds_parallel`` worker processes: the i-th fold in worker
+    i mod N, worker w on GPU w mod (number of GPUs) on CUDA, else on CPU with its share of the
+    cores. Workers write only their folds' files (each fold's checkpoints hold its results); a
+    failed worker stops the others and raises :class:`FoldWorkerError` naming its fold."""
+    import torch.multiprocessing as mp
+
+    n = min(cfg.folds_parallel, len(selected))
+    assignment = [selected[w::n] for w in range(n)]
+    tqdm.write(f"training folds in {n} processes: " + ", ".join(f"worker {w}: folds {a}" for w, a in enumerate(assignment)))
+    context = mp.start_processes(_fold_worker, args=(cfg, str(run.path), assignment, pipeline_class),
+                                 nprocs=n, join=False, start_method="spawn")  # fmt: skip
+    try:
+        while not context.join():
+            pass
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as exc:  # the others are stopped by then
+        worker = exc.error_index
+        unfinished = [f for f in assignment[worker] if not _fold_finished(run, f)]
+        if isinstance(exc, mp.ProcessExitedException):
+            status = f"exit status {exc.exit_code}" + (f" ({exc.signal_name})" if exc.signal_name else "")
+        else:  # ProcessRaisedException: the worker's traceback
+            tqdm.write(str(exc).strip(), file=sys.stderr)
+            status = "exception " + str(exc).strip().splitlines()[-1]
+        fold = f"fold {unfinished[0]}" if unfinished else f"folds {assignment[worker]}"
+        raise FoldWorkerError(f"{fold} failed: fold worker {worker} (pid {exc.error_pid}, folds {assignment[worker]}) "
+                              f"ended with {status}; the other workers were stopped") from None  # fmt: skip
+
+
+def _fold_finished(run: RunDir, fold: int) -> bool:
+    try:
+        last = run.load_checkpoint(fold, "last")
+    except ValueError:  # unreadable: not finished
+        return False
+    return last is not None and bool(last["finished"])
+
+
+def _fold_worker(worker: int, cfg: Config, run_path: str, assignment: list[list[int]], pipeline_class) -> None:
+    device = engine.resolve_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", worker % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cpu_threads(len(assignment)))
+    rt, data, labels, folds = _fold_setup(cfg, device, pipeline_class, Distributed(), progress=False)
+    run = RunDir.open(run_path)
+    for fold in assignment[worker]:
+        FoldTrainer(cfg, run, data, labels, folds, fold, rt).run_fold()
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
 
 
 def oof_frame(labels: pd.DataFrame, folds: np.ndarray, oof: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
@@ -186,18 +282,75 @@ def open_run(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Con
         raise  # unreachable: parser.error exits
 
 
+def open_run_on_main(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Config,
+                     dist: Distributed) -> tuple[Config, RunDir]:  # fmt: skip
+    """:func:`open_run` on rank 0 (which alone decides the run name and creates the directory);
+    the other ranks get its resolved config and a RunDir that writes nothing."""
+    opened: list[tuple[Config, RunDir]] = []
+
+    def on_main() -> tuple[dict[str, Any], str]:
+        opened.append(open_run(parser, args, cfg))
+        return config.to_dict(opened[0][0]), str(opened[0][1].path)
+
+    values, path = dist.run_on_main(on_main)
+    return opened[0] if opened else (config.build(values), RunDir(path, is_writer=False))
+
+
+def launch_timeout(args: argparse.Namespace, cfg: Config) -> float:
+    """The process group's timeout, needed before rank 0 can broadcast the config: this launch's
+    dist_timeout_s, or on --resume (unless given) the one in the run's config.json where readable."""
+    if args.resume is not None and not hasattr(args, "cfg_dist_timeout_s"):
+        try:
+            return float(json.loads((Path(args.resume) / CONFIG_FILE).read_text())["dist_timeout_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return cfg.dist_timeout_s
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, cfg = config.parse_args(parser, None if argv is None else list(argv))
     try:
-        cfg, run = open_run(parser, args, cfg)
-        started = time.perf_counter()
-        summary = train_cv(cfg, run)
-    except (ValueError, FileNotFoundError, NotImplementedError) as exc:
+        dist = Distributed.from_env(launch_timeout(args, cfg))
+    except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_report(summary))
-    print(f"run directory: {run.path}  ({time.perf_counter() - started:.0f} s)")
+    try:
+        with contextlib.ExitStack() as stack:
+            if not dist.is_main:  # one report, one set of log lines: rank 0's
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return _train_command(parser, args, cfg, dist)
+    finally:
+        dist.shutdown()
+
+
+def _train_command(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Config, dist: Distributed) -> int:
+    who = f"rank {dist.rank} of {dist.world_size}: " if dist.enabled else ""
+    try:
+        check_launch(cfg, dist)
+        cfg, run = open_run_on_main(parser, args, cfg, dist)
+        started = time.perf_counter()
+        summary = train_cv(cfg, run, dist=dist)
+    except MainRankError as exc:  # rank 0 prints the error itself
+        print(f"error: {who}stopped: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, NotImplementedError, DistributedError) as exc:
+        print(f"error: {who}{exc}", file=sys.stderr)
+        return 2
+    except FoldWorkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not dist.enabled:
+            raise
+        traceback.print_exc()
+        print(f"error: {who}{type(exc).__name__}: {exc}\n(a collective fails like this when another process "
+              f"died, or did not answer within dist_timeout_s={cfg.dist_timeout_s:g} s; if one failed first, its "
+              "error is the cause: torchrun's summary names the first failure)", file=sys.stderr)  # fmt: skip
+        return 1
+    if summary is not None:
+        print(format_report(summary))
+        print(f"run directory: {run.path}  ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

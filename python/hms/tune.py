@@ -19,9 +19,11 @@ Storage (``--storage``):
     journal:PATH, *.log  Optuna's journal file: several worker processes on one machine
     any SQLAlchemy URL   e.g. postgresql://user:pw@host/db: workers on several machines
 SQLite/SQLAlchemy storages record a heartbeat: a worker killed mid-trial leaves a RUNNING trial
-that the next worker marks FAIL once ``--grace-period`` seconds pass without a heartbeat. Optuna's
-journal storage has no heartbeat, so a killed worker's trial stays RUNNING there (it is not
-counted as a result; nothing else is affected).
+that any other worker marks FAIL (and says so) when it next starts a trial, or finishes, once
+``--grace-period`` seconds have passed without a heartbeat. Optuna's journal storage has no
+heartbeat, so a killed worker's trial stays RUNNING there (it is not counted as a result; nothing
+else is affected). PostgreSQL needs a driver: ``pip install 'hms[postgres]'`` (psycopg). Each
+worker prints the trials it ran; ``--trials`` is per worker, so the study grows by their sum.
 
 Outputs under ``--studies-dir/NAME`` (default studies/NAME): ``trials/NNNN/`` (each trial's run
 directory), ``trials.csv``, ``best.toml`` (the --config values plus the best trial's parameters:
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import sys
 import time
 import warnings
@@ -85,7 +88,6 @@ class TuneSettings:
 
 def open_storage(settings: TuneSettings):
     """The Optuna storage named by ``settings.storage`` (see the module docstring)."""
-    import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     url = settings.storage
@@ -99,11 +101,97 @@ def open_storage(settings: TuneSettings):
     if "://" not in url:
         raise ValueError(f"--storage {url!r}: expected a SQLAlchemy URL (sqlite:///..., postgresql://...), "
                          f"journal:PATH or a journal file ending in {', '.join(JOURNAL_SUFFIXES)}")  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use since 2.x
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period
-        )
+    return open_rdb_storage(url, settings)
+
+
+#: Workers starting together on an empty database race to create Optuna's tables (PostgreSQL's
+#: CREATE TABLE/TYPE is check-then-create): the losers retry, and then find the tables made.
+RDB_OPEN_ATTEMPTS = 6
+
+
+def open_rdb_storage(url: str, settings: TuneSettings):
+    """An Optuna RDBStorage with a heartbeat; connection problems are ValueErrors naming the URL
+    (password hidden), not driver tracebacks."""
+    import optuna
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise ValueError(f"--storage: not a SQLAlchemy URL ({exc})") from None
+    shown = parsed.render_as_string(hide_password=True)
+    url = with_installed_driver(parsed).render_as_string(hide_password=False)
+    # Server databases: check a pooled connection before use, since a trial can outlast a server's
+    # or a firewall's idle timeout, and recycle connections hourly. SQLite keeps Optuna's defaults.
+    engine_kwargs = {} if shown.startswith("sqlite") else {"pool_pre_ping": True, "pool_recycle": 3600}
+    for attempt in range(1, RDB_OPEN_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use since 2.x
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_interval,
+                    grace_period=settings.grace_period, **{_stale_callback_arg(): report_stale_trial},
+                )  # fmt: skip
+        except ImportError as exc:
+            missing = exc.__cause__ or exc
+            hint = " (pip install 'hms[postgres]')" if shown.startswith("postgres") else ""
+            raise ValueError(f"--storage {shown}: the database driver is not installed{hint}: {missing}") from None
+        except sqlalchemy.exc.ArgumentError as exc:  # includes NoSuchModuleError (unknown dialect)
+            hint = "; PostgreSQL URLs start postgresql:// (not postgres://)" if shown.startswith("postgres:") else ""
+            raise ValueError(f"--storage {shown}: {_first_line(exc)}{hint}") from None
+        except sqlalchemy.exc.DBAPIError as exc:
+            lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc.orig)
+            if lost_race and attempt < RDB_OPEN_ATTEMPTS:
+                time.sleep(random.uniform(0.2, 1.0) * attempt)
+                continue
+            what = "cannot set up Optuna's tables" if lost_race or isinstance(exc, sqlalchemy.exc.ProgrammingError) \
+                else "cannot connect"  # OperationalError: refused, unknown host or database, authentication  # fmt: skip
+            raise ValueError(f"--storage {shown}: {what}: {_first_line(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def with_installed_driver(url):
+    """``url`` (a SQLAlchemy URL) with its PostgreSQL driver made explicit when it names none and
+    SQLAlchemy's default one is missing: plain postgresql:// means psycopg2 in SQLAlchemy 2.0 and
+    psycopg (3) in 2.1, and the ``postgres`` extra installs psycopg. Other URLs are returned as is."""
+    import importlib.util
+
+    if url.drivername != "postgresql":
+        return url
+    try:
+        default = url.get_dialect().driver
+    except Exception:  # noqa: BLE001 - let RDBStorage report it
+        return url
+    if importlib.util.find_spec(default) is not None:
+        return url
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
+            return url.set(drivername=f"postgresql+{driver}")
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own message (first line), without SQLAlchemy's statement and link."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def report_stale_trial(study, trial) -> None:
+    """Heartbeat callback: a RUNNING trial of a killed worker has just been marked FAIL."""
+    print(f"study {study.study_name}: trial {trial.number} had no heartbeat for the grace period "
+          f"(its worker was killed or lost): marked FAIL", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _stale_callback_arg() -> str:
+    import inspect
+
+    import optuna
+
+    params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    # Renamed in Optuna 4.x; the old name warns in 5.0.
+    return "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
 
 
 def make_sampler(settings: TuneSettings, seed: int):
@@ -203,8 +291,9 @@ def objective_for(settings: TuneSettings, space: list[Param], pipeline_class=Non
 # ---------------------------------------------------------------------------------------------
 
 
-def run_study(settings: TuneSettings, space: list[Param], *, pipeline_class=None):
-    """Creates or resumes the study and runs up to ``settings.trials`` more trials; returns it."""
+def run_study(settings: TuneSettings, space: list[Param], *, pipeline_class=None, worker_trials: list | None = None):
+    """Creates or resumes the study and runs up to ``settings.trials`` more trials; returns it.
+    ``worker_trials``, when given, receives ``(number, state name)`` of each trial this call ran."""
     import optuna
 
     base = config.build(settings.base_values)  # fails now, naming the key, not in every trial
@@ -218,21 +307,28 @@ def run_study(settings: TuneSettings, space: list[Param], *, pipeline_class=None
         study_name=settings.study, storage=storage, direction="minimize", load_if_exists=True,
         sampler=make_sampler(settings, seed), pruner=make_pruner(settings),
     )  # fmt: skip
+    # Optuna also does this before every trial, so a worker marks the trials of killed workers FAIL
+    # while it runs (report_stale_trial prints each); here and after the loop, for the summary.
+    fail_stale_trials(study)
+    study.set_user_attr("objective", f"mean validation KL over folds 0..{settings.tune_folds - 1}, "
+                        f"{settings.tune_epochs}+{settings.tune_stage2_epochs} epochs")  # fmt: skip
+    callbacks = [] if worker_trials is None else [lambda _study, t: worker_trials.append((t.number, t.state.name))]
+    study.optimize(
+        objective_for(settings, space, pipeline_class), n_trials=settings.trials, timeout=settings.timeout,
+        catch=(config.ConfigError,), gc_after_trial=True, callbacks=callbacks,
+    )  # fmt: skip
+    fail_stale_trials(study)
+    return study
+
+
+def fail_stale_trials(study) -> None:
+    """Marks FAIL the RUNNING trials whose worker stopped sending heartbeats (RDB storages)."""
+    import optuna
+
     if is_heartbeat_enabled(study._storage):
-        before = _count(study, optuna.trial.TrialState.FAIL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        stale = _count(study, optuna.trial.TrialState.FAIL) - before
-        if stale:
-            print(f"study {settings.study}: marked {stale} stale trial(s) of killed workers FAIL", file=sys.stderr)
-    study.set_user_attr("objective", f"mean validation KL over folds 0..{settings.tune_folds - 1}, "
-                        f"{settings.tune_epochs}+{settings.tune_stage2_epochs} epochs")  # fmt: skip
-    study.optimize(
-        objective_for(settings, space, pipeline_class), n_trials=settings.trials, timeout=settings.timeout,
-        catch=(config.ConfigError,), gc_after_trial=True,
-    )  # fmt: skip
-    return study
 
 
 def is_heartbeat_enabled(storage) -> bool:
@@ -242,10 +338,6 @@ def is_heartbeat_enabled(storage) -> bool:
     except ImportError:  # pragma: no cover
         return hasattr(storage, "get_heartbeat_interval") and storage.get_heartbeat_interval() is not None
     return enabled(storage)
-
-
-def _count(study, state) -> int:
-    return len(study.get_trials(deepcopy=False, states=(state,)))
 
 
 def completed_trials(study) -> list:
@@ -320,6 +412,10 @@ def write_plots(study, folder: Path) -> list[str]:
 def format_summary(summary: dict[str, Any], settings: TuneSettings) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
     lines = [f"study {summary['study']} ({settings.study_dir}): {counts or 'no trials'}"]
+    if "worker_trials" in summary:  # several workers share a study: what this one ran
+        ran = summary["worker_trials"]
+        lines.append(f"this worker ran {len(ran)} trial(s)" + (": " if ran else "")
+                     + ", ".join(f"{number} {state.lower()}" for number, state in ran))  # fmt: skip
     if summary["best"] is None:
         lines.append(
             "no trial completed, so there is no best config. If all were pruned: raise --pruner-startup-trials "
@@ -369,6 +465,9 @@ def settings_from_args(args: argparse.Namespace) -> TuneSettings:
                         ("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):  # fmt: skip
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    if args.grace_period <= args.heartbeat_interval:  # live trials would be marked FAIL between heartbeats
+        raise ValueError(f"--grace-period ({args.grace_period} s) must exceed --heartbeat-interval "
+                         f"({args.heartbeat_interval} s)")  # fmt: skip
     return TuneSettings(
         study=args.study, studies_dir=Path(args.studies_dir), storage=args.storage, trials=args.trials,
         timeout=args.timeout, tune_folds=args.tune_folds, tune_epochs=args.tune_epochs,
@@ -385,8 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         space = load_space(args.space)
-        study = run_study(settings, space)
+        worker_trials: list[tuple[int, str]] = []
+        study = run_study(settings, space, worker_trials=worker_trials)
         summary = write_outputs(study, settings, space)
+        summary["worker_trials"] = worker_trials
     except (ValueError, FileNotFoundError, SearchSpaceError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
