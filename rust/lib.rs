@@ -116,7 +116,7 @@ fn sosfiltfilt<'py>(
     let sos = filter::Sos::new(sos.as_array()).map_err(py_err)?;
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
-        filled(py, Ok(view.shape().to_vec()), |out| filter::sosfiltfilt_into(&sos, view, axis, out))
+        written(py, Ok(view.shape().to_vec()), |out| filter::sosfiltfilt_into(&sos, view, axis, out))
     })
 }
 
@@ -143,7 +143,7 @@ fn clip_log<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
-        filled(py, Ok(view.shape().to_vec()), |out| transform::clip_log_into(view, lo, hi, nan, out))
+        written(py, Ok(view.shape().to_vec()), |out| transform::clip_log_into(view, lo, hi, nan, out))
     })
 }
 
@@ -167,7 +167,48 @@ fn instance_normalize<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, eps: f64) -> 
             )));
         }
         let view = arr.as_array().into_dimensionality::<ndarray::Ix2>().expect("2-d");
-        filled(py, Ok(view.shape().to_vec()), |out| transform::instance_normalize_into(view, eps, out))
+        written(py, Ok(view.shape().to_vec()), |out| transform::instance_normalize_into(view, eps, out))
+    })
+}
+
+/// `instance_normalize(clip_log(x))` of each row of a 2-D array (instances, elements).
+#[pyfunction]
+fn clip_log_normalize<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    lo: f64,
+    hi: f64,
+    nan: f64,
+    eps: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(x, "x", |arr| {
+        if arr.ndim() != 2 {
+            return Err(PyValueError::new_err(format!(
+                "clip_log_normalize's native kernel takes (instances, elements), got {} dims",
+                arr.ndim()
+            )));
+        }
+        let view = arr.as_array().into_dimensionality::<ndarray::Ix2>().expect("2-d");
+        written(py, Ok(view.shape().to_vec()), |out| transform::clip_log_normalize_into(view, lo, hi, nan, eps, out))
+    })
+}
+
+/// [`clip_log_normalize`] in place on a C-contiguous array, instances of `cols` elements.
+#[pyfunction]
+fn clip_log_normalize_inplace(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    cols: usize,
+    lo: f64,
+    hi: f64,
+    nan: f64,
+    eps: f64,
+) -> PyResult<()> {
+    with_float_array_mut!(x, "out", |arr| {
+        let slice = arr
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("out must be a C-contiguous array"))?;
+        detached(py, || transform::clip_log_normalize_inplace(slice, cols, lo, hi, nan, eps))
     })
 }
 
@@ -277,6 +318,25 @@ fn window_arg(window: &Bound<'_, PyAny>) -> PyResult<Window> {
         return Ok(Window::Values(values.as_array().to_vec()));
     }
     Err(PyTypeError::new_err("window must be a name, a (name, parameter) tuple or a 1-D float64 array"))
+}
+
+/// A new numpy array of `shape` filled by `fill` without the GIL, for kernels that write every
+/// element: it skips the zeroing, which for arrays under glibc's mmap threshold (32 MiB) is a
+/// memset of the whole output while holding the GIL.
+fn written<'py, U: numpy::Element + Send>(
+    py: Python<'py>,
+    shape: error::Result<Vec<usize>>,
+    fill: impl FnOnce(&mut [U]) -> error::Result<()> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: float elements have no invalid bit patterns, and `fill` overwrites every one
+    // before the array is returned (on an error it is dropped unseen).
+    let array = unsafe { numpy::PyArray::<U, ndarray::IxDyn>::new(py, shape.map_err(py_err)?, false) };
+    {
+        let mut out = array.readwrite();
+        let out = out.as_slice_mut().expect("a new array is contiguous");
+        detached(py, || fill(out))?;
+    }
+    Ok(array.into_any())
 }
 
 /// A new numpy array of `shape` filled by `fill` without the GIL. numpy's allocator gives large
@@ -548,6 +608,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clip_log, m)?)?;
     m.add_function(wrap_pyfunction!(clip_log_inplace, m)?)?;
     m.add_function(wrap_pyfunction!(instance_normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_log_normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_log_normalize_inplace, m)?)?;
     m.add_class::<PyRunningStats>()?;
     add_spectral(m)?;
     Ok(())

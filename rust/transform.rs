@@ -216,6 +216,171 @@ fn standardize_into<T: Real>(x: &[T], out: &mut [T], mean: f64, inv_scale: f64) 
     }
 }
 
+/// `instance_normalize(clip_log(x))` row by row, in one pass over memory: each row is
+/// transformed a chunk at a time into `out`, the chunk's moments are taken while it is in L1,
+/// and the row (still in L2) is standardized at the end. Statistics as in
+/// [`instance_normalize`]: float64, corrected two-pass per chunk, chunks combined exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct ClipLogNormalize {
+    op: ClipLog,
+    eps: f64,
+}
+
+/// Elements per chunk of a row: the chunk stays in L1 between its transform and its moments.
+const NORM_CHUNK: usize = 4096;
+
+impl ClipLogNormalize {
+    pub fn new<T: Real>(lo: f64, hi: f64, nan: f64, eps: f64) -> Result<Self> {
+        ensure!(eps.is_finite() && eps >= 0.0, "eps must be finite and >= 0, got {eps}");
+        Ok(ClipLogNormalize { op: ClipLog::new::<T>(lo, hi, nan)?, eps })
+    }
+
+    /// Rows of `cols` elements from `x` into `out` (both in standard layout, same length).
+    pub fn apply_into<T: ClipLogSum>(&self, x: &[T], cols: usize, out: &mut [T]) -> Result<()> {
+        ensure!(x.len() == out.len(), "out has {} elements, x has {}", out.len(), x.len());
+        ensure!(cols > 0, "cannot normalize instances of 0 elements");
+        ensure!(x.len() % cols == 0, "{} elements do not make rows of {cols}", x.len());
+        let results: Vec<Result<()>> = out
+            .par_chunks_mut(cols)
+            .zip(x.par_chunks(cols))
+            .enumerate()
+            .map(|(i, (o, row))| self.row(i, Some(row), o))
+            .collect();
+        results.into_iter().collect()
+    }
+
+    /// Rows of `cols` elements of `x`, in place.
+    pub fn apply_inplace<T: ClipLogSum>(&self, x: &mut [T], cols: usize) -> Result<()> {
+        ensure!(cols > 0, "cannot normalize instances of 0 elements");
+        ensure!(x.len() % cols == 0, "{} elements do not make rows of {cols}", x.len());
+        let results: Vec<Result<()>> =
+            x.par_chunks_mut(cols).enumerate().map(|(i, row)| self.row(i, None, row)).collect();
+        results.into_iter().collect()
+    }
+
+    /// One instance: `src` into `dst`, or `dst` in place when `src` is None.
+    fn row<T: ClipLogSum>(&self, i: usize, src: Option<&[T]>, dst: &mut [T]) -> Result<()> {
+        let mut total = Moments::default();
+        for (c, chunk) in dst.chunks_mut(NORM_CHUNK).enumerate() {
+            let sum = match src {
+                Some(src) => clip_log_sum(&self.op, &src[c * NORM_CHUNK..c * NORM_CHUNK + chunk.len()], chunk),
+                None => clip_log_sum_in_place(&self.op, chunk),
+            };
+            total = total.merged(&finite_moments(chunk, sum));
+        }
+        // Every logged value is finite (clipped to finite bounds), so only a zero spread can fail.
+        let scale = total.variance(0).sqrt() + self.eps;
+        ensure!(scale > 0.0, "instance {i} is constant and eps is 0: its std is 0");
+        // The row is still in L2 (under 1 MiB for a Kaggle spectrogram).
+        standardize_in_place(dst, total.mean(), 1.0 / scale);
+        Ok(())
+    }
+}
+
+/// `instance_normalize(clip_log(x, lo, hi, nan), eps)` of the rows of `x`, into `out` (standard
+/// layout, `x`'s size).
+pub fn clip_log_normalize_into<T: ClipLogSum>(
+    x: ArrayView2<T>,
+    lo: f64,
+    hi: f64,
+    nan: f64,
+    eps: f64,
+    out: &mut [T],
+) -> Result<()> {
+    let op = ClipLogNormalize::new::<T>(lo, hi, nan, eps)?;
+    let x = x.as_standard_layout();
+    op.apply_into(x.as_slice().expect("standard layout"), x.ncols(), out)
+}
+
+/// [`clip_log_normalize_into`] in place, on rows of `cols` elements.
+pub fn clip_log_normalize_inplace<T: ClipLogSum>(x: &mut [T], cols: usize, lo: f64, hi: f64, nan: f64, eps: f64) -> Result<()> {
+    ClipLogNormalize::new::<T>(lo, hi, nan, eps)?.apply_inplace(x, cols)
+}
+
+/// Independent accumulators of the chunk sums: they vectorize, and round like a pairwise sum.
+const ACC: usize = 16;
+
+/// [`clip_log_slice`] that also returns the sum of the results: the first pass of the moments,
+/// done while the values are in registers. Summed in `T` so that the log keeps its full SIMD
+/// width: the sum only provides the provisional mean of the corrected two-pass algorithm, whose
+/// second pass (float64) corrects its error.
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn clip_log_sum<T: ClipLogSum>(op: &ClipLog, x: &[T], out: &mut [T]) -> f64 {
+    let mut sum = [T::from_f64(0.0); ACC];
+    let (blocks, rest) = (x.chunks_exact(ACC), x.chunks_exact(ACC).remainder());
+    let mut outs = out.chunks_exact_mut(ACC);
+    for (o, i) in (&mut outs).zip(blocks) {
+        for k in 0..ACC {
+            o[k] = i[k].clip_log(op);
+            sum[k] = sum[k] + o[k];
+        }
+    }
+    for (o, &v) in outs.into_remainder().iter_mut().zip(rest) {
+        *o = v.clip_log(op);
+        sum[0] = sum[0] + *o;
+    }
+    sum.iter().map(|v| v.to_f64()).sum()
+}
+
+/// [`clip_log_sum`] in place.
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn clip_log_sum_in_place<T: ClipLogSum>(op: &ClipLog, x: &mut [T]) -> f64 {
+    let mut sum = [T::from_f64(0.0); ACC];
+    let mut blocks = x.chunks_exact_mut(ACC);
+    for b in &mut blocks {
+        for k in 0..ACC {
+            b[k] = b[k].clip_log(op);
+            sum[k] = sum[k] + b[k];
+        }
+    }
+    for v in blocks.into_remainder() {
+        *v = v.clip_log(op);
+        sum[0] = sum[0] + *v;
+    }
+    sum.iter().map(|v| v.to_f64()).sum()
+}
+
+/// Element types of the fused kernel.
+pub trait ClipLogSum: ClipLogFloat + std::ops::Add<Output = Self> {}
+impl<T: ClipLogFloat + std::ops::Add<Output = T>> ClipLogSum for T {}
+
+/// Moments of finite values whose sum is `sum`, by the corrected two-pass algorithm (count,
+/// mean and m2 only; min and max are left unset).
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn finite_moments<T: Real>(xs: &[T], sum: f64) -> Moments {
+    // Twice the accumulators of the sums: each update is an add chain, and these hide its latency.
+    const ACC: usize = 32;
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return Moments::default();
+    }
+    let blocks = xs.chunks_exact(ACC);
+    let rest = blocks.remainder();
+    let mean0 = sum / n;
+    let (mut dev, mut sq) = ([0.0; ACC], [0.0; ACC]);
+    for block in blocks {
+        for k in 0..ACC {
+            let d = block[k].to_f64() - mean0;
+            dev[k] += d;
+            sq[k] += d * d;
+        }
+    }
+    for v in rest {
+        let d = v.to_f64() - mean0;
+        dev[0] += d;
+        sq[0] += d * d;
+    }
+    let (dev, sq) = (dev.iter().sum::<f64>(), sq.iter().sum::<f64>());
+    Moments { count: xs.len() as u64, mean: mean0 + dev / n, m2: (sq - dev * dev / n).max(0.0), ..Moments::default() }
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn standardize_in_place<T: Real>(x: &mut [T], mean: f64, inv_scale: f64) {
+    for v in x.iter_mut() {
+        *v = T::from_f64((v.to_f64() - mean) * inv_scale);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +430,32 @@ mod tests {
         assert!(ClipLog::new::<f64>(0.0, 1.0, 0.0).is_err());
         assert!(ClipLog::new::<f64>(2.0, 1.0, 0.0).is_err());
         assert!(ClipLog::new::<f32>(1e-50, 1.0, 0.0).is_err());
+    }
+
+    #[test]
+    fn clip_log_normalize_equals_the_two_steps() {
+        let (lo, hi) = ((-6f64).exp(), 10f64.exp());
+        let cols = 3 * NORM_CHUNK + 17; // whole chunks and a partial one
+        let mut x: Vec<f32> = crate::testing::noise(2 * cols, 3).iter().map(|v| (v * 30.0).exp() as f32).collect();
+        x[5] = f32::NAN;
+        x[cols + 9] = f32::INFINITY;
+        let x = Array2::from_shape_vec((2, cols), x).unwrap();
+        let logged = clip_log(x.view().into_dyn(), lo, hi, -1.0).unwrap();
+        let logged = logged.into_dimensionality::<ndarray::Ix2>().unwrap();
+        let expected = instance_normalize(logged.view(), 1e-6).unwrap();
+        let mut out = vec![0f32; x.len()];
+        clip_log_normalize_into(x.view(), lo, hi, -1.0, 1e-6, &mut out).unwrap();
+        let mut inplace = x.as_slice().unwrap().to_vec();
+        clip_log_normalize_inplace(&mut inplace, cols, lo, hi, -1.0, 1e-6).unwrap();
+        for ((a, b), c) in out.iter().zip(expected.iter()).zip(&inplace) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+            assert_eq!(a, c);
+        }
+        // A constant instance (every value clipped to lo) has no spread to divide by.
+        let err = clip_log_normalize_into(array![[0.0f64, -1.0]].view(), lo, hi, -1.0, 0.0, &mut [0.0; 2]).unwrap_err();
+        assert!(err.to_string().contains("instance 0 is constant"), "{err}");
+        assert!(clip_log_normalize_into(array![[1.0f64]].view(), lo, hi, -1.0, -1.0, &mut [0.0]).is_err());
+        assert!(clip_log_normalize_into(array![[1.0f64]].view(), 0.0, hi, -1.0, 0.0, &mut [0.0]).is_err());
     }
 
     #[test]

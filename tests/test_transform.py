@@ -158,3 +158,81 @@ def test_transforms_fuzz(shape, dtype, lo_exp, span, nan, data):
     axes = tuple(sorted(data.draw(st.sets(st.integers(0, x.ndim - 1), min_size=1))))
     z = dsp.instance_normalize(x, axes, eps=1e-3)
     np.testing.assert_allclose(z, reference_instance_normalize(x, axes, 1e-3), rtol=1e-4, atol=1e-4)
+
+
+def reference_clip_log_normalize(x, axes, lo=LO, hi=HI, nan=-1.0, eps=1e-6):
+    """The numpy expression the fused kernel computes: the log in x's dtype, statistics in float64."""
+    return reference_instance_normalize(reference_clip_log(x, lo, hi, nan), axes, eps)
+
+
+@pytest.mark.parametrize("axes", [(-2, -1), (1, 2), 0, (0, 2), (-1,)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_log_normalize_equals_numpy(axes, dtype):
+    x = spectrogram_like((5, 30, 40), dtype, seed=6)
+    y = dsp.clip_log_normalize(x, axes)
+    assert y.dtype == dtype and y.shape == x.shape
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, reference_clip_log_normalize(x, axes), rtol=rtol, atol=rtol)
+    # The same values as the two calls it fuses.
+    np.testing.assert_allclose(y, dsp.instance_normalize(dsp.clip_log(x), axes), rtol=rtol, atol=rtol)
+
+
+def test_clip_log_normalize_large_instances_custom_parameters_and_non_contiguous():
+    # Instances of several chunks of the kernel, and a partial one.
+    x = spectrogram_like((3, 300, 401), np.float32, seed=7)
+    kwargs = dict(lo=0.01, hi=1e3, nan=0.5, eps=1e-3)
+    expected = reference_clip_log_normalize(x, (1, 2), 0.01, 1e3, 0.5, 1e-3)
+    np.testing.assert_allclose(dsp.clip_log_normalize(x, (1, 2), **kwargs), expected, rtol=1e-5, atol=1e-5)
+    view = spectrogram_like((4, 50, 60), np.float64, seed=8)[:, ::2, ::-3]
+    np.testing.assert_allclose(
+        dsp.clip_log_normalize(view, (1, 2)), reference_clip_log_normalize(view, (1, 2)), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("axes", [(-2, -1), (0, 1)])
+def test_clip_log_normalize_into_out_and_in_place(axes):
+    x = spectrogram_like((6, 20, 30), np.float32, seed=9)
+    expected = reference_clip_log_normalize(x, axes)
+    out = np.empty_like(x)
+    assert dsp.clip_log_normalize(x, axes, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert dsp.clip_log_normalize(x, axes, out=x) is x
+    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"lo": 0.0}, ValueError, "lo must be positive"),
+        ({"lo": 2.0, "hi": 1.0}, ValueError, "lo must not exceed hi"),
+        ({"nan": float("nan")}, ValueError, "nan must be finite"),
+        ({"hi": float("inf")}, ValueError, "hi must be finite"),
+        ({"lo": 1e-60}, ValueError, "not representable as float32"),
+        ({"lo": "x"}, TypeError, "lo must be a real number"),
+        ({"eps": -1.0}, ValueError, "eps must be >= 0"),
+        ({"eps": float("inf")}, ValueError, "eps must be finite"),
+        ({"axes": 3}, ValueError, "axes=3 is out of bounds"),
+        ({"axes": (1, -1)}, ValueError, "repeated axis"),
+        ({"axes": ()}, ValueError, "at least one axis"),
+        ({"out": np.empty((4, 3), np.float32)}, ValueError, "out must have x's shape"),
+        ({"out": np.empty((3, 4), np.float64)}, ValueError, "out must have x's shape"),
+        ({"out": np.empty((4, 3), np.float32).T}, ValueError, "out must be C-contiguous"),
+        ({"out": [[0.0] * 4] * 3}, TypeError, "out must be a numpy array"),
+    ],
+)
+def test_clip_log_normalize_refuses_bad_input(kwargs, error, match):
+    kwargs = {"axes": -1, **kwargs}
+    with pytest.raises(error, match=match):
+        dsp.clip_log_normalize(np.ones((3, 4), np.float32) * np.arange(1, 5, dtype=np.float32), **kwargs)
+
+
+def test_clip_log_normalize_refuses_bad_arrays():
+    # Every value clipped to lo: a constant instance has no spread to divide by.
+    with pytest.raises(ValueError, match="instance 1 is constant"):
+        dsp.clip_log_normalize(np.r_[[1.0, 2.0], [0.0, -1.0]].reshape(2, 2), -1, eps=0.0)
+    with pytest.raises(ValueError, match="x is empty"):
+        dsp.clip_log_normalize(np.ones((2, 0)), -1)
+    with pytest.raises(TypeError, match="complex"):
+        dsp.clip_log_normalize(np.ones((2, 3), complex), -1)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        dsp.clip_log_normalize(np.float64(3.0), -1)

@@ -23,6 +23,7 @@ __all__ = [
     "RunningStats",
     "butter_sos",
     "clip_log",
+    "clip_log_normalize",
     "instance_normalize",
     "notch_sos",
     "sosfiltfilt",
@@ -186,12 +187,8 @@ def clip_log(
     return out
 
 
-def instance_normalize(x: ArrayLike, axes: int | Sequence[int], eps: float = 1e-6) -> FloatArray:
-    """Standardizes each instance: ``(x - mean) / (std + eps)`` with mean and population std taken
-    over ``axes`` (e.g. ``(-2, -1)`` for a batch of images), computed in float64.
-
-    Raises ValueError for NaN/inf in an instance, or a constant instance with ``eps=0``."""
-    arr = as_float_array(x, "x")
+def _instance_axes(arr: FloatArray, axes: int | Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The instance axes of ``arr`` normalized, and the trailing positions they are moved to."""
     if arr.ndim == 0:
         raise ValueError("x must have at least one dimension")
     axes_seq = (axes,) if np.ndim(axes) == 0 else tuple(axes)  # type: ignore[arg-type]
@@ -200,15 +197,70 @@ def instance_normalize(x: ArrayLike, axes: int | Sequence[int], eps: float = 1e-
     norm = tuple(_normalize_axis(a, arr.ndim, "axes") for a in axes_seq)
     if len(set(norm)) != len(norm):
         raise ValueError(f"axes contains a repeated axis: {axes!r}")
+    return norm, tuple(range(arr.ndim - len(norm), arr.ndim))
+
+
+def _eps(eps: Any) -> float:
     eps_ = _finite_number(eps, "eps")
     if eps_ < 0:
         raise ValueError(f"eps must be >= 0, got {eps_}")
-    inner = tuple(range(arr.ndim - len(norm), arr.ndim))
+    return eps_
+
+
+def _per_instance(native: Any, arr: FloatArray, norm: tuple[int, ...], inner: tuple[int, ...], *args: float) -> FloatArray:
+    """``native`` applied to the instances of ``arr`` as the rows of a 2-D array."""
     moved = np.moveaxis(arr, norm, inner)
     instance_size = math.prod(moved.shape[len(moved.shape) - len(norm):])
-    flat = moved.reshape(-1, instance_size)
-    out = _native.instance_normalize(flat, eps_).reshape(moved.shape)
+    out = native(moved.reshape(-1, instance_size), *args).reshape(moved.shape)
     return np.moveaxis(out, inner, norm)
+
+
+def instance_normalize(x: ArrayLike, axes: int | Sequence[int], eps: float = 1e-6) -> FloatArray:
+    """Standardizes each instance: ``(x - mean) / (std + eps)`` with mean and population std taken
+    over ``axes`` (e.g. ``(-2, -1)`` for a batch of images), computed in float64.
+
+    Raises ValueError for NaN/inf in an instance, or a constant instance with ``eps=0``."""
+    arr = as_float_array(x, "x")
+    norm, inner = _instance_axes(arr, axes)
+    eps_ = _eps(eps)
+    return _per_instance(_native.instance_normalize, arr, norm, inner, eps_)
+
+
+def clip_log_normalize(
+    x: ArrayLike,
+    axes: int | Sequence[int],
+    lo: float = math.exp(-6),
+    hi: float = math.exp(10),
+    nan: float = -1.0,
+    eps: float = 1e-6,
+    out: FloatArray | None = None,
+) -> FloatArray:
+    """``instance_normalize(clip_log(x, lo, hi, nan), axes, eps)`` in one pass over memory; in
+    place with ``out=x``.
+
+    The logged values are those of :func:`clip_log` (in ``x``'s dtype); the statistics are
+    float64 as in :func:`instance_normalize`. ``out`` must have ``x``'s shape and float dtype and
+    be C-contiguous and writeable. Raises ValueError for a constant instance with ``eps=0``."""
+    arr = as_float_array(x, "x")
+    lo_, hi_, nan_ = (_finite_number(v, n) for v, n in ((lo, "lo"), (hi, "hi"), (nan, "nan")))
+    norm, inner = _instance_axes(arr, axes)
+    eps_ = _eps(eps)
+    if out is None:
+        return _per_instance(_native.clip_log_normalize, arr, norm, inner, lo_, hi_, nan_, eps_)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.shape != arr.shape or out.dtype != arr.dtype:
+        raise ValueError(f"out must have x's shape {arr.shape} and dtype {arr.dtype}, got {out.shape} {out.dtype}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be C-contiguous and writeable")
+    if set(norm) != set(inner):
+        # Instances are not contiguous in out: compute them apart, then copy.
+        np.copyto(out, _per_instance(_native.clip_log_normalize, arr, norm, inner, lo_, hi_, nan_, eps_))
+        return out
+    if out is not arr:
+        np.copyto(out, arr)
+    _native.clip_log_normalize_inplace(out, math.prod(arr.shape[d] for d in inner), lo_, hi_, nan_, eps_)
+    return out
 
 
 # Columns of the native state (see rust/stats.rs, Moments).
