@@ -3,8 +3,10 @@
 //! This module only converts arrays, releases the GIL around the work, and maps errors (and any
 //! panic) to Python exceptions. The kernels live in plain-Rust modules that know nothing of Python.
 
+pub mod bandmel;
 pub mod error;
 pub mod filter;
+pub mod inputs;
 pub mod mel;
 pub mod montage;
 pub mod real;
@@ -501,6 +503,46 @@ fn bipolar_montage<'py>(py: Python<'py>, eeg: &Bound<'py, PyAny>, channels: Vec<
     })
 }
 
+/// The channel pairs and the checked mel recipe of `eeg_mel_spectrograms`' arguments.
+#[allow(clippy::too_many_arguments)]
+fn mel_recipe_args(
+    channels: Vec<String>,
+    n_samples: Option<usize>,
+    filters: Vec<PyReadonlyArray2<'_, f64>>,
+    sr: f64,
+    n_fft: usize,
+    hop_length: Option<usize>,
+    win_length: usize,
+    window: &Bound<'_, PyAny>,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+    power: f64,
+    amin: f64,
+    top_db: Option<f64>,
+    width_multiple: usize,
+    offset: f64,
+    scale: f64,
+) -> PyResult<(Vec<(usize, usize)>, montage::MelRecipe)> {
+    let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
+    let window = window_arg(window)?;
+    // Checked now, so that bad parameters are reported before any work.
+    mel_spec(sr, n_fft, 1, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true).map_err(py_err)?;
+    let recipe = montage::MelRecipe {
+        pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
+        spec: std::sync::Arc::new(move |kept: usize| {
+            let hop = hop_length.unwrap_or(kept / 256);
+            crate::ensure!(hop >= 1, "hop_length: {kept} samples give a hop of {kept} // 256 = 0; pass hop_length");
+            mel_spec(sr, n_fft, hop, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true)
+        }),
+        db: mel::PowerToDb::new(None, amin, top_db).map_err(py_err)?,
+        width_multiple,
+        offset,
+        scale,
+    };
+    Ok((pairs, recipe))
+}
+
 /// The mel recipe: (..., 4, n_mels, width). `hop_length` None: kept samples // 256.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
@@ -525,26 +567,136 @@ fn eeg_mel_spectrograms<'py>(
     offset: f64,
     scale: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
-    let window = window_arg(window)?;
-    // Checked now, so that bad parameters are reported before any work.
-    mel_spec(sr, n_fft, 1, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true).map_err(py_err)?;
-    let recipe = montage::MelRecipe {
-        pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
-        spec: std::sync::Arc::new(move |kept: usize| {
-            let hop = hop_length.unwrap_or(kept / 256);
-            crate::ensure!(hop >= 1, "hop_length: {kept} samples give a hop of {kept} // 256 = 0; pass hop_length");
-            mel_spec(sr, n_fft, hop, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true)
-        }),
-        db: mel::PowerToDb::new(None, amin, top_db).map_err(py_err)?,
-        width_multiple,
-        offset,
-        scale,
-    };
+    let (pairs, recipe) = mel_recipe_args(
+        channels, n_samples, filters, sr, n_fft, hop_length, win_length, window, n_mels, fmin, fmax, power, amin, top_db,
+        width_multiple, offset, scale,
+    )?;
     with_float_array!(eeg, "eeg", |arr| {
         let view = arr.as_array();
         filled(py, montage::mel_shape(view.shape(), &recipe), |out| montage::mel_images_into(view, &pairs, &recipe, out))
     })
+}
+
+/// `eeg_mel_spectrograms`' arguments, checked once, for `model_inputs`.
+#[pyclass(module = "hms._native", name = "EegMelRecipe", frozen)]
+struct PyEegMelRecipe {
+    pairs: Vec<(usize, usize)>,
+    recipe: montage::MelRecipe,
+}
+
+#[pymethods]
+impl PyEegMelRecipe {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        channels: Vec<String>,
+        n_samples: Option<usize>,
+        filters: Vec<PyReadonlyArray2<'_, f64>>,
+        sr: f64,
+        n_fft: usize,
+        hop_length: Option<usize>,
+        win_length: usize,
+        window: &Bound<'_, PyAny>,
+        n_mels: usize,
+        fmin: f64,
+        fmax: f64,
+        power: f64,
+        amin: f64,
+        top_db: Option<f64>,
+        width_multiple: usize,
+        offset: f64,
+        scale: f64,
+    ) -> PyResult<Self> {
+        let (pairs, recipe) = mel_recipe_args(
+            channels, n_samples, filters, sr, n_fft, hop_length, win_length, window, n_mels, fmin, fmax, power, amin,
+            top_db, width_multiple, offset, scale,
+        )?;
+        Ok(PyEegMelRecipe { pairs, recipe })
+    }
+}
+
+/// A float32 array of shape (..., *tail) as (batch, *tail) in standard layout (a copy only if
+/// it is not), and its leading shape.
+fn batch_first<'a, D: ndarray::Dimension>(
+    x: &'a PyReadonlyArrayDyn<'_, f32>,
+    tail: usize,
+    name: &str,
+) -> PyResult<(ndarray::CowArray<'a, f32, D>, Vec<usize>)> {
+    let view = x.as_array();
+    let shape = view.shape().to_vec();
+    if shape.len() < tail + 1 {
+        return Err(PyValueError::new_err(format!("{name} must have a batch axis and {tail} more, got shape {shape:?}")));
+    }
+    let lead = shape[..shape.len() - tail].to_vec();
+    let mut dims = vec![lead.iter().product::<usize>()];
+    dims.extend_from_slice(&shape[shape.len() - tail..]);
+    let standard: ndarray::CowArray<'a, f32, ndarray::IxDyn> = if view.is_standard_layout() {
+        view.into()
+    } else {
+        view.as_standard_layout().into_owned().into()
+    };
+    let reshaped = standard
+        .into_shape_with_order(dims)
+        .expect("standard layout reshapes")
+        .into_dimensionality::<D>()
+        .expect("dimensions match");
+    Ok((reshaped, lead))
+}
+
+/// Normalized model inputs (..., C, H, W) from raw windows: `sources` in order ("kaggle",
+/// "eeg"), `layout` "channels" or "stack", instance normalization with `eps` unless `stats`
+/// gives one (mean, std) per source.
+#[pyfunction]
+#[pyo3(signature = (sources, layout, eps, stats=None, eeg=None, eeg_recipe=None, kaggle=None, kaggle_order=None, clip=None))]
+#[allow(clippy::too_many_arguments)]
+fn model_inputs<'py>(
+    py: Python<'py>,
+    sources: Vec<String>,
+    layout: &str,
+    eps: f64,
+    stats: Option<Vec<(f64, f64)>>,
+    eeg: Option<PyReadonlyArrayDyn<'py, f32>>,
+    eeg_recipe: Option<Bound<'py, PyEegMelRecipe>>,
+    kaggle: Option<PyReadonlyArrayDyn<'py, f32>>,
+    kaggle_order: Option<[usize; 4]>,
+    clip: Option<(f64, f64, f64)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let layout = inputs::Layout::from_name(layout).map_err(py_err)?;
+    let norm = match stats {
+        Some(s) => inputs::Normalization::Fixed(s),
+        None => inputs::Normalization::Instance { eps },
+    };
+    let eeg = eeg.as_ref().map(|x| batch_first::<ndarray::Ix3>(x, 2, "eeg")).transpose()?;
+    let kaggle = kaggle.as_ref().map(|x| batch_first::<ndarray::Ix4>(x, 3, "kaggle")).transpose()?;
+    let recipe = eeg_recipe.as_ref().map(|r| r.get());
+    let mut built = Vec::new();
+    let mut lead: Option<Vec<usize>> = None;
+    for name in &sources {
+        let (source, this_lead) = match name.as_str() {
+            "kaggle" => {
+                let (x, l) = kaggle.as_ref().ok_or_else(|| PyValueError::new_err("source 'kaggle' needs kaggle windows"))?;
+                let (order, (lo, hi, nan)) = kaggle_order
+                    .zip(clip)
+                    .ok_or_else(|| PyValueError::new_err("source 'kaggle' needs kaggle_order and clip"))?;
+                let clip = transform::ClipLog::new::<f32>(lo, hi, nan).map_err(py_err)?;
+                (inputs::Source::Kaggle(x.view(), inputs::KaggleRecipe { order, clip }), l)
+            }
+            "eeg" => {
+                let (x, l) = eeg.as_ref().ok_or_else(|| PyValueError::new_err("source 'eeg' needs eeg windows"))?;
+                let r = recipe.ok_or_else(|| PyValueError::new_err("source 'eeg' needs eeg_recipe"))?;
+                (inputs::Source::Eeg(x.view(), &r.recipe, &r.pairs), l)
+            }
+            other => return Err(PyValueError::new_err(format!("sources must be 'kaggle' or 'eeg', got {other:?}"))),
+        };
+        if lead.as_ref().is_some_and(|l| l != this_lead) {
+            return Err(PyValueError::new_err(format!("the windows' batch shapes differ: {:?} and {this_lead:?}", lead.unwrap())));
+        }
+        lead = Some(this_lead.clone());
+        built.push(source);
+    }
+    let lead = lead.ok_or_else(|| PyValueError::new_err("at least one source is needed"))?;
+    let shape: Vec<usize> = lead.iter().copied().chain(layout.shape(built.len())).collect();
+    filled(py, Ok(shape), |out| inputs::build_into(&built, layout, &norm, out))
 }
 
 /// The scipy recipe: (..., 4, n_freq, n_segments).
@@ -593,6 +745,8 @@ fn add_spectral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bipolar_montage, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_mel_spectrograms, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_scipy_spectrograms, m)?)?;
+    m.add_class::<PyEegMelRecipe>()?;
+    m.add_function(wrap_pyfunction!(model_inputs, m)?)?;
     m.add("EEG_CHANNELS", montage::EEG_CHANNELS.to_vec())?;
     m.add("CHAINS", montage::CHAINS.to_vec())?;
     m.add("BIPOLAR", montage::BIPOLAR.to_vec())?;

@@ -6,6 +6,7 @@
 //! the power comes from `BandDft`'s dense product instead of an FFT per frame, and the sparse
 //! filterbank is applied row by row.
 
+use crate::bandmel::{self, BandMel, BandMelWork};
 use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
@@ -122,6 +123,11 @@ impl MelFilterbank {
         start..end.max(start)
     }
 
+    /// Each filter's first bin and weights, in mel order.
+    pub fn filters(&self) -> impl Iterator<Item = (usize, &[f64])> + '_ {
+        self.filters.iter().map(|f| (f.start, f.weights.as_slice()))
+    }
+
     /// The dense (n_mels x n_freq) matrix, row-major.
     pub fn to_dense(&self) -> Vec<f64> {
         let mut out = vec![0.0; self.n_mels() * self.n_freq];
@@ -210,6 +216,13 @@ impl MelSpectrogram {
     /// The transform of one signal, prepared once and applied to many signals of one length.
     pub fn plan<G: GemmFloat>(&self) -> Result<MelPlan<'_, G>> {
         let band = self.mel.band();
+        // float32 power spectrograms of symmetric windows: the fused kernel, where it has the
+        // registers it is written for.
+        if G::as_f32(&[]).is_some() && self.power == 2.0 && bandmel::available() {
+            if let Some(fused) = BandMel::new(&self.window, &self.mel, self.framing.hop)? {
+                return Ok(MelPlan { spec: self, band, path: Path::Fused(fused) });
+            }
+        }
         let dft = BandDft::<G>::new(&self.window, band.clone())?;
         let n = self.framing.n_fft as f64;
         let fft_cost = BAND_DFT_ADVANTAGE * 2.5 * n * n.log2().max(1.0);
@@ -240,6 +253,7 @@ impl MelSpectrogram {
 }
 
 enum Path<G> {
+    Fused(BandMel),
     Band(BandDft<G>),
     Fft(std::sync::Arc<dyn realfft::RealToComplex<f64>>),
 }
@@ -258,12 +272,40 @@ pub struct MelWork<G> {
     scratch: Vec<G>,
     signal: Vec<f64>,
     padded: Vec<G>,
+    fused: BandMelWork,
+    lane: Vec<f32>,
 }
 
 impl<G: GemmFloat> MelPlan<'_, G> {
+    /// The fused float32 kernel, if this plan uses it.
+    pub fn fused(&self) -> Option<&BandMel> {
+        match &self.path {
+            Path::Fused(fused) => Some(fused),
+            _ => None,
+        }
+    }
+
+    /// Samples of padding the framing adds before (and after) a signal.
+    pub fn pad(&self) -> usize {
+        self.spec.framing.pad()
+    }
+
     /// The mel spectrogram (n_mels x n_frames, row-major) of one unpadded signal.
     pub fn run_lane<T: Real>(&self, x: ndarray::ArrayView1<T>, n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) -> Result<()> {
         match &self.path {
+            Path::Fused(fused) => {
+                let out = G::as_f32_mut(out).expect("the fused path is planned for f32 only");
+                if self.spec.framing.pad_mode == spectral::PadMode::Constant {
+                    // The zeros of the padding are implicit.
+                    work.lane.clear();
+                    work.lane.extend(x.iter().map(|v| v.to_f64() as f32));
+                    ensure!(spectral::all_finite(&work.lane), "x contains NaN or inf");
+                    fused.run(&work.lane, self.spec.framing.pad(), n_frames, &mut work.fused, out, n_frames);
+                } else {
+                    self.spec.framing.extend_into(x, &mut work.lane)?;
+                    fused.run(&work.lane, 0, n_frames, &mut work.fused, out, n_frames);
+                }
+            }
             Path::Band(_) => {
                 let mut padded = std::mem::take(&mut work.padded);
                 self.spec.framing.extend_into(x, &mut padded)?;
@@ -286,8 +328,15 @@ impl<G: GemmFloat> MelPlan<'_, G> {
     /// framing.
     pub fn run(&self, padded: &[G], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {
         let nb = self.band.len();
+        if let Path::Fused(fused) = &self.path {
+            let padded = G::as_f32(padded).expect("the fused path is planned for f32 only");
+            let out = G::as_f32_mut(out).expect("the fused path is planned for f32 only");
+            fused.run(padded, 0, n_frames, &mut work.fused, out, n_frames);
+            return;
+        }
         work.power.resize(nb * n_frames, G::default());
         match &self.path {
+            Path::Fused(_) => unreachable!("handled above"),
             Path::Band(dft) => {
                 let hop = self.spec.framing.hop;
                 dft.power(padded, hop, n_frames, self.spec.power, &mut work.scratch, &mut work.power);
@@ -311,7 +360,7 @@ impl<G: GemmFloat> MelPlan<'_, G> {
                 self.fft_power(padded, n_frames, work);
                 self.spec.mel.apply(&work.power, n_frames, out);
             }
-            Path::Band(_) => {
+            Path::Band(_) | Path::Fused(_) => {
                 let converted: Vec<G> = padded.iter().map(|&v| G::from_f64(v)).collect();
                 self.run(&converted, n_frames, work, out);
             }
@@ -381,6 +430,53 @@ impl PowerToDb {
     }
 }
 
+impl PowerToDb {
+    /// `acc += (db + offset) * scale` for the decibels `db` of one spectrogram `s` (rows of
+    /// `n_frames`, as `apply` computes them), its first `width` frames only: `acc` has rows of
+    /// `width`. The same values as `apply` followed by the sum, without the decibels array.
+    pub fn accumulate<G: LogFloat>(&self, s: &[G], n_frames: usize, width: usize, offset: f64, scale: f64, acc: &mut [G]) {
+        assert!(width <= n_frames && s.len() % n_frames.max(1) == 0, "rows of n_frames, width <= n_frames");
+        assert_eq!(acc.len(), s.len() / n_frames.max(1) * width, "acc has rows of width");
+        let (max, nan) = max_and_nan(s);
+        let reference = self.reference.unwrap_or(max);
+        let amin = G::from_f64(self.amin).to_f64();
+        let fast = !nan && max.is_finite() && reference.is_finite() && amin >= G::MIN_NORMAL;
+        if !fast {
+            // Rare (NaN, inf, subnormal amin): the general path, row by row.
+            let mut db = vec![G::default(); s.len()];
+            self.apply(s, &mut db);
+            for (a, row) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
+                for (a, &v) in a.iter_mut().zip(row) {
+                    *a += (v + G::from_f64(offset)) * G::from_f64(scale);
+                }
+            }
+            return;
+        }
+        let db = |v: f64| 10.0 * std::f64::consts::LOG10_E * G::from_f64(v).ln_normal().to_f64();
+        let ref_db = db(reference.max(amin));
+        let floor = self.top_db.map_or(f64::NEG_INFINITY, |t| db(max.max(amin)) - ref_db - t);
+        let params = DbParams {
+            amin: G::from_f64(amin),
+            ref_db: G::from_f64(ref_db),
+            floor: G::from_f64(floor),
+            offset: G::from_f64(offset),
+            scale: G::from_f64(scale),
+        };
+        for (a, row) in acc.chunks_mut(width).zip(s.chunks(n_frames)) {
+            G::db_accumulate(&row[..width], a, &params);
+        }
+    }
+}
+
+/// The constants of one spectrogram's decibels and their affine map.
+pub struct DbParams<G> {
+    amin: G,
+    ref_db: G,
+    floor: G,
+    offset: G,
+    scale: G,
+}
+
 /// Largest value of `s`, and whether it holds a NaN (lane-wise, so that it vectorizes).
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn max_and_nan<G: Real>(s: &[G]) -> (f64, bool) {
@@ -414,6 +510,8 @@ pub trait LogFloat: GemmFloat {
     fn ln_normal(self) -> Self;
     /// `out = max(10 log10(max(s, amin)) - ref_db, floor)` for finite `s` and a normal `amin`.
     fn db_kernel(s: &[Self], out: &mut [Self], amin: Self, ref_db: Self, floor: Self);
+    /// `acc += (db + offset) * scale` with `db` as `db_kernel` computes it.
+    fn db_accumulate(s: &[Self], acc: &mut [Self], p: &DbParams<Self>);
 }
 
 // Both logs split x = 2^k m with m in [sqrt(1/2), sqrt(2)) and take ln(m) = f g(f) for f = m - 1,
@@ -469,6 +567,10 @@ impl LogFloat for f64 {
     fn db_kernel(s: &[f64], out: &mut [f64], amin: f64, ref_db: f64, floor: f64) {
         db_kernel(s, out, amin, ref_db, floor)
     }
+
+    fn db_accumulate(s: &[f64], acc: &mut [f64], p: &DbParams<f64>) {
+        db_accumulate(s, acc, p)
+    }
 }
 
 impl LogFloat for f32 {
@@ -497,6 +599,10 @@ impl LogFloat for f32 {
     fn db_kernel(s: &[f32], out: &mut [f32], amin: f32, ref_db: f32, floor: f32) {
         db_kernel(s, out, amin, ref_db, floor)
     }
+
+    fn db_accumulate(s: &[f32], acc: &mut [f32], p: &DbParams<f32>) {
+        db_accumulate(s, acc, p)
+    }
 }
 
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -505,6 +611,17 @@ fn db_kernel<G: LogFloat>(s: &[G], out: &mut [G], amin: G, ref_db: G, floor: G) 
     for (o, &v) in out.iter_mut().zip(s) {
         let db = ten_log10_e * (if v > amin { v } else { amin }).ln_normal() - ref_db;
         *o = if db > floor { db } else { floor };
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn db_accumulate<G: LogFloat>(s: &[G], acc: &mut [G], p: &DbParams<G>) {
+    let ten_log10_e = G::from_f64(10.0 * std::f64::consts::LOG10_E);
+    let (amin, ref_db, floor, offset, scale) = (p.amin, p.ref_db, p.floor, p.offset, p.scale);
+    for (a, &v) in acc.iter_mut().zip(s) {
+        let db = ten_log10_e * (if v > amin { v } else { amin }).ln_normal() - ref_db;
+        let db = if db > floor { db } else { floor };
+        *a += (db + offset) * scale;
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::filter::{self, Sos};
-use crate::mel::{LogFloat, MelSpectrogram, MelWork, PowerToDb};
+use crate::mel::{LogFloat, MelPlan, MelSpectrogram, MelWork, PowerToDb};
 use crate::real::Real;
 use crate::spectral::{allocate, Spectrogram};
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis};
@@ -270,7 +270,7 @@ fn images_shape(shape: &[usize], rows: usize, cols: usize) -> Vec<usize> {
 }
 
 /// The mel recipe's transform and image width for recordings of `n` samples.
-fn mel_geometry(n: usize, recipe: &MelRecipe) -> Result<(MelSpectrogram, usize, usize)> {
+pub fn mel_geometry(n: usize, recipe: &MelRecipe) -> Result<(MelSpectrogram, usize, usize)> {
     let kept = recipe.pre.kept(n)?;
     let spec = (recipe.spec)(kept)?;
     let n_frames = spec.framing().n_frames(kept)?;
@@ -296,33 +296,173 @@ pub fn mel_shape(shape: &[usize], recipe: &MelRecipe) -> Result<Vec<usize>> {
 
 /// The mel recipe's images into `out` (of `mel_shape`).
 pub fn mel_images_into<T: LogFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], recipe: &MelRecipe, out: &mut [T]) -> Result<()> {
-    let (spec, n_frames, width) = mel_geometry(n_samples(eeg.shape())?, recipe)?;
-    let n_mels = spec.n_mels();
-    let plan = spec.plan::<T>()?;
-    let (offset, inv_scale) = (recipe.offset, 1.0 / recipe.scale);
-    let init = || (MelWork::default(), vec![T::default(); n_mels * n_frames], vec![T::default(); n_mels * n_frames], vec![0.0f64; n_mels * width]);
-    chain_images_into(&eeg, pairs, &recipe.pre, out, init, |(work, mel, db, acc), diffs, chain, img| {
-        acc.fill(0.0);
-        for d in 0..4 {
-            plan.run_lane(diffs.row(4 * chain + d), n_frames, work, mel)?;
-            recipe.db.apply(mel, db);
-            for (a, db) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
-                accumulate_scaled(a, &db[..width], offset, inv_scale);
-            }
-        }
-        for (o, a) in img.iter_mut().zip(acc.iter()) {
-            *o = T::from_f64(a / 4.0);
-        }
-        Ok(())
+    ensure!(pairs.len() == BIPOLAR.len(), "the montage needs {} channel pairs", BIPOLAR.len());
+    let n = n_samples(eeg.shape())?;
+    let (spec, n_frames, width) = mel_geometry(n, recipe)?;
+    let imager = MelImager::new(&spec, recipe, n, n_frames, width)?;
+    let recordings = leading(&eeg);
+    if recordings.is_empty() || out.is_empty() {
+        return Ok(());
+    }
+    // One task per (recording, chain): enough of them to balance the threads for any batch.
+    let per_image = out.len() / recordings.len() / CHAINS.len();
+    out.par_chunks_mut(per_image).enumerate().try_for_each_init(MelImagerWork::default, |work, (i, img)| {
+        let (r, chain) = (i / CHAINS.len(), i % CHAINS.len());
+        let rec = recordings[r].view().into_dimensionality::<ndarray::Ix2>().expect("2-d");
+        imager.image(rec, &pairs[4 * chain..4 * chain + 4], work, img, width)
     })
 }
 
-/// `acc += (x + offset) * scale`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn accumulate_scaled<T: Real>(acc: &mut [f64], x: &[T], offset: f64, scale: f64) {
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a += (v.to_f64() + offset) * scale;
+/// The mel recipe prepared for recordings of one length: one chain image at a time.
+pub struct MelImager<'a, T: LogFloat> {
+    recipe: &'a MelRecipe,
+    plan: MelPlan<'a, T>,
+    n: usize,
+    n_mels: usize,
+    n_frames: usize,
+    width: usize,
+}
+
+/// Reusable buffers of `MelImager::image`.
+pub struct MelImagerWork<T> {
+    signal: Vec<f32>,
+    diffs: Array2<f64>,
+    mel_work: MelWork<T>,
+    fused: crate::bandmel::BandMelWork,
+    mel: Vec<T>,
+    acc: Vec<T>,
+}
+
+impl<T: Default> Default for MelImagerWork<T> {
+    fn default() -> Self {
+        MelImagerWork {
+            signal: Vec::new(),
+            diffs: Array2::zeros((0, 0)),
+            mel_work: MelWork::default(),
+            fused: Default::default(),
+            mel: Vec::new(),
+            acc: Vec::new(),
+        }
     }
+}
+
+impl<'a, T: LogFloat> MelImager<'a, T> {
+    /// `spec`, `n_frames` and `width` as `mel_geometry` gives them for recordings of `n` samples.
+    pub fn new(spec: &'a MelSpectrogram, recipe: &'a MelRecipe, n: usize, n_frames: usize, width: usize) -> Result<Self> {
+        Ok(MelImager { recipe, plan: spec.plan::<T>()?, n, n_mels: spec.n_mels(), n_frames, width })
+    }
+
+    /// The image (n_mels x width, row m at `img[m * stride..]`) of one chain of a recording
+    /// (channels x n): the mean of the mapped decibels of its differences `pairs`.
+    pub fn image(&self, rec: ArrayView2<T>, pairs: &[(usize, usize)], work: &mut MelImagerWork<T>, img: &mut [T], stride: usize) -> Result<()> {
+        ensure!(rec.ncols() == self.n, "recordings of {} samples expected, got {}", self.n, rec.ncols());
+        let (n_mels, n_frames, width) = (self.n_mels, self.n_frames, self.width);
+        let recipe = self.recipe;
+        let (offset, inv_scale) = (recipe.offset, 1.0 / recipe.scale);
+        work.mel.resize(n_mels * n_frames, T::default());
+        work.acc.clear();
+        work.acc.resize(n_mels * width, T::default());
+        match (self.plan.fused(), recipe.pre.filters.is_empty()) {
+            (Some(fused), true) => {
+                // The fused float32 kernel straight from each difference: no float64 copy of the
+                // recording's differences, no padded copy.
+                let kept = recipe.pre.kept(self.n)?;
+                let start = (self.n - kept) / 2;
+                let mel = T::as_f32_mut(&mut work.mel).expect("the fused path is planned for f32 only");
+                let acc = T::as_f32_mut(&mut work.acc).expect("the fused path is planned for f32 only");
+                for &(a, b) in pairs {
+                    ensure!(a < rec.nrows() && b < rec.nrows(), "channel index out of range for {} channels", rec.nrows());
+                    let (xa, xb) = (rec.row(a), rec.row(b));
+                    let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
+                    filled_difference(xa, xb, &mut work.signal).map_err(|e| Error::value(format!("{e} (channels {a} and {b})")))?;
+                    fused.run(&work.signal, self.plan.pad(), n_frames, &mut work.fused, mel, n_frames);
+                    recipe.db.accumulate(mel, n_frames, width, offset, inv_scale, acc);
+                }
+            }
+            _ => {
+                recipe.pre.differences_into(rec, pairs, &mut work.diffs)?;
+                for d in 0..pairs.len() {
+                    self.plan.run_lane(work.diffs.row(d), n_frames, &mut work.mel_work, &mut work.mel)?;
+                    recipe.db.accumulate(&work.mel, n_frames, width, offset, inv_scale, &mut work.acc);
+                }
+            }
+        }
+        // The mean of the differences (exactly a scaling for the 4 of a chain).
+        let inv_count = T::from_f64(1.0 / pairs.len() as f64);
+        for (row, acc) in img.chunks_mut(stride).zip(work.acc.chunks(width)) {
+            scaled_into(acc, inv_count, &mut row[..width]);
+        }
+        Ok(())
+    }
+}
+
+/// `a - b` rounded to f32, NaN replaced by the mean of the rest (0 if all NaN), as
+/// `Preprocessing::differences` computes it in f64. Err for an infinite difference.
+fn filled_difference<T: Real>(a: ndarray::ArrayView1<T>, b: ndarray::ArrayView1<T>, out: &mut Vec<f32>) -> std::result::Result<(), &'static str> {
+    out.clear();
+    out.resize(a.len(), 0.0);
+    let (sum, count, inf) = match (a.as_slice(), b.as_slice()) {
+        (Some(a), Some(b)) => difference_f32(a, b, out),
+        _ => {
+            let (a, b): (Vec<T>, Vec<T>) = (a.to_vec(), b.to_vec());
+            difference_f32(&a, &b, out)
+        }
+    };
+    if inf {
+        return Err("eeg contains inf; only NaN gaps are filled");
+    }
+    if count < out.len() {
+        replace_nan(out, if count > 0 { (sum / count as f64) as f32 } else { 0.0 });
+    }
+    Ok(())
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn replace_nan(x: &mut [f32], fill: f32) {
+    for v in x.iter_mut() {
+        *v = if v.is_nan() { fill } else { *v };
+    }
+}
+
+/// `out[..x.len()] = x * a`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scaled_into<T: LogFloat>(x: &[T], a: T, out: &mut [T]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v * a;
+    }
+}
+
+/// `out = a - b` (computed in f64), and the sum and count of the non-NaN differences and
+/// whether one is infinite.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn difference_f32<T: Real>(a: &[T], b: &[T], out: &mut [f32]) -> (f64, usize, bool) {
+    const L: usize = 8;
+    let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
+    let n = out.len().min(a.len()).min(b.len());
+    let (a, b, out) = (&a[..n], &b[..n], &mut out[..n]);
+    let mut o_chunks = out.chunks_exact_mut(L);
+    for ((o, a), b) in (&mut o_chunks).zip(a.chunks_exact(L)).zip(b.chunks_exact(L)) {
+        for l in 0..L {
+            let d = a[l].to_f64() - b[l].to_f64();
+            let ok = !d.is_nan();
+            sum[l] += if ok { d } else { 0.0 };
+            count[l] += ok as usize;
+            inf[l] |= d.abs() == f64::INFINITY;
+            o[l] = d as f32;
+        }
+    }
+    let (mut s, mut c, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&x| x));
+    let done = n / L * L;
+    for ((o, a), b) in o_chunks.into_remainder().iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        let d = a.to_f64() - b.to_f64();
+        if !d.is_nan() {
+            s += d;
+            c += 1;
+        }
+        i |= d.is_infinite();
+        *o = d as f32;
+    }
+    (s, c, i)
 }
 
 /// The mel recipe's images, (..., 4, n_mels, width).

@@ -253,7 +253,7 @@ pub fn extend_signal_into<T: Real, G: Real>(
 
 /// Whether every value of `x` is finite.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn all_finite<T: Real>(x: &[T]) -> bool {
+pub fn all_finite<T: Real>(x: &[T]) -> bool {
     // x * 0 is 0 for finite x and NaN otherwise; the sums stay 0 only if all are finite. One
     // sum per lane, so that the additions do not wait on each other.
     const L: usize = 16;
@@ -645,6 +645,10 @@ impl Spectrogram {
 pub trait GemmFloat:
     Real + Default + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
 {
+    /// The values as f32, if that is the type (for kernels written for f32 only).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+
     /// `c = a * b` for an `m x k` matrix `a` and a `k x n` matrix `b`, with (row, column)
     /// strides in elements.
     #[allow(clippy::too_many_arguments)]
@@ -670,8 +674,16 @@ fn check_extent(rows: usize, cols: usize, strides: (usize, usize), len: usize) {
 }
 
 macro_rules! impl_gemm {
-    ($t:ty, $f:path) => {
+    ($t:ty, $f:path, $as_f32:expr, $as_f32_mut:expr) => {
         impl GemmFloat for $t {
+            fn as_f32(s: &[Self]) -> Option<&[f32]> {
+                $as_f32(s)
+            }
+
+            fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+                $as_f32_mut(s)
+            }
+
             fn gemm(
                 m: usize,
                 k: usize,
@@ -715,8 +727,8 @@ macro_rules! impl_gemm {
     };
 }
 
-impl_gemm!(f32, matrixmultiply::sgemm);
-impl_gemm!(f64, matrixmultiply::dgemm);
+impl_gemm!(f32, matrixmultiply::sgemm, Some, Some);
+impl_gemm!(f64, matrixmultiply::dgemm, |_| None, |_| None);
 
 /// `|X_k|^2` of windowed frames for the bins `k in bins` only, computed as a dense DFT: one
 /// matrix product of the frames by a (window x cos/sin) basis. With a symmetric window the

@@ -59,6 +59,18 @@ def eeg_mel_spectrograms(
     n_fft: int, hop_length: int | None, win_length: int, window: _Window, n_mels: int, fmin: float, fmax: float,
     power: float, amin: float, top_db: float | None, width_multiple: int, offset: float, scale: float,
 ) -> _Float: ...
+class EegMelRecipe:
+    def __init__(
+        self, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], sr: float, n_fft: int,
+        hop_length: int | None, win_length: int, window: _Window, n_mels: int, fmin: float, fmax: float,
+        power: float, amin: float, top_db: float | None, width_multiple: int, offset: float, scale: float,
+    ) -> None: ...
+def model_inputs(
+    sources: list[str], layout: str, eps: float, stats: list[tuple[float, float]] | None = None,
+    eeg: NDArray[np.float32] | None = None, eeg_recipe: EegMelRecipe | None = None,
+    kaggle: NDArray[np.float32] | None = None, kaggle_order: list[int] | None = None,
+    clip: tuple[float, float, float] | None = None,
+) -> NDArray[np.float32]: ...
 def eeg_scipy_spectrograms(
     eeg: _Float, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], fs: float,
     window: _Window, nperseg: int, noverlap: int, nfft: int, detrend: str, scaling: str, amin: float,

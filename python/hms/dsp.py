@@ -393,10 +393,12 @@ __all__ += [
     "SCIPY_RECIPE",
     "ChainSpectrograms",
     "bipolar_montage",
+    "eeg_mel_recipe",
     "eeg_spectrograms",
     "get_window",
     "mel_filterbank",
     "melspectrogram",
+    "model_inputs",
     "power_to_db",
     "spectrogram",
     "stft",
@@ -765,6 +767,83 @@ def _filters(bandpass: Any, notch: Any, order: Any, notch_q: Any, fs: float) -> 
     return filters
 
 
+def _mel_recipe_args(p: dict[str, Any], names: list[str], kept: int | None, filters: list, fs: float) -> tuple:
+    """The native mel recipe's arguments after ``eeg``, checked."""
+    hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
+    n_fft, _, win = _frame_args(p["n_fft"], hop or 1, p["win_length"])
+    _, n_mels, fmin, fmax, _ = _mel_args(fs, n_fft, p["n_mels"], p["fmin"], p["fmax"], "slaney")
+    top_db = p["top_db"]
+    return (
+        names, kept, filters, fs, n_fft, hop, win, _window_arg(p["window"], win), n_mels, fmin, fmax,
+        _positive_number(p["power"], "power"), _positive_number(p["amin"], "amin"),
+        None if top_db is None else _finite_number(top_db, "top_db"),
+        _int_at_least(p["width_multiple"], "width_multiple"), _finite_number(p["offset"], "offset"),
+        _finite_number(p["scale"], "scale"),
+    )  # fmt: skip
+
+
+def eeg_mel_recipe(
+    *,
+    channels: Sequence[str] | None = None,
+    n_samples: int | None = 10_000,
+    bandpass: tuple[float, float] | None = None,
+    notch: float | None = None,
+    filter_order: int = 4,
+    notch_q: float = 30.0,
+    **params: Any,
+) -> Any:
+    """The ``"mel"`` recipe of :func:`eeg_spectrograms` with these arguments, checked once, for
+    :func:`model_inputs` (an opaque native object)."""
+    names = _channel_names(channels, len(channels) if channels is not None else len(_EEG_CHANNELS))
+    p = _recipe_params("mel", params)
+    fs = _positive_number(p["fs"], "fs")
+    kept = None if n_samples is None else _int_at_least(n_samples, "n_samples")
+    filters = _filters(bandpass, notch, filter_order, notch_q, fs)
+    return _native.EegMelRecipe(*_mel_recipe_args(p, names, kept, filters, fs))
+
+
+def model_inputs(
+    sources: Sequence[str],
+    *,
+    eeg: ArrayLike | None = None,
+    eeg_recipe: Any = None,
+    kaggle: ArrayLike | None = None,
+    kaggle_order: Sequence[int] = (0, 1, 2, 3),
+    clip: tuple[float, float, float] = (math.exp(-6), math.exp(10), -1.0),
+    layout: str = "stack",
+    eps: float = 1e-6,
+    stats: Sequence[tuple[float, float]] | None = None,
+) -> NDArray[np.float32]:
+    """Normalized model inputs ``(..., C, H, W)`` float32 from raw windows, in one native pass
+    per sample: for each source of ``sources`` ("kaggle", "eeg"), its four 128 x 256 tiles
+    (chain order LL, LP, RL, RP) written in place and standardized there.
+
+    - "kaggle": ``kaggle`` windows ``(..., 4, F<=128, T>=256)``, regions taken in
+      ``kaggle_order``, ``log(clip(nan_to_num(x, nan), lo, hi))`` with ``clip=(lo, hi, nan)``,
+      standardized over all their values, rows centred in the tile (zeros around), frames
+      cropped to the middle 256.
+    - "eeg": ``eeg`` windows ``(..., channels, samples)`` through ``eeg_recipe``
+      (:func:`eeg_mel_recipe`), whose images must be 128 x 256.
+
+    ``layout``: "channels" ``(4 S, 128, 256)`` or "stack" ``(1, 512, 256 S)``. Standardization:
+    each sample's source by its own mean and std, ``(x - mean) / (std + eps)`` in float64, or
+    with ``stats``, one ``(mean, std)`` per source, ``(x - mean) / std`` in float32."""
+    def f32(x: Any, name: str) -> NDArray[np.float32] | None:
+        if x is None:
+            return None
+        return np.ascontiguousarray(as_float_array(x, name), dtype=np.float32)
+
+    clip_ = tuple(_finite_number(v, n) for v, n in zip(clip, ("lo", "hi", "nan")))
+    stats_ = None if stats is None else [(_finite_number(m, "mean"), _finite_number(s, "std")) for m, s in stats]
+    order = [int(i) for i in kaggle_order]
+    if len(order) != 4:
+        raise ValueError(f"kaggle_order must name 4 regions, got {kaggle_order!r}")
+    return _native.model_inputs(
+        list(sources), str(layout), _finite_number(eps, "eps"), stats_, f32(eeg, "eeg"), eeg_recipe,
+        f32(kaggle, "kaggle"), order, clip_,
+    )
+
+
 def eeg_spectrograms(
     eeg: Any,
     recipe: str = "mel",
@@ -804,17 +883,7 @@ def eeg_spectrograms(
         raise ValueError(f"eeg has {arr.shape[-1]} samples, fewer than n_samples={kept}")
     filters = _filters(bandpass, notch, filter_order, notch_q, fs)
     if recipe == "mel":
-        hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
-        n_fft, _, win = _frame_args(p["n_fft"], hop or 1, p["win_length"])
-        _, n_mels, fmin, fmax, _ = _mel_args(fs, n_fft, p["n_mels"], p["fmin"], p["fmax"], "slaney")
-        top_db = p["top_db"]
-        images = _native.eeg_mel_spectrograms(
-            arr, names, kept, filters, fs, n_fft, hop, win, _window_arg(p["window"], win), n_mels, fmin, fmax,
-            _positive_number(p["power"], "power"), _positive_number(p["amin"], "amin"),
-            None if top_db is None else _finite_number(top_db, "top_db"),
-            _int_at_least(p["width_multiple"], "width_multiple"), _finite_number(p["offset"], "offset"),
-            _finite_number(p["scale"], "scale"),
-        )
+        images = _native.eeg_mel_spectrograms(arr, *_mel_recipe_args(p, names, kept, filters, fs))
     else:
         seg = _int_at_least(p["nperseg"], "nperseg")
         overlap = seg // 8 if p["noverlap"] is None else _int_at_least(p["noverlap"], "noverlap", 0)

@@ -23,6 +23,8 @@ Padding and masks are zeros, the post-normalization mean.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import OrderedDict
 from typing import Any, Literal
 
@@ -164,8 +166,47 @@ class InputPipeline:
         missing = [s for s in self.sources if raw[s] is None]
         if missing:
             raise ValueError(f"input={self.params['input']!r} needs the {missing} window(s)")
+        if self._native_inputs():
+            return self._native_transform(raw)
         built = {s: self.kaggle_source(raw[s]) if s == "kaggle" else self.eeg_source(raw[s]) for s in self.sources}
         return self.assemble(built)
+
+    def _native_inputs(self) -> bool:
+        """Whether ``transform_windows`` can build the inputs in one native pass (tile layouts,
+        the mel recipe without raw clipping or wavelet denoising): the same values as the
+        step-by-step sources + ``assemble``, without the batch-sized intermediate arrays."""
+        p = self.params
+        if self.layout not in ("channels", "stack"):
+            return False
+        if "eeg" in self.sources and (p["eeg_recipe"] != "mel" or p["wavelet"] or p["eeg_clip"] is not None):
+            return False
+        return p["normalization"] == "instance" or self.stats is not None
+
+    def _native_transform(self, raw: dict[str, np.ndarray | None]) -> np.ndarray:
+        p = self.params
+        if raw.get("kaggle") is not None and "kaggle" in self.sources:
+            shape = np.shape(raw["kaggle"])[-3:]
+            expected = (len(recipes.REGIONS), recipes.KAGGLE_FREQS, recipes.SPEC_WINDOW_FRAMES)
+            if shape != expected:
+                raise ValueError(f"Kaggle window must have shape (..., {expected}), got {np.shape(raw['kaggle'])}")
+        if raw.get("eeg") is not None and "eeg" in self.sources:
+            shape = np.shape(raw["eeg"])
+            if len(shape) < 2 or shape[-2] != 20 or shape[-1] != EEG_WINDOW_SAMPLES:
+                raise ValueError(f"EEG windows must have shape (..., 20, {EEG_WINDOW_SAMPLES}), got {shape}")
+        stats = None
+        if p["normalization"] != "instance":
+            stats = [(self.stats[s]["mean"], self.stats[s]["std"]) for s in self.sources]
+        return dsp.model_inputs(
+            list(self.sources),
+            eeg=raw.get("eeg") if "eeg" in self.sources else None,
+            eeg_recipe=_eeg_recipe(None if p["bandpass"] is None else tuple(p["bandpass"]), p["notch"]) if "eeg" in self.sources else None,
+            kaggle=raw.get("kaggle") if "kaggle" in self.sources else None,
+            kaggle_order=recipes.KAGGLE_TO_CHAINS,
+            clip=(math.exp(p["clip_lo"]), math.exp(p["clip_hi"]), -1.0),
+            layout=self.layout,
+            eps=NORM_EPS,
+            stats=stats,
+        )
 
     def swap_hemispheres(self, batch_inputs: torch.Tensor) -> torch.Tensor:
         """Left/right mirror of a batch (B, C, H, W) of model inputs (for test-time augmentation)."""
@@ -305,6 +346,18 @@ class InputDataset(torch.utils.data.Dataset):
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _eeg_recipe(bandpass: tuple[float, float] | None, notch: float | None) -> Any:
+    """The native mel recipe of ``recipes.eeg_chain_spectrograms`` (kept per process: it is not
+    picklable, and the pipeline must be)."""
+    kwargs: dict[str, Any] = {}
+    if bandpass is not None:
+        kwargs["bandpass"] = tuple(bandpass)
+    if notch is not None:
+        kwargs["notch"] = notch
+    return dsp.eeg_mel_recipe(**kwargs)
 
 
 def _label_rows(labels: pd.DataFrame, split: str) -> list[dict[str, Any]]:

@@ -1,0 +1,456 @@
+//! Model inputs from raw windows, one sample at a time: each source's four 128 x 256 tiles are
+//! computed straight into their place in the output and normalized there, while they are still
+//! in cache. Nothing of the size of the batch is allocated besides the output.
+//!
+//! Sources (chain order LL, LP, RL, RP, as `montage::CHAINS`):
+//! - Kaggle: a (4, F, T) window of the Kaggle spectrogram, regions reordered by `order`,
+//!   `log(clip(nan_to_num(x)))` (`transform::ClipLog`), normalized over all of its values, then
+//!   its F rows centred in the tile's 128 (zero rows around them) and its T frames cropped to
+//!   the middle 256.
+//! - EEG: a (20, N) window through the mel recipe (`montage::MelImager`), images of 128 x 256.
+//!
+//! Layouts of one sample's output: `Channels` (4 G, 128, 256), source g's chain c in channel
+//! 4 g + c; `Stack` (1, 512, 256 G), chain c in rows 128 c.., source g in columns 256 g...
+
+use crate::ensure;
+use crate::error::Result;
+use crate::montage::{self, MelImager, MelImagerWork, MelRecipe};
+use crate::transform::{ClipLog, ClipLogFloat};
+use multiversion::multiversion;
+use ndarray::{ArrayView3, ArrayView4, Axis};
+use rayon::prelude::*;
+
+pub const TILE_ROWS: usize = 128;
+pub const TILE_COLS: usize = 256;
+const CHAINS: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Channels,
+    Stack,
+}
+
+impl Layout {
+    pub fn from_name(name: &str) -> Result<Layout> {
+        match name {
+            "channels" => Ok(Layout::Channels),
+            "stack" => Ok(Layout::Stack),
+            _ => Err(crate::error::Error::value(format!("layout must be 'channels' or 'stack', got {name:?}"))),
+        }
+    }
+
+    /// (C, H, W) of one sample with `groups` sources.
+    pub fn shape(self, groups: usize) -> [usize; 3] {
+        match self {
+            Layout::Channels => [CHAINS * groups, TILE_ROWS, TILE_COLS],
+            Layout::Stack => [1, CHAINS * TILE_ROWS, groups * TILE_COLS],
+        }
+    }
+
+    /// Offset of tile (source g, chain c) in a sample's output, and its row stride.
+    fn tile(self, groups: usize, g: usize, c: usize) -> (usize, usize) {
+        match self {
+            Layout::Channels => ((CHAINS * g + c) * TILE_ROWS * TILE_COLS, TILE_COLS),
+            Layout::Stack => {
+                let stride = groups * TILE_COLS;
+                (c * TILE_ROWS * stride + g * TILE_COLS, stride)
+            }
+        }
+    }
+}
+
+/// How each source is standardized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalization {
+    /// Each sample's source by its own mean and population std: `(x - mean) / (std + eps)` in
+    /// f64, as `transform::instance_normalize`.
+    Instance { eps: f64 },
+    /// One (mean, std) per source, in source order: `(x - mean) / std` in f32, as numpy
+    /// computes it for a float32 array and float32 statistics.
+    Fixed(Vec<(f64, f64)>),
+}
+
+/// The Kaggle source's recipe.
+#[derive(Debug, Clone, Copy)]
+pub struct KaggleRecipe {
+    /// Region of the window that goes to chain c.
+    pub order: [usize; 4],
+    pub clip: ClipLog,
+}
+
+/// One source's raw windows, batch first.
+pub enum Source<'a> {
+    Kaggle(ArrayView4<'a, f32>, KaggleRecipe),
+    Eeg(ArrayView3<'a, f32>, &'a MelRecipe, &'a [(usize, usize)]),
+}
+
+impl Source<'_> {
+    fn batch(&self) -> usize {
+        match self {
+            Source::Kaggle(x, _) => x.len_of(Axis(0)),
+            Source::Eeg(x, _, _) => x.len_of(Axis(0)),
+        }
+    }
+}
+
+/// The model inputs of a batch into `out` (batch x `layout.shape(sources.len())`).
+pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, out: &mut [f32]) -> Result<()> {
+    ensure!(!sources.is_empty(), "at least one source is needed");
+    let batch = sources[0].batch();
+    ensure!(sources.iter().all(|s| s.batch() == batch), "all sources need the same batch size");
+    let groups = sources.len();
+    let per_sample: usize = layout.shape(groups).iter().product();
+    ensure!(out.len() == batch * per_sample, "out has {} elements, {batch} samples need {}", out.len(), batch * per_sample);
+    match norm {
+        Normalization::Instance { eps } => ensure!(eps.is_finite() && *eps >= 0.0, "eps must be finite and >= 0, got {eps}"),
+        Normalization::Fixed(stats) => {
+            ensure!(stats.len() == groups, "one (mean, std) per source is needed, got {}", stats.len());
+            for &(mean, std) in stats {
+                ensure!(mean.is_finite() && std.is_finite() && std > 0.0, "statistics must be finite with std > 0, got ({mean}, {std})");
+            }
+        }
+    }
+    // Everything that depends on the window sizes only, prepared once.
+    let mut specs = Vec::new();
+    for s in sources {
+        match s {
+            Source::Kaggle(x, recipe) => {
+                let (_, regions, rows, cols) = x.dim();
+                ensure!(recipe.order.iter().all(|&r| r < regions), "Kaggle windows have {regions} regions; order {:?} is out of range", recipe.order);
+                ensure!(rows <= TILE_ROWS && cols >= TILE_COLS, "Kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}");
+                specs.push(None);
+            }
+            Source::Eeg(x, recipe, pairs) => {
+                ensure!(pairs.len() == montage::BIPOLAR.len(), "the montage needs {} channel pairs", montage::BIPOLAR.len());
+                let n = x.len_of(Axis(2));
+                let geometry = montage::mel_geometry(n, recipe)?;
+                ensure!(
+                    geometry.0.n_mels() == TILE_ROWS && geometry.2 == TILE_COLS,
+                    "the EEG recipe gives {} x {} images, the tiles are {TILE_ROWS} x {TILE_COLS}",
+                    geometry.0.n_mels(),
+                    geometry.2
+                );
+                specs.push(Some(geometry));
+            }
+        }
+    }
+    let imagers = sources
+        .iter()
+        .zip(&specs)
+        .map(|(s, spec)| match (s, spec) {
+            (Source::Eeg(x, recipe, _), Some((spec, n_frames, width))) => {
+                Ok(Some(MelImager::new(spec, recipe, x.len_of(Axis(2)), *n_frames, *width)?))
+            }
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.par_chunks_mut(per_sample).enumerate().try_for_each_init(Work::default, |work, (b, block)| {
+        for (g, source) in sources.iter().enumerate() {
+            let stats = match norm {
+                Normalization::Instance { .. } => None,
+                Normalization::Fixed(s) => Some(s[g]),
+            };
+            match source {
+                Source::Kaggle(x, recipe) => kaggle_tiles(x.index_axis(Axis(0), b), recipe, layout, groups, g, stats, norm, work, block)?,
+                Source::Eeg(x, _, pairs) => {
+                    let imager = imagers[g].as_ref().expect("prepared for every EEG source");
+                    let rec = x.index_axis(Axis(0), b);
+                    for c in 0..CHAINS {
+                        let (offset, stride) = layout.tile(groups, g, c);
+                        imager.image(rec, &pairs[4 * c..4 * c + 4], &mut work.eeg, &mut block[offset..], stride)?;
+                    }
+                    let (mean, scale) = match stats {
+                        Some(s) => s,
+                        None => instance_stats(layout, groups, g, block, norm),
+                    };
+                    for c in 0..CHAINS {
+                        let (offset, stride) = layout.tile(groups, g, c);
+                        for row in block[offset..].chunks_mut(stride).take(TILE_ROWS) {
+                            standardize(&mut row[..TILE_COLS], mean, scale, stats.is_some());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Default)]
+struct Work {
+    eeg: MelImagerWork<f32>,
+    logs: Vec<f32>,
+}
+
+/// (mean, std + eps) of source g's four tiles.
+fn instance_stats(layout: Layout, groups: usize, g: usize, block: &[f32], norm: &Normalization) -> (f64, f64) {
+    let mut acc = Sums::default();
+    let (first, _) = layout.tile(groups, g, 0);
+    let shift = rough_mean(&block[first..first + TILE_COLS]);
+    for c in 0..CHAINS {
+        let (offset, stride) = layout.tile(groups, g, c);
+        for row in block[offset..].chunks(stride).take(TILE_ROWS) {
+            acc.add(sums(&row[..TILE_COLS], shift));
+        }
+    }
+    acc.mean_scale(norm)
+}
+
+/// Source g's tiles of one Kaggle window (regions x rows x frames).
+#[allow(clippy::too_many_arguments)]
+fn kaggle_tiles(
+    x: ArrayView3<'_, f32>,
+    recipe: &KaggleRecipe,
+    layout: Layout,
+    groups: usize,
+    g: usize,
+    stats: Option<(f64, f64)>,
+    norm: &Normalization,
+    work: &mut Work,
+    block: &mut [f32],
+) -> Result<()> {
+    let (_, rows, cols) = x.dim();
+    let size = rows * cols;
+    work.logs.resize(CHAINS * size, 0.0);
+    let mut acc = Sums::default();
+    for (c, logs) in work.logs.chunks_mut(size).enumerate() {
+        let region = x.index_axis(Axis(0), recipe.order[c]);
+        let shift = (c > 0).then_some(acc.shift as f32);
+        match region.as_slice() {
+            Some(v) => acc.add(clip_log_sums(&recipe.clip, v, logs, shift)),
+            None => acc.add(clip_log_sums(&recipe.clip, &region.iter().copied().collect::<Vec<f32>>(), logs, shift)),
+        }
+    }
+    let (mean, scale) = stats.unwrap_or_else(|| acc.mean_scale(norm));
+    let top = (TILE_ROWS - rows) / 2;
+    let first = (cols - TILE_COLS) / 2;
+    for (c, logs) in work.logs.chunks(size).enumerate() {
+        let (offset, stride) = layout.tile(groups, g, c);
+        for (r, row) in block[offset..].chunks_mut(stride).take(TILE_ROWS).enumerate() {
+            let row = &mut row[..TILE_COLS];
+            if (top..top + rows).contains(&r) {
+                let src = &logs[(r - top) * cols + first..][..TILE_COLS];
+                row.copy_from_slice(src);
+                standardize(row, mean, scale, stats.is_some());
+            } else {
+                // Padding is the normalized mean.
+                row.fill(0.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sums of the deviations from `shift` and of their squares, and the count of values.
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    shift: f64,
+    sum: f64,
+    sq: f64,
+    n: usize,
+}
+
+impl Sums {
+    /// Adds sums taken with the same shift.
+    fn add(&mut self, other: Sums) {
+        debug_assert!(self.n == 0 || self.shift == other.shift, "one shift for all parts");
+        self.shift = other.shift;
+        self.sum += other.sum;
+        self.sq += other.sq;
+        self.n += other.n;
+    }
+
+    /// Mean and `std + eps` (population std).
+    fn mean_scale(&self, norm: &Normalization) -> (f64, f64) {
+        let eps = match norm {
+            Normalization::Instance { eps } => *eps,
+            Normalization::Fixed(_) => 0.0,
+        };
+        let n = self.n.max(1) as f64;
+        let dev = self.sum / n;
+        let var = (self.sq / n - dev * dev).max(0.0);
+        (self.shift + dev, var.sqrt() + eps)
+    }
+}
+
+/// Sums of `x - shift` and of its square, and the count. Blocks are summed in f32 lanes (which
+/// vectorize, unlike widening to f64) and the block sums in f64; with `shift` near the mean the
+/// deviations are small, so the variance does not cancel.
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn sums(x: &[f32], shift: f32) -> Sums {
+    const L: usize = 16;
+    const BLOCK: usize = 1024;
+    let mut total = Sums { shift: shift as f64, ..Sums::default() };
+    for block in x.chunks(BLOCK) {
+        let (mut s, mut q) = ([0.0f32; L], [0.0f32; L]);
+        let chunks = block.chunks_exact(L);
+        let rest = chunks.remainder();
+        for c in chunks {
+            // Whole arrays in and out: the form the vectorizer turns into single registers.
+            (s, q) = deviations(c.try_into().expect("L values"), shift, s, q);
+        }
+        for (l, &v) in rest.iter().enumerate() {
+            let d = v - shift;
+            s[l] += d;
+            q[l] += d * d;
+        }
+        total.sum += s.iter().map(|&v| v as f64).sum::<f64>();
+        total.sq += q.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    total.n = x.len();
+    total
+}
+
+/// `(s + d, q + d * d)` for `d = x - shift`, lane by lane.
+#[inline(always)]
+fn deviations(x: &[f32; 16], shift: f32, s: [f32; 16], q: [f32; 16]) -> ([f32; 16], [f32; 16]) {
+    let (mut s2, mut q2) = ([0.0f32; 16], [0.0f32; 16]);
+    for l in 0..16 {
+        let d = x[l] - shift;
+        s2[l] = s[l] + d;
+        q2[l] = q[l] + d * d;
+    }
+    (s2, q2)
+}
+
+/// `out = log(clip(nan_to_num(x)))`, and the sums of `out`.
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn clip_log_sums(op: &ClipLog, x: &[f32], out: &mut [f32], shift: Option<f32>) -> Sums {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v.clip_log(op);
+    }
+    sums(out, shift.unwrap_or_else(|| rough_mean(out)))
+}
+
+/// The mean of the first few values: a shift that keeps the deviations small.
+fn rough_mean(x: &[f32]) -> f32 {
+    let head = &x[..x.len().min(256)];
+    (head.iter().map(|&v| v as f64).sum::<f64>() / head.len().max(1) as f64) as f32
+}
+
+/// `x = (x - mean) / scale`: in f32 for fixed statistics (numpy's float32 arithmetic), else in
+/// f64 as `transform::instance_normalize`.
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn standardize(x: &mut [f32], mean: f64, scale: f64, float32: bool) {
+    if float32 {
+        let (mean, scale) = (mean as f32, scale as f32);
+        for v in x.iter_mut() {
+            *v = (*v - mean) / scale;
+        }
+    } else {
+        let inv = 1.0 / scale;
+        for v in x.iter_mut() {
+            *v = ((*v as f64 - mean) * inv) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mel::{MelFilterbank, MelSpectrogram, PowerToDb};
+    use crate::montage::{bipolar_pairs, mel_images, Preprocessing, EEG_CHANNELS};
+    use crate::spectral::{Framing, PadMode, Window};
+    use crate::transform::{clip_log, instance_normalize};
+    use ndarray::{s, Array2, Array3, Array4};
+
+    fn recipe() -> MelRecipe {
+        MelRecipe {
+            pre: Preprocessing { n_samples: Some(2000), filters: vec![] },
+            spec: std::sync::Arc::new(|kept| {
+                let framing = Framing::new(1024, kept / 256, true, PadMode::Constant)?;
+                let mel = MelFilterbank::new(200.0, 1024, 128, 0.0, 20.0, false, true)?;
+                MelSpectrogram::new(framing, &Window::Hann, Some(128), mel, 2.0)
+            }),
+            db: PowerToDb::new(None, 1e-10, Some(80.0)).unwrap(),
+            width_multiple: 32,
+            offset: 40.0,
+            scale: 40.0,
+        }
+    }
+
+    fn kaggle_recipe() -> KaggleRecipe {
+        KaggleRecipe { order: [0, 2, 1, 3], clip: ClipLog::new::<f32>((-6f64).exp(), 10f64.exp(), -1.0).unwrap() }
+    }
+
+    fn windows(batch: usize) -> (Array3<f32>, Array4<f32>) {
+        let eeg = Array3::from_shape_fn((batch, 20, 2100), |(b, c, t)| {
+            let v = ((t * (c + 3 + b)) as f32 * 0.013).sin() * 50.0 + ((t * 7 + c) % 11) as f32;
+            if (500..520).contains(&t) && c < 5 { f32::NAN } else { v }
+        });
+        let kaggle = Array4::from_shape_fn((batch, 4, 100, 300), |(b, r, f, t)| {
+            if t == 150 { f32::NAN } else { (((b + 1) * (r + 2) * (f + 1) * (t + 3)) % 997) as f32 * 0.37 }
+        });
+        (eeg, kaggle)
+    }
+
+    /// The same inputs the slow way: whole sources, then normalization, then placement.
+    fn reference(eeg: &Array3<f32>, kaggle: &Array4<f32>, layout: Layout) -> Vec<f32> {
+        let pairs = bipolar_pairs(&EEG_CHANNELS).unwrap();
+        let batch = eeg.dim().0;
+        let images = mel_images(eeg.view().into_dyn(), &pairs, &recipe()).unwrap();
+        let logs = clip_log(kaggle.select(Axis(1), &[0, 2, 1, 3]).view().into_dyn(), (-6f64).exp(), 10f64.exp(), -1.0).unwrap();
+        let e = instance_normalize(images.view().into_shape_with_order((batch, 4 * 128 * 256)).unwrap(), 1e-6).unwrap();
+        let k = instance_normalize(logs.view().into_shape_with_order((batch, 4 * 100 * 300)).unwrap(), 1e-6).unwrap();
+        let [c, h, w] = layout.shape(2);
+        let mut out = vec![f32::NAN; batch * c * h * w];
+        for b in 0..batch {
+            let block = &mut out[b * c * h * w..(b + 1) * c * h * w];
+            for ch in 0..4 {
+                let (ko, stride) = layout.tile(2, 0, ch);
+                let (eo, _) = layout.tile(2, 1, ch);
+                for r in 0..128 {
+                    for t in 0..256 {
+                        block[eo + r * stride + t] = e[[b, (ch * 128 + r) * 256 + t]];
+                        block[ko + r * stride + t] =
+                            if (14..114).contains(&r) { k[[b, (ch * 100 + r - 14) * 300 + t + 22]] } else { 0.0 };
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn both_sources_equal_the_step_by_step_pipeline() {
+        let (eeg, kaggle) = windows(3);
+        let pairs = bipolar_pairs(&EEG_CHANNELS).unwrap();
+        let recipe = recipe();
+        for layout in [Layout::Stack, Layout::Channels] {
+            let sources = [Source::Kaggle(kaggle.view(), kaggle_recipe()), Source::Eeg(eeg.view(), &recipe, &pairs)];
+            let mut out = vec![f32::NAN; 3 * 512 * 512];
+            build_into(&sources, layout, &Normalization::Instance { eps: 1e-6 }, &mut out).unwrap();
+            let expected = reference(&eeg, &kaggle, layout);
+            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
+                assert!((a - b).abs() <= 1e-4, "{layout:?} element {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_statistics_and_single_sources() {
+        let (eeg, kaggle) = windows(2);
+        let pairs = bipolar_pairs(&EEG_CHANNELS).unwrap();
+        let recipe = recipe();
+        let sources = [Source::Eeg(eeg.view(), &recipe, &pairs)];
+        let mut out = vec![0.0f32; 2 * 4 * 128 * 256];
+        build_into(&sources, Layout::Channels, &Normalization::Fixed(vec![(0.5, 0.25)]), &mut out).unwrap();
+        let images = mel_images(eeg.view().into_dyn(), &pairs, &recipe).unwrap();
+        for (a, &v) in out.iter().zip(images.iter()) {
+            assert_eq!(*a, (v - 0.5) / 0.25);
+        }
+        let sources = [Source::Kaggle(kaggle.view(), kaggle_recipe())];
+        let mut out = vec![0.0f32; 2 * 512 * 256];
+        build_into(&sources, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut out).unwrap();
+        let tile = Array2::from_shape_vec((512, 256), out[..512 * 256].to_vec()).unwrap();
+        assert!(tile.slice(s![0..14, ..]).iter().all(|&v| v == 0.0));
+        assert!(tile.slice(s![114..142, ..]).iter().all(|&v| v == 0.0));
+        // Errors: mismatched batches, bad statistics, wrong output size.
+        let (eeg3, _) = windows(3);
+        let both = [Source::Kaggle(kaggle.view(), kaggle_recipe()), Source::Eeg(eeg3.view(), &recipe, &pairs)];
+        assert!(build_into(&both, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut vec![0.0; 3 * 512 * 512]).is_err());
+        let one = [Source::Kaggle(kaggle.view(), kaggle_recipe())];
+        assert!(build_into(&one, Layout::Stack, &Normalization::Fixed(vec![(0.0, 0.0)]), &mut out).is_err());
+        assert!(build_into(&one, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut out[1..]).is_err());
+    }
+}
