@@ -282,35 +282,29 @@ fn sums(x: &[f32], shift: f32) -> Sums {
     const BLOCK: usize = 1024;
     let mut total = Sums { shift: shift as f64, ..Sums::default() };
     for block in x.chunks(BLOCK) {
-        let (mut s, mut q) = ([0.0f32; L], [0.0f32; L]);
-        let chunks = block.chunks_exact(L);
+        // Two lane sets per sum: independent chains, so the adds do not wait on each other.
+        let (mut s, mut q) = ([[0.0f32; L]; 2], [[0.0f32; L]; 2]);
+        let chunks = block.chunks_exact(2 * L);
         let rest = chunks.remainder();
         for c in chunks {
-            // Whole arrays in and out: the form the vectorizer turns into single registers.
-            (s, q) = deviations(c.try_into().expect("L values"), shift, s, q);
+            for h in 0..2 {
+                for l in 0..L {
+                    let d = c[h * L + l] - shift;
+                    s[h][l] += d;
+                    q[h][l] += d * d;
+                }
+            }
         }
         for (l, &v) in rest.iter().enumerate() {
             let d = v - shift;
-            s[l] += d;
-            q[l] += d * d;
+            s[l / L][l % L] += d;
+            q[l / L][l % L] += d * d;
         }
-        total.sum += s.iter().map(|&v| v as f64).sum::<f64>();
-        total.sq += q.iter().map(|&v| v as f64).sum::<f64>();
+        total.sum += s.iter().flatten().map(|&v| v as f64).sum::<f64>();
+        total.sq += q.iter().flatten().map(|&v| v as f64).sum::<f64>();
     }
     total.n = x.len();
     total
-}
-
-/// `(s + d, q + d * d)` for `d = x - shift`, lane by lane.
-#[inline(always)]
-fn deviations(x: &[f32; 16], shift: f32, s: [f32; 16], q: [f32; 16]) -> ([f32; 16], [f32; 16]) {
-    let (mut s2, mut q2) = ([0.0f32; 16], [0.0f32; 16]);
-    for l in 0..16 {
-        let d = x[l] - shift;
-        s2[l] = s[l] + d;
-        q2[l] = q[l] + d * d;
-    }
-    (s2, q2)
 }
 
 /// `out = log(clip(nan_to_num(x)))`, and the sums of `out`.
@@ -424,6 +418,19 @@ mod tests {
             for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
                 assert!((a - b).abs() <= 1e-4, "{layout:?} element {i}: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn sums_equal_f64_sums_for_any_length() {
+        for n in [0, 1, 15, 31, 32, 33, 1023, 1024, 1025, 2100, 32768 + 7] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 * 0.13).sin() * 3.0 + 5.0).collect();
+            let got = sums(&x, 5.0);
+            let sum: f64 = x.iter().map(|&v| v as f64 - 5.0).sum();
+            let sq: f64 = x.iter().map(|&v| (v as f64 - 5.0).powi(2)).sum();
+            assert_eq!(got.n, n);
+            assert!((got.sum - sum).abs() <= 1e-5 * (n as f64 + 1.0), "n={n}: {} vs {sum}", got.sum);
+            assert!((got.sq - sq).abs() <= 1e-6 * sq + 1e-9, "n={n}: {} vs {sq}", got.sq);
         }
     }
 

@@ -481,18 +481,21 @@ pub struct DbParams<G> {
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn max_and_nan<G: Real>(s: &[G]) -> (f64, bool) {
     const L: usize = 16;
-    let mut max = [f64::NEG_INFINITY; L];
+    // Compared in G itself (exact: widening is monotonic), so that f32 fills whole registers.
+    let mut max = [G::from_f64(f64::NEG_INFINITY); L];
     let mut nan = [false; L];
     let chunks = s.chunks_exact(L);
     let rest = chunks.remainder();
     for chunk in chunks {
         for l in 0..L {
-            let v = chunk[l].to_f64();
-            nan[l] |= v.is_nan();
+            let v = chunk[l];
+            #[allow(clippy::eq_op)]
+            let is_nan = v != v;
+            nan[l] |= is_nan;
             max[l] = if v > max[l] { v } else { max[l] };
         }
     }
-    let mut m = max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let mut m = max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b.to_f64()));
     let mut any_nan = nan.iter().any(|&b| b);
     for v in rest {
         let v = v.to_f64();
@@ -649,6 +652,22 @@ mod tests {
     use super::*;
     use crate::spectral::PadMode;
     use ndarray::Array2;
+
+    #[test]
+    fn max_and_nan_in_f32_lanes() {
+        for n in [1usize, 15, 16, 17, 40] {
+            let mut x: Vec<f32> = (0..n).map(|i| -((i * 7 % 13) as f32) - 0.5).collect();
+            let top = n * 2 / 3;
+            x[top] = 3.25;
+            assert_eq!(max_and_nan(&x), (3.25, false), "n={n}");
+            x[n - 1] = f32::NAN;
+            assert!(max_and_nan(&x).1, "n={n}");
+            x[0] = f32::INFINITY;
+            assert_eq!(max_and_nan(&x).0, f64::INFINITY);
+        }
+        assert_eq!(max_and_nan(&[f32::NEG_INFINITY; 20]), (f64::NEG_INFINITY, false));
+        assert!(max_and_nan::<f64>(&[1.0, f64::NAN, -2.0]).1);
+    }
 
     #[test]
     fn slaney_scale_round_trips_and_is_linear_below_1khz() {
