@@ -42,7 +42,7 @@ def test_a_buffer_stays_with_its_view_until_the_view_is_gone():
 
 
 def test_zeroed_pooled_outputs_do_not_keep_an_earlier_batch():
-    """model_inputs adds into a zeroed output; a reused buffer must be zeroed first."""
+    """A reused (zeroed) buffer never shows the batch it held before."""
     pipeline = InputPipeline(build({"input": "both", "tile_layout": "stack", "cache": False}), None)
     rng = np.random.default_rng(0)
 
@@ -64,12 +64,12 @@ def test_zeroed_pooled_outputs_do_not_keep_an_earlier_batch():
 
 
 def test_zeroed_pooled_spectrograms_do_not_keep_an_earlier_batch():
-    """The EEG chain images are sums over each chain's pairs, added into a zeroed output."""
-    first = dsp.eeg_spectrograms(eeg(5, n=10))  # 10 x 4 x 128 x 256 float32: 5.2 MB
+    """Likewise for the EEG chain images (sums over each chain's pairs)."""
+    first = dsp.eeg_spectrograms(eeg(5, n=10)).images  # 10 x 4 x 128 x 256 float32: 5.2 MB
     expected = first.copy()
     del first
     gc.collect()
-    other = dsp.eeg_spectrograms(eeg(6, n=10) * 10)
+    other = dsp.eeg_spectrograms(eeg(6, n=10) * 10).images
     del other
     gc.collect()
-    np.testing.assert_array_equal(dsp.eeg_spectrograms(eeg(5, n=10)), expected)
+    np.testing.assert_array_equal(dsp.eeg_spectrograms(eeg(5, n=10)).images, expected)
