@@ -342,26 +342,9 @@ fn standardize(x: &mut [f32], mean: f64, scale: f64, float32: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mel::{MelFilterbank, MelSpectrogram, PowerToDb};
-    use crate::montage::{bipolar_pairs, mel_images, Preprocessing, EEG_CHANNELS};
-    use crate::spectral::{Framing, PadMode, Window};
+    use crate::montage::{bipolar_pairs, mel_images, EEG_CHANNELS};
     use crate::transform::{clip_log, instance_normalize};
     use ndarray::{s, Array2, Array3, Array4};
-
-    fn recipe() -> MelRecipe {
-        MelRecipe {
-            pre: Preprocessing { n_samples: Some(2000), filters: vec![] },
-            spec: std::sync::Arc::new(|kept| {
-                let framing = Framing::new(1024, kept / 256, true, PadMode::Constant)?;
-                let mel = MelFilterbank::new(200.0, 1024, 128, 0.0, 20.0, false, true)?;
-                MelSpectrogram::new(framing, &Window::Hann, Some(128), mel, 2.0)
-            }),
-            db: PowerToDb::new(None, 1e-10, Some(80.0)).unwrap(),
-            width_multiple: 32,
-            offset: 40.0,
-            scale: 40.0,
-        }
-    }
 
     fn kaggle_recipe() -> KaggleRecipe {
         KaggleRecipe { order: [0, 2, 1, 3], clip: ClipLog::new::<f32>((-6f64).exp(), 10f64.exp(), -1.0).unwrap() }
@@ -382,7 +365,7 @@ mod tests {
     fn reference(eeg: &Array3<f32>, kaggle: &Array4<f32>, layout: Layout) -> Vec<f32> {
         let pairs = bipolar_pairs(&EEG_CHANNELS).unwrap();
         let batch = eeg.dim().0;
-        let images = mel_images(eeg.view().into_dyn(), &pairs, &recipe()).unwrap();
+        let images = mel_images(eeg.view().into_dyn(), &pairs, &crate::testing::short_mel_recipe()).unwrap();
         let logs = clip_log(kaggle.select(Axis(1), &[0, 2, 1, 3]).view().into_dyn(), (-6f64).exp(), 10f64.exp(), -1.0).unwrap();
         let e = instance_normalize(images.view().into_shape_with_order((batch, 4 * 128 * 256)).unwrap(), 1e-6).unwrap();
         let k = instance_normalize(logs.view().into_shape_with_order((batch, 4 * 100 * 300)).unwrap(), 1e-6).unwrap();
@@ -409,7 +392,7 @@ mod tests {
     fn both_sources_equal_the_step_by_step_pipeline() {
         let (eeg, kaggle) = windows(3);
         let pairs = bipolar_pairs(&EEG_CHANNELS).unwrap();
-        let recipe = recipe();
+        let recipe = crate::testing::short_mel_recipe();
         for layout in [Layout::Stack, Layout::Channels] {
             let sources = [Source::Kaggle(kaggle.view(), kaggle_recipe()), Source::Eeg(eeg.view(), &recipe, &pairs)];
             let mut out = vec![f32::NAN; 3 * 512 * 512];
@@ -438,7 +421,7 @@ mod tests {
     fn fixed_statistics_and_single_sources() {
         let (eeg, kaggle) = windows(2);
         let pairs = bipolar_pairs(&EEG_CHANNELS).unwrap();
-        let recipe = recipe();
+        let recipe = crate::testing::short_mel_recipe();
         let sources = [Source::Eeg(eeg.view(), &recipe, &pairs)];
         let mut out = vec![0.0f32; 2 * 4 * 128 * 256];
         build_into(&sources, Layout::Channels, &Normalization::Fixed(vec![(0.5, 0.25)]), &mut out).unwrap();

@@ -521,8 +521,7 @@ pub fn scipy_images<T: Real + Default>(eeg: ArrayViewD<T>, pairs: &[(usize, usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mel::MelFilterbank;
-    use crate::spectral::{Detrend, Framing, PadMode, Scaling, Window};
+    use crate::spectral::{Detrend, Scaling, Window};
     use ndarray::{Array3, ArrayView1};
 
     fn competition_pairs() -> Vec<(usize, usize)> {
@@ -576,20 +575,6 @@ mod tests {
         assert!(pre.differences(eeg.view(), &competition_pairs()).is_err());
     }
 
-    fn mel_recipe() -> MelRecipe {
-        MelRecipe {
-            pre: Preprocessing { n_samples: Some(2000), filters: vec![] },
-            spec: std::sync::Arc::new(|kept| {
-                let framing = Framing::new(1024, kept / 256, true, PadMode::Constant)?;
-                let mel = MelFilterbank::new(200.0, 1024, 128, 0.0, 20.0, false, true)?;
-                MelSpectrogram::new(framing, &Window::Hann, Some(128), mel, 2.0)
-            }),
-            db: PowerToDb::new(None, 1e-10, Some(80.0)).unwrap(),
-            width_multiple: 32,
-            offset: 40.0,
-            scale: 40.0,
-        }
-    }
 
     fn noisy_eeg(n: usize) -> Array2<f64> {
         Array2::from_shape_fn((20, n), |(c, t)| ((t * (c + 3)) as f64 * 0.013).sin() * 50.0 + ((t * 7 + c) % 11) as f64)
@@ -598,7 +583,7 @@ mod tests {
     #[test]
     fn mel_images_average_the_chain_of_single_spectrograms() {
         let eeg = noisy_eeg(2100);
-        let recipe = mel_recipe();
+        let recipe = crate::testing::short_mel_recipe();
         let out = mel_images(eeg.view().into_dyn(), &competition_pairs(), &recipe).unwrap();
         // hop 2000/256 = 7: 1 + 2000/7 = 286 frames, cropped to 256.
         assert_eq!(out.shape(), &[4, 128, 256]);
@@ -642,7 +627,7 @@ mod tests {
     #[test]
     fn recipes_refuse_short_recordings() {
         let eeg = noisy_eeg(1500);
-        let err = mel_images(eeg.view().into_dyn(), &competition_pairs(), &mel_recipe()).unwrap_err();
+        let err = mel_images(eeg.view().into_dyn(), &competition_pairs(), &crate::testing::short_mel_recipe()).unwrap_err();
         assert!(err.to_string().contains("fewer than n_samples=2000"), "{err}");
         let sos = Sos::new(ndarray::array![[0.5, 0.5, 0.0, 1.0, -0.2, 0.0]].view()).unwrap();
         let pre = Preprocessing { n_samples: None, filters: vec![sos] };
