@@ -70,16 +70,20 @@ def test_clip_log_non_contiguous_and_empty():
     assert dsp.clip_log(empty).shape == (0, 5)
 
 
+#: Bad clip_log parameters (shared by clip_log_normalize): (kwargs, error, message).
+BAD_CLIP_PARAMETERS = [
+    ({"lo": 0.0}, ValueError, "lo must be positive"),
+    ({"lo": 2.0, "hi": 1.0}, ValueError, "lo must not exceed hi"),
+    ({"nan": float("nan")}, ValueError, "nan must be finite"),
+    ({"hi": float("inf")}, ValueError, "hi must be finite"),
+    ({"lo": 1e-60}, ValueError, "not representable as float32"),
+    ({"lo": "x"}, TypeError, "lo must be a real number"),
+]
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
-    [
-        ({"lo": 0.0}, ValueError, "lo must be positive"),
-        ({"lo": 2.0, "hi": 1.0}, ValueError, "lo must not exceed hi"),
-        ({"nan": float("nan")}, ValueError, "nan must be finite"),
-        ({"hi": float("inf")}, ValueError, "hi must be finite"),
-        ({"lo": 1e-60}, ValueError, "not representable as float32"),
-        ({"lo": "x"}, TypeError, "lo must be a real number"),
-    ],
+    BAD_CLIP_PARAMETERS,
 )
 def test_clip_log_refuses_bad_parameters(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -202,13 +206,7 @@ def test_clip_log_normalize_into_out_and_in_place(axes):
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
-    [
-        ({"lo": 0.0}, ValueError, "lo must be positive"),
-        ({"lo": 2.0, "hi": 1.0}, ValueError, "lo must not exceed hi"),
-        ({"nan": float("nan")}, ValueError, "nan must be finite"),
-        ({"hi": float("inf")}, ValueError, "hi must be finite"),
-        ({"lo": 1e-60}, ValueError, "not representable as float32"),
-        ({"lo": "x"}, TypeError, "lo must be a real number"),
+    BAD_CLIP_PARAMETERS + [
         ({"eps": -1.0}, ValueError, "eps must be >= 0"),
         ({"eps": float("inf")}, ValueError, "eps must be finite"),
         ({"axes": 3}, ValueError, "axes=3 is out of bounds"),

@@ -767,6 +767,15 @@ def _filters(bandpass: Any, notch: Any, order: Any, notch_q: Any, fs: float) -> 
     return filters
 
 
+def _checked_recipe(recipe: str, params: dict[str, Any], n_samples: Any, bandpass: Any, notch: Any,
+                    filter_order: Any, notch_q: Any) -> tuple[dict[str, Any], float, int | None, list]:  # fmt: skip
+    """(recipe parameters, fs, samples kept or None, filter sections): what both EEG recipes check."""
+    p = _recipe_params(recipe, params)
+    fs = _positive_number(p["fs"], "fs")
+    kept = None if n_samples is None else _int_at_least(n_samples, "n_samples")
+    return p, fs, kept, _filters(bandpass, notch, filter_order, notch_q, fs)
+
+
 def _mel_recipe_args(p: dict[str, Any], names: list[str], kept: int | None, filters: list, fs: float) -> tuple:
     """The native mel recipe's arguments after ``eeg``, checked."""
     hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
@@ -795,10 +804,7 @@ def eeg_mel_recipe(
     """The ``"mel"`` recipe of :func:`eeg_spectrograms` with these arguments, checked once, for
     :func:`model_inputs` (an opaque native object)."""
     names = _channel_names(channels, len(channels) if channels is not None else len(_EEG_CHANNELS))
-    p = _recipe_params("mel", params)
-    fs = _positive_number(p["fs"], "fs")
-    kept = None if n_samples is None else _int_at_least(n_samples, "n_samples")
-    filters = _filters(bandpass, notch, filter_order, notch_q, fs)
+    p, fs, kept, filters = _checked_recipe("mel", params, n_samples, bandpass, notch, filter_order, notch_q)
     return _native.EegMelRecipe(*_mel_recipe_args(p, names, kept, filters, fs))
 
 
@@ -876,12 +882,9 @@ def eeg_spectrograms(
     have ``eeg``'s float dtype (float32 for the competition's files); the mel recipe computes
     its float32 products in float32."""
     arr, names = _eeg_array(eeg, channels)
-    p = _recipe_params(recipe, params)
-    fs = _positive_number(p["fs"], "fs")
-    kept = None if n_samples is None else _int_at_least(n_samples, "n_samples")
+    p, fs, kept, filters = _checked_recipe(recipe, params, n_samples, bandpass, notch, filter_order, notch_q)
     if kept is not None and kept > arr.shape[-1]:
         raise ValueError(f"eeg has {arr.shape[-1]} samples, fewer than n_samples={kept}")
-    filters = _filters(bandpass, notch, filter_order, notch_q, fs)
     if recipe == "mel":
         images = _native.eeg_mel_spectrograms(arr, *_mel_recipe_args(p, names, kept, filters, fs))
     else:
