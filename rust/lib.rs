@@ -803,7 +803,8 @@ fn model_inputs<'py>(
     }
     let lead = lead.ok_or_else(|| PyValueError::new_err("at least one source is needed"))?;
     let shape: Vec<usize> = lead.iter().copied().chain(layout.shape(built.len())).collect();
-    filled(py, Ok(shape), |out| inputs::build_into(&built, layout, &norm, out))
+    // Every tile is written whole (the Kaggle rows around the data as zeros).
+    written(py, Ok(shape), |out| inputs::build_into(&built, layout, &norm, out))
 }
 
 /// The scipy recipe: (..., 4, n_freq, n_segments).

@@ -466,6 +466,72 @@ impl PowerToDb {
             G::db_accumulate(&row[..width], a, &params);
         }
     }
+
+    /// Whether `count` power ratios, each at least the floor `10^(-top_db / 10)`, multiply
+    /// without leaving `G`'s normal range.
+    fn product_fits<G: LogFloat>(&self, count: usize) -> bool {
+        self.top_db.is_some_and(|t| -t * count as f64 / 10.0 >= (2.0 * G::MIN_NORMAL).log10())
+    }
+
+    /// The mean over `count` spectrograms of their mapped decibels `(db + offset) * scale`
+    /// (decibels as `apply` computes them, each with its own reference and floor), first
+    /// `width` frames: row m into `out[m * stride..][..width]`. `specs` holds the spectrograms
+    /// one after another, each rows of `n_frames`; `work` is scratch.
+    ///
+    /// With a floor (`top_db`) low enough that `count` floors multiply without leaving `G`'s
+    /// normal range, the decibels are summed as one log of the product of power ratios,
+    /// `sum 10 log10(r_d) = 10 log10(prod r_d)`: one log per value instead of `count`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mean_mapped<G: LogFloat>(&self, specs: &[G], count: usize, n_frames: usize, width: usize, offset: f64, scale: f64, work: &mut Vec<G>, out: &mut [G], stride: usize) {
+        assert!(count > 0 && specs.len() % count == 0, "count spectrograms of one size");
+        let size = specs.len() / count;
+        assert!(width <= n_frames && size % n_frames.max(1) == 0, "rows of n_frames, width <= n_frames");
+        let rows = size / n_frames.max(1);
+        assert!(rows == 0 || out.len() >= (rows - 1) * stride + width, "out too small");
+        let amin = G::from_f64(self.amin).to_f64();
+        let one_log = self.product_fits::<G>(count);
+        let ratios: Option<Vec<(G, G, f64)>> = specs
+            .chunks(size)
+            .map(|s| {
+                let (max, nan) = max_and_nan(s);
+                let reference = self.reference.unwrap_or(max);
+                if !one_log || nan || !max.is_finite() || !reference.is_finite() || amin < G::MIN_NORMAL {
+                    return None;
+                }
+                // r = max(p, amin, floor) / max(max, amin) lies in [10^(-top_db/10), 1]; the
+                // reference enters as a constant (0 dB when it is the maximum).
+                let top = max.max(amin);
+                let lower = amin.max(top * 10f64.powf(-self.top_db.unwrap_or(0.0) / 10.0));
+                let shift = 10.0 * (top / reference.max(amin)).log10();
+                Some((G::from_f64(lower), G::from_f64(1.0 / top), shift))
+            })
+            .collect();
+        let inv_count = 1.0 / count as f64;
+        let Some(ratios) = ratios else {
+            // The general path: each spectrogram's decibels summed, then scaled.
+            work.clear();
+            work.resize(rows * width, G::default());
+            for s in specs.chunks(size) {
+                self.accumulate(s, n_frames, width, offset, scale, work);
+            }
+            for (o, a) in out.chunks_mut(stride).zip(work.chunks(width)) {
+                scale_into(&mut o[..width], G::from_f64(inv_count), a);
+            }
+            return;
+        };
+        let shift: f64 = ratios.iter().map(|r| r.2).sum();
+        let a = G::from_f64(10.0 * std::f64::consts::LOG10_E * scale * inv_count);
+        let b = G::from_f64((shift + count as f64 * offset) * scale * inv_count);
+        work.clear();
+        work.resize(width, G::default());
+        for (m, o) in out.chunks_mut(stride).take(rows).enumerate() {
+            for (d, &(lower, inv, _)) in ratios.iter().enumerate() {
+                let row = &specs[d * size + m * n_frames..][..width];
+                ratio_product(row, lower, inv, work, d == 0);
+            }
+            log_affine(work, a, b, &mut o[..width]);
+        }
+    }
 }
 
 /// The constants of one spectrogram's decibels and their affine map.
@@ -628,6 +694,23 @@ fn db_accumulate<G: LogFloat>(s: &[G], acc: &mut [G], p: &DbParams<G>) {
     }
 }
 
+/// `prod = max(s, lower) * inv`, times `prod` unless `first`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn ratio_product<G: LogFloat>(s: &[G], lower: G, inv: G, prod: &mut [G], first: bool) {
+    for (p, &v) in prod.iter_mut().zip(s) {
+        let r = (if v > lower { v } else { lower }) * inv;
+        *p = if first { r } else { *p * r };
+    }
+}
+
+/// `out = a ln(x) + b` for positive normal `x`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn log_affine<G: LogFloat>(x: &[G], a: G, b: G, out: &mut [G]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = a * v.ln_normal() + b;
+    }
+}
+
 /// power_to_db of each 2-D spectrogram of `s` (the last two axes) into `out` (`s`'s shape).
 pub fn power_to_db_into<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb, out: &mut [T]) -> Result<()> {
     ensure!(s.ndim() >= 2, "S must have at least two dimensions (..., freq, time), got {}", s.ndim());
@@ -652,6 +735,64 @@ mod tests {
     use super::*;
     use crate::spectral::PadMode;
     use ndarray::Array2;
+
+    /// `mean_mapped` against the mean of `accumulate`d spectrograms (the general path), on
+    /// `count` spectrograms of 5 x 40 (width 33) spanning 16 decades, zeros included.
+    fn check_mean_mapped<G: LogFloat>(db: PowerToDb, count: usize, nan_in: Option<usize>, tol: f64) -> Vec<G> {
+        let (rows, n_frames, width, stride) = (5, 40, 33, 37);
+        let mut specs: Vec<G> = crate::testing::noise(count * rows * n_frames, 11)
+            .iter()
+            .map(|v| G::from_f64(if v.abs() < 0.02 { 0.0 } else { 10f64.powf(8.0 * v) }))
+            .collect();
+        if let Some(d) = nan_in {
+            specs[d * rows * n_frames + 17] = G::from_f64(f64::NAN);
+        }
+        let (offset, scale) = (40.0, 1.0 / 40.0);
+        let mut expected = vec![G::default(); rows * width];
+        for s in specs.chunks(rows * n_frames) {
+            db.accumulate(s, n_frames, width, offset, scale, &mut expected);
+        }
+        let mut out = vec![G::from_f64(-7.0); rows * stride];
+        db.mean_mapped(&specs, count, n_frames, width, offset, scale, &mut Vec::new(), &mut out, stride);
+        for m in 0..rows {
+            for t in 0..stride {
+                let got = out[m * stride + t].to_f64();
+                if t >= width {
+                    assert_eq!(got, -7.0, "row {m} frame {t} is beyond width");
+                    continue;
+                }
+                let want = expected[m * width + t].to_f64() / count as f64;
+                assert!(
+                    (got - want).abs() <= tol || (got.is_nan() && want.is_nan()),
+                    "{db:?} x{count}, row {m} frame {t}: {got} vs {want}"
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mean_mapped_equals_the_mean_of_each_spectrograms_decibels() {
+        let eeg = PowerToDb::new(None, 1e-10, Some(80.0)).unwrap();
+        assert!(eeg.product_fits::<f32>(4) && eeg.product_fits::<f64>(4));
+        // One log of the product: the recipe's floor, and a fixed reference (constant shift).
+        check_mean_mapped::<f32>(eeg, 4, None, 2e-6);
+        check_mean_mapped::<f64>(eeg, 4, None, 1e-9);
+        let fixed = PowerToDb::new(Some(3.0), 1e-10, Some(50.0)).unwrap();
+        check_mean_mapped::<f32>(fixed, 3, None, 2e-6);
+        check_mean_mapped::<f32>(eeg, 1, None, 2e-6);
+        // The general path: no floor, or floors whose product leaves float32's range.
+        let unfloored = PowerToDb::new(None, 1e-10, None).unwrap();
+        assert!(!unfloored.product_fits::<f32>(1));
+        check_mean_mapped::<f32>(unfloored, 4, None, 2e-6);
+        let deep = PowerToDb::new(None, 1e-10, Some(120.0)).unwrap();
+        assert!(!deep.product_fits::<f32>(4) && deep.product_fits::<f64>(4));
+        check_mean_mapped::<f32>(deep, 4, None, 2e-6);
+        check_mean_mapped::<f64>(deep, 4, None, 1e-9);
+        // A NaN makes its spectrogram's decibels NaN, and so the mean (as librosa would).
+        let out = check_mean_mapped::<f32>(eeg, 4, Some(2), 0.0);
+        assert!(out[0].is_nan());
+    }
 
     #[test]
     fn max_and_nan_in_f32_lanes() {

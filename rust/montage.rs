@@ -359,39 +359,33 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
         let (n_mels, n_frames, width) = (self.n_mels, self.n_frames, self.width);
         let recipe = self.recipe;
         let (offset, inv_scale) = (recipe.offset, 1.0 / recipe.scale);
-        work.mel.resize(n_mels * n_frames, T::default());
-        work.acc.clear();
-        work.acc.resize(n_mels * width, T::default());
+        // The spectrograms of all differences first: each one's decibels need its maximum, and
+        // their mean is then formed in one pass.
+        let size = n_mels * n_frames;
+        work.mel.resize(pairs.len() * size, T::default());
         match (self.plan.fused(), recipe.pre.filters.is_empty()) {
             (Some(fused), true) => {
                 // The fused float32 kernel straight from each difference: no float64 copy of the
                 // recording's differences, no padded copy.
                 let kept = recipe.pre.kept(self.n)?;
                 let start = (self.n - kept) / 2;
-                let mel = T::as_f32_mut(&mut work.mel).expect("the fused path is planned for f32 only");
-                let acc = T::as_f32_mut(&mut work.acc).expect("the fused path is planned for f32 only");
-                for &(a, b) in pairs {
+                let mels = T::as_f32_mut(&mut work.mel).expect("the fused path is planned for f32 only");
+                for (&(a, b), mel) in pairs.iter().zip(mels.chunks_mut(size)) {
                     ensure!(a < rec.nrows() && b < rec.nrows(), "channel index out of range for {} channels", rec.nrows());
                     let (xa, xb) = (rec.row(a), rec.row(b));
                     let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
                     filled_difference(xa, xb, &mut work.signal).map_err(|e| Error::value(format!("{e} (channels {a} and {b})")))?;
                     fused.run(&work.signal, self.plan.pad(), n_frames, &mut work.fused, mel, n_frames);
-                    recipe.db.accumulate(mel, n_frames, width, offset, inv_scale, acc);
                 }
             }
             _ => {
                 recipe.pre.differences_into(rec, pairs, &mut work.diffs)?;
-                for d in 0..pairs.len() {
-                    self.plan.run_lane(work.diffs.row(d), n_frames, &mut work.mel_work, &mut work.mel)?;
-                    recipe.db.accumulate(&work.mel, n_frames, width, offset, inv_scale, &mut work.acc);
+                for (d, mel) in work.mel.chunks_mut(size).enumerate() {
+                    self.plan.run_lane(work.diffs.row(d), n_frames, &mut work.mel_work, mel)?;
                 }
             }
         }
-        // The mean of the differences (exactly a scaling for the 4 of a chain).
-        let inv_count = T::from_f64(1.0 / pairs.len() as f64);
-        for (row, acc) in img.chunks_mut(stride).zip(work.acc.chunks(width)) {
-            scaled_into(acc, inv_count, &mut row[..width]);
-        }
+        recipe.db.mean_mapped(&work.mel, pairs.len(), n_frames, width, offset, inv_scale, &mut work.acc, img, stride);
         Ok(())
     }
 }
@@ -421,14 +415,6 @@ fn filled_difference<T: Real>(a: ndarray::ArrayView1<T>, b: ndarray::ArrayView1<
 fn replace_nan(x: &mut [f32], fill: f32) {
     for v in x.iter_mut() {
         *v = if v.is_nan() { fill } else { *v };
-    }
-}
-
-/// `out[..x.len()] = x * a`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn scaled_into<T: LogFloat>(x: &[T], a: T, out: &mut [T]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v * a;
     }
 }
 
