@@ -199,17 +199,17 @@ impl BandMel {
         }
     }
 
-    /// Adds the power `pw` of padded bins `tile * NR..` for frames t0..t0 + width into `out`.
+    /// Adds the power `pw` of padded bins `tile * NR..` for frames t0..t0 + W into `out`.
     #[inline(always)]
-    fn scatter(&self, tile: usize, pw: &[[f32; PANEL]; NR], t0: usize, width: usize, out: &mut [f32], stride: usize) {
+    fn scatter<const W: usize>(&self, tile: usize, pw: &[[f32; PANEL]; NR], t0: usize, out: &mut [f32], stride: usize) {
         for (i, p) in pw.iter().enumerate() {
             let b = tile * NR + i;
+            let p: &[f32; W] = p[..W].try_into().expect("W <= PANEL");
             for &(m, wt, first) in &self.feeds[self.feed_start[b]..self.feed_start[b + 1]] {
-                let row = &mut out[m * stride + t0..][..width];
-                if first {
-                    scale_into(row, wt, &p[..width]);
-                } else {
-                    axpy(row, wt, &p[..width]);
+                // Fixed widths: each row update is whole registers, no loop.
+                let row: &mut [f32; W] = (&mut out[m * stride + t0..][..W]).try_into().expect("W frames");
+                for (o, &v) in row.iter_mut().zip(p) {
+                    *o = if first { wt * v } else { *o + wt * v };
                 }
             }
         }
@@ -256,7 +256,11 @@ fn frames_with(bm: &BandMel, padded: Padded<'_>, n_frames: usize, work: &mut Ban
                     (false, true) => power_tile::<{ HALF_PANEL / 16 }, true>(sums, diffs, re, im),
                     (false, false) => power_tile::<{ HALF_PANEL / 16 }, false>(sums, diffs, re, im),
                 };
-                bm.scatter(tile, &pw, t0, width, out, stride);
+                if width == PANEL {
+                    bm.scatter::<PANEL>(tile, &pw, t0, out, stride);
+                } else {
+                    bm.scatter::<HALF_PANEL>(tile, &pw, t0, out, stride);
+                }
             }
             t0 += width;
         }
@@ -313,17 +317,30 @@ impl V {
     }
 }
 
-/// `rows[r * row_len + u] = padded[r + u * hop]`. The signal is read in order, so that each of
-/// its lines is loaded once; the `hop` rows being written stay in L1.
+/// `rows[r * row_len + u] = padded[r + u * hop]`. Columns wholly inside the signal go 16 at a
+/// time (a 16 x hop block of the signal, transposed while it sits in L1); the rest one by one.
 #[inline(always)]
 fn fill_rows(padded: Padded<'_>, hop: usize, row_len: usize, rows: &mut [f32]) {
+    const BLOCK: usize = 16;
     rows.fill(0.0);
     let (start, end) = (padded.pad, padded.pad + padded.x.len());
-    for u in start / hop..row_len.min(end.div_ceil(hop)) {
+    let (first, last) = (start.div_ceil(hop), (end / hop).min(row_len));
+    let mut column = |u: usize| {
         let p0 = u * hop;
         let (lo, hi) = (p0.max(start), (p0 + hop).min(end));
         for (p, &v) in (lo..hi).zip(&padded.x[lo - start..hi - start]) {
             rows[(p - p0) * row_len + u] = v;
+        }
+    };
+    let whole = if first < last { (last - first) / BLOCK * BLOCK } else { 0 };
+    (start / hop..first).chain(first + whole..row_len.min(end.div_ceil(hop))).for_each(&mut column);
+    for u in (first..first + whole).step_by(BLOCK) {
+        let block = &padded.x[u * hop - start..][..BLOCK * hop];
+        for r in 0..hop {
+            let dst: &mut [f32; BLOCK] = (&mut rows[r * row_len + u..][..BLOCK]).try_into().expect("BLOCK columns");
+            for (k, d) in dst.iter_mut().enumerate() {
+                *d = block[k * hop + r];
+            }
         }
     }
 }
@@ -411,14 +428,6 @@ fn fold(hi: &[f32], lo: &[f32], sums: &mut [f32], diffs: &mut [f32]) {
     for (((s, d), &h), &l) in sums.iter_mut().zip(diffs.iter_mut()).zip(hi).zip(lo) {
         *s = h + l;
         *d = h - l;
-    }
-}
-
-/// `y = a * x`.
-#[inline(always)]
-fn scale_into(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = a * x;
     }
 }
 
