@@ -290,9 +290,9 @@ impl V {
     /// `self + a * b`, fused where the target has FMA (elsewhere `mul_add` is a slow call).
     #[inline(always)]
     fn madd<const FMA: bool>(self, a: V, b: f32) -> V {
-        let mut r = [0.0f32; 16];
-        for l in 0..16 {
-            r[l] = if FMA { a.0[l].mul_add(b, self.0[l]) } else { self.0[l] + a.0[l] * b };
+        let mut r = self.0;
+        for (r, &a) in r.iter_mut().zip(&a.0) {
+            *r = if FMA { a.mul_add(b, *r) } else { *r + a * b };
         }
         V(r)
     }
@@ -300,20 +300,16 @@ impl V {
     /// `self + a * b` lane by lane.
     #[inline(always)]
     fn madd_v<const FMA: bool>(self, a: V, b: V) -> V {
-        let mut r = [0.0f32; 16];
-        for l in 0..16 {
-            r[l] = if FMA { a.0[l].mul_add(b.0[l], self.0[l]) } else { self.0[l] + a.0[l] * b.0[l] };
+        let mut r = self.0;
+        for ((r, &a), &b) in r.iter_mut().zip(&a.0).zip(&b.0) {
+            *r = if FMA { a.mul_add(b, *r) } else { *r + a * b };
         }
         V(r)
     }
 
     #[inline(always)]
     fn square(self) -> V {
-        let mut r = [0.0f32; 16];
-        for l in 0..16 {
-            r[l] = self.0[l] * self.0[l];
-        }
-        V(r)
+        V(self.0.map(|v| v * v))
     }
 }
 

@@ -31,9 +31,11 @@ impl std::error::Error for Error {}
 /// Returns `Err(Error::Value)` with a formatted message unless `cond` holds.
 #[macro_export]
 macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
+    ($cond:expr, $($fmt:tt)+) => {{
+        // Bound first: `!(a < b)` on floats reads as `a >= b`, which NaN does not satisfy.
+        let holds: bool = $cond;
+        if !holds {
             return Err($crate::error::Error::Value(format!($($fmt)+)));
         }
-    };
+    }};
 }
