@@ -14,7 +14,7 @@ import torch
 from hms import augment, dsp, recipes
 from hms.config import ConfigError, build
 from hms.data import CompetitionData, eeg_window, make_labels
-from hms.inputs import InputPipeline
+from hms.inputs import EpochSampler, InputPipeline
 
 @pytest.fixture
 def eeg_native():
@@ -313,6 +313,33 @@ def test_shift_augmentation_changes_the_eeg_window(data, labels, tmp_path, eeg_n
     for window in seen:  # every shifted window is a real 50-s stretch of the recording
         starts = [s for s in range(recording.shape[1] - 9_999) if np.array_equal(recording[0, s : s + 10], window[0, 0, :10])]
         assert starts
+
+
+def test_seeded_items_depend_on_their_seed_and_position_only(data, labels, tmp_path):
+    """(seed, position) keys: the same item in any order and under any global RNG state."""
+    pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", aug_mask_p=1.0)
+    dataset = pipeline.dataset(labels, split="train", augment=True)
+    torch.manual_seed(0)
+    first = [dataset[(11, p)]["input"] for p in (0, 1, 2)]
+    torch.manual_seed(1)
+    again = [dataset[(11, p)]["input"] for p in (2, 1, 0)][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(dataset[(12, 0)]["input"], first[0]), "another seed, other masks"
+    assert dataset[(11, 1)]["index"].item() == 1
+
+
+def test_epoch_sampler_yields_each_epochs_keys():
+    sampler = EpochSampler(lambda e: [e, e + 1, e + 2], lambda e: 100 + e, 3)
+    with pytest.raises(RuntimeError, match="set_epoch"):
+        list(sampler)
+    sampler.set_epoch(4)
+    assert list(sampler) == [(104, 4), (104, 5), (104, 6)] and len(sampler) == 3
+    sampler.set_epoch(0)
+    assert list(sampler) == [(100, 0), (100, 1), (100, 2)]
+    short = EpochSampler(lambda e: [0, 1], lambda e: 0, 3)
+    short.set_epoch(0)
+    with pytest.raises(RuntimeError, match="2 positions"):
+        list(short)
 
 
 def test_mixup_mixes_inputs_and_targets_alike():

@@ -356,6 +356,28 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tiny_datas
     np.testing.assert_array_equal(a["val_kl"], b["val_kl"])
 
 
+def test_dataloader_workers_change_nothing_and_live_for_a_stage(reference_run, tiny_dataset, cache_dir, tmp_path, monkeypatch):
+    """Augmentations depend on (seed, fold, epoch, row) alone: two persistent workers reproduce
+    the reference run exactly, and each stage of each fold builds one training DataLoader."""
+    built = []
+    build_loader = folds_module.FoldTrainer._train_loader
+
+    def counted(self, train_set, stage):
+        built.append((self.fold, stage.number))
+        return build_loader(self, train_set, stage)
+
+    monkeypatch.setattr(folds_module.FoldTrainer, "_train_loader", counted)
+    run_dir = tmp_path / "workers"
+    assert train.main(tiny_args(tiny_dataset, cache_dir, run_dir, num_workers=2)) == 0
+    expected, got = pd.read_parquet(reference_run / "oof.parquet"), pd.read_parquet(run_dir / "oof.parquet")
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    a, b = pd.read_csv(reference_run / "metrics.csv"), pd.read_csv(run_dir / "metrics.csv")
+    np.testing.assert_array_equal(a["train_loss"], b["train_loss"])
+    np.testing.assert_array_equal(a["val_kl"], b["val_kl"])
+    stages = list(b[["fold", "stage"]].drop_duplicates().itertuples(index=False, name=None))
+    assert built == stages and len(b) > len(stages), (built, stages)
+
+
 def test_early_stopping_and_stage_two(tiny_dataset, cache_dir, tmp_path, monkeypatch):
     # Validation that never improves after the first epoch: each stage stops after `patience`.
     scores = iter(np.arange(1.0, 100.0, 0.5))

@@ -200,16 +200,3 @@ def cpu_threads(processes: int) -> int:
     """Torch threads for each of ``processes`` processes sharing this machine's CPUs."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // max(processes, 1))
-
-
-class ShardSampler(torch.utils.data.Sampler[int]):
-    """A fixed list of dataset positions (one rank's shard of one epoch)."""
-
-    def __init__(self, indices: Sequence[int]):
-        self.indices = list(indices)
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)

@@ -34,11 +34,16 @@ from tqdm.auto import tqdm
 from hms import engine
 from hms.config import Config
 from hms.data import CompetitionData, targets_of
-from hms.distributed import Distributed, ShardSampler
+from hms.distributed import Distributed
+from hms.inputs import EpochSampler
 from hms.metric import kl_divergence
 from hms.models import create_model_from_config
 from hms.optim import LrSchedule, create_optimizer, create_schedule
 from hms.rundir import RunDir
+
+
+#: derive_seed(seed, fold, epoch, stream): 1 mixup draws, 2 per-sample augmentations.
+_MIXUP_STREAM, _AUGMENT_STREAM = 1, 2
 
 
 @dataclass(frozen=True)
@@ -150,12 +155,17 @@ class FoldTrainer:
 
         epochs_bar = tqdm(total=self.total_epochs, initial=state["epoch"], desc=f"fold {self.fold}",
                           unit="epoch", leave=False, disable=not self.progress)  # fmt: skip
+        loader_stage = None
         while state["epoch"] < self.total_epochs:
             epoch = state["epoch"]
             stage = self._stage_of(epoch)
             if epoch == stage.start:
                 optimizer, schedule, scaler = self._start_stage(model, stage, state)
-            row = self._train_epoch(model, train_model, pipeline, train_set, val_loader, swap, stage, epoch,
+            if loader_stage != stage.number:
+                loader, sampler = self._train_loader(train_set, stage)
+                loader_stage = stage.number
+            sampler.set_epoch(epoch)
+            row = self._train_epoch(model, train_model, pipeline, loader, val_loader, swap, stage, epoch,
                                     optimizer, schedule, scaler, state)  # fmt: skip
             state["history"].append(row)
             state["epoch"] = epoch + 1
@@ -230,37 +240,43 @@ class FoldTrainer:
             state["best_score"] = float(selection_score(stage.number, kl_all, kl_high))
         return self._optimization(model, stage)
 
-    def _train_loader(self, train_set, stage: Stage, epoch: int) -> DataLoader:
+    def _train_loader(self, train_set, stage: Stage) -> tuple[DataLoader, EpochSampler]:
+        """One DataLoader for all epochs of ``stage`` (its persistent workers live as long), fed
+        by a sampler that is set to each epoch."""
         dist = self.rt.dist
-        seed = engine.derive_seed(self.cfg.seed, self.fold, epoch)
-        subset = torch.utils.data.Subset(train_set, stage.train_rows.tolist())
         stage_labels = self.train_labels.iloc[stage.train_rows].reset_index(drop=True)
-        sampler = self.pipeline.train_sampler(stage_labels, seed)
-        if dist.enabled:
+
+        def order_of(epoch: int) -> list[int]:
+            seed = engine.derive_seed(self.cfg.seed, self.fold, epoch)
+            drawn = self.pipeline.train_sampler(stage_labels, seed)
+            if drawn is None:
+                drawn = torch.randperm(len(stage_labels), generator=torch.Generator().manual_seed(seed)).tolist()
+            positions = [int(stage.train_rows[i]) for i in drawn]
             # Every rank draws the same epoch order (same seed), then keeps its equal-length shard.
-            order = sampler or torch.utils.data.RandomSampler(subset, generator=torch.Generator().manual_seed(seed))
-            sampler = ShardSampler(dist.train_shard(list(order)))
-        n = len(sampler) if dist.enabled else len(subset)  # this rank's samples
-        return DataLoader(
-            subset,
+            return dist.train_shard(positions) if dist.enabled else positions
+
+        n = dist.shard_length(len(stage.train_rows))  # this rank's samples
+        sampler = EpochSampler(order_of, lambda epoch: engine.derive_seed(self.cfg.seed, self.fold, epoch, _AUGMENT_STREAM), n)
+        loader = DataLoader(
+            train_set,
             batch_size=self.cfg.batch_size,
-            shuffle=sampler is None,
             sampler=sampler,
-            # Under DDP only the workers' seeds come from it: distinct per rank.
-            generator=torch.Generator().manual_seed(dist.seed(self.cfg.seed, self.fold, epoch)),
+            generator=torch.Generator().manual_seed(dist.seed(self.cfg.seed, self.fold, stage.number)),
             **self._worker_kwargs(self.pipeline),
             # BatchNorm cannot train on a final batch of one sample (equal shards: all ranks agree).
             drop_last=n % self.cfg.batch_size == 1,
         )
+        return loader, sampler
 
-    def _train_epoch(self, model, train_model, pipeline, train_set, val_loader, swap, stage: Stage, epoch: int,
+    def _train_epoch(self, model, train_model, pipeline, loader, val_loader, swap, stage: Stage, epoch: int,
                      optimizer, schedule, scaler, state: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-        """One epoch of ``train_model`` (``model``, or DDP around it), then validation of ``model``."""
+        """One epoch of ``train_model`` (``model``, or DDP around it) on ``loader`` (its sampler
+        set to ``epoch``), then validation of ``model``."""
         cfg, rt, dist = self.cfg, self.rt, self.rt.dist
-        mixup_generator = torch.Generator().manual_seed(dist.seed(cfg.seed, self.fold, epoch, 1))
+        mixup_generator = torch.Generator().manual_seed(dist.seed(cfg.seed, self.fold, epoch, _MIXUP_STREAM))
         mixup = getattr(pipeline, "mixup", None)
         stats = engine.train_one_epoch(
-            train_model, self._train_loader(train_set, stage, epoch), optimizer, schedule,
+            train_model, loader, optimizer, schedule,
             device=rt.device, precision=rt.precision, scaler=scaler, accum_steps=cfg.accum_steps,
             grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
             batch_transform=(lambda b: mixup(b, mixup_generator)) if mixup is not None else None,

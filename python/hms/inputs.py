@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -328,11 +329,15 @@ class InputDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``key``: a position, or ``(seed, position)`` as :class:`EpochSampler` yields them. With a
+        seed, the item's augmentations come from (seed, position) alone, whichever worker draws
+        it; with a bare position, from torch's global RNG (seeded per worker by DataLoader)."""
+        seed, index = key if isinstance(key, tuple) else (None, key)
         rng = None
         if self.augment:
-            # torch's global RNG: seeded by the trainer, and per worker and epoch by DataLoader.
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            entropy = [int(seed), int(index)] if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+            rng = np.random.default_rng(entropy)
         row = self.rows[index]
         sources = {s: self.pipeline.row_source(s, self.split, row, rng) for s in self.pipeline.sources}
         return {
@@ -414,3 +419,30 @@ class _RecordingReader:
 
     def spectrogram(self, split: str, spectrogram_id: int) -> KaggleSpectrogram:
         return self._get(("spec", split, spectrogram_id), lambda: self.data.read_spectrogram(split, spectrogram_id))
+
+
+class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
+    """Training keys ``(seed, position)`` of one epoch at a time, for a DataLoader that lives for
+    several epochs (so that persistent workers do): ``set_epoch`` before each. ``order_of(epoch)``
+    gives the epoch's positions, ``seed_of(epoch)`` its augmentation seed, ``length`` how many
+    positions every epoch has. Items then depend on (epoch, position) only: the same with any
+    number of workers, and a resumed run draws what an uninterrupted one does."""
+
+    def __init__(self, order_of: Callable[[int], Sequence[int]], seed_of: Callable[[int], int], length: int):
+        self.order_of, self.seed_of, self.length = order_of, seed_of, int(length)
+        self.epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.epoch is None:
+            raise RuntimeError("EpochSampler: call set_epoch(epoch) before iterating")
+        order = [int(p) for p in self.order_of(self.epoch)]
+        if len(order) != self.length:
+            raise RuntimeError(f"epoch {self.epoch} has {len(order)} positions, the sampler was made for {self.length}")
+        seed = int(self.seed_of(self.epoch))
+        return iter([(seed, p) for p in order])
+
+    def __len__(self) -> int:
+        return self.length
