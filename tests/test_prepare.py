@@ -72,6 +72,19 @@ def test_cli_prepares_both_splits_into_a_parameter_keyed_folder(data, tmp_path, 
     assert f"train kaggle: 0 computed, {n_train} already cached" in capsys.readouterr().out
 
 
+def test_eeg_cache_of_the_whole_competition_fits_in_4_5_gb(data, tmp_path):
+    """One float16 file of 4 x 128 x 256 per eeg_id (grouping "eeg"): 17,089 EEGs take 4.48 GB."""
+    pipeline = InputPipeline(build({"input": "eeg", "cache_dir": str(tmp_path)}), data)
+    labels = make_labels(data.train, "eeg")
+    prepare.prepare_cache(pipeline, labels, "train", show_progress=False)
+    files = [p for p in _files(tmp_path) if p.suffix == ".npy"]
+    assert len(files) == labels["eeg_id"].nunique() == len(labels)
+    assert all(np.load(p, mmap_mode="r").dtype == np.float16 and np.load(p, mmap_mode="r").shape == (4, 128, 256) for p in files)
+    largest = max(p.stat().st_size for p in files)
+    assert largest <= 4 * 128 * 256 * 2 + 128  # the array and the .npy header
+    assert 17_089 * largest <= 4.5e9
+
+
 def test_cli_rejects_bad_splits(data, tmp_path):
     with pytest.raises(SystemExit):
         prepare.main(["--data-dir", str(data.root), "--splits", "valid", f"cache_dir={tmp_path}"])
