@@ -3,7 +3,10 @@ the stacking loss, and the command end to end (table, saved folder, predict --en
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -106,6 +109,26 @@ def test_runs_with_other_samples_are_refused_by_name(runs, tmp_path):
     oof.iloc[1:].to_parquet(other / "oof.parquet", index=False)
     with pytest.raises(ensemble.EnsembleError, match=f"{other} has other samples.*1 label_id"):
         ensemble.load_oof_set([runs[0], other])
+
+
+def test_saved_ensemble_moves_with_its_runs(tmp_path):
+    """Members are stored relative to the ensemble folder: copying runs and ensemble together keeps
+    it loadable; an older manifest with absolute paths still loads."""
+    old = tmp_path / "old"
+    for name in ("a", "b"):
+        (old / "runs" / name).mkdir(parents=True)
+    saved = ensemble.SavedEnsemble([str(old / "runs" / n) for n in ("a", "b")], "weights", np.array([0.25, 0.75]))
+    saved.save(old / "ensembles" / "e1")
+    manifest = json.loads((old / "ensembles" / "e1" / ensemble.ENSEMBLE_FILE).read_text())
+    assert manifest["members"] == [os.path.join("..", "..", "runs", "a"), os.path.join("..", "..", "runs", "b")]
+    shutil.copytree(old, tmp_path / "new")
+    shutil.rmtree(old)
+    moved = ensemble.SavedEnsemble.load(tmp_path / "new" / "ensembles" / "e1")
+    assert moved.members == [str((tmp_path / "new" / "runs" / n).resolve()) for n in ("a", "b")]
+    assert all(Path(m).is_dir() for m in moved.members) and moved.weights.tolist() == [0.25, 0.75]
+    manifest["members"] = moved.members  # absolute, as written before
+    (tmp_path / "new" / "ensembles" / "e1" / ensemble.ENSEMBLE_FILE).write_text(json.dumps(manifest))
+    assert ensemble.SavedEnsemble.load(tmp_path / "new" / "ensembles" / "e1").members == moved.members
 
 
 @pytest.mark.parametrize("combiner", ["weights", "stacking-both"])

@@ -10,7 +10,7 @@ predictions of models that had seen the same samples, and scored with the KL arg
 The table is printed and saved as ``cv.csv`` and ``cv.png``; the best combiner, refitted on all
 OOF rows, is saved in the ensemble folder that ``python -m hms.predict --ensemble`` loads:
 
-    ensemble.json   members (absolute run paths), chosen combiner, weights, stacking settings
+    ensemble.json   members (run paths relative to this folder), chosen combiner, weights, stacking settings
     weights.json    the optimized member weights
     meta_model.pt   the stacking MLP's state dict and feature normalization (read weights_only)
 """
@@ -291,13 +291,14 @@ class SavedEnsemble:
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        manifest: dict[str, Any] = {"members": self.members, "combiner": self.combiner}
+        members = [_relative_to(m, path) for m in self.members]
+        manifest: dict[str, Any] = {"members": members, "combiner": self.combiner}
         if self.meta_model is not None:
             manifest["stacking"] = dict(self.meta_model.settings.__dict__)
             with atomic_output(path / META_MODEL_FILE) as tmp:
                 torch.save({"mlp": self.meta_model.mlp.state_dict(), "mean": torch.from_numpy(self.meta_model.mean),
                             "std": torch.from_numpy(self.meta_model.std)}, tmp)  # fmt: skip
-        _write_json(path / WEIGHTS_FILE, {"members": self.members, "weights": self.weights.tolist()})
+        _write_json(path / WEIGHTS_FILE, {"members": members, "weights": self.weights.tolist()})
         _write_json(path / ENSEMBLE_FILE, manifest)  # last: its presence marks a complete folder
 
     @classmethod
@@ -315,7 +316,18 @@ class SavedEnsemble:
             mlp = MetaMLP(len(mean), settings.hidden)
             mlp.load_state_dict(state["mlp"])
             meta = MetaModel(settings, mlp.eval(), mean, std)
-        return cls(list(manifest["members"]), manifest["combiner"], weights, meta)
+        # Relative members are relative to the ensemble folder (older manifests: absolute).
+        members = [str((path / m).resolve()) for m in manifest["members"]]
+        return cls(members, manifest["combiner"], weights, meta)
+
+
+def _relative_to(member: str, folder: Path) -> str:
+    """``member`` relative to ``folder`` (so that runs and ensembles move together), or absolute
+    where no relative path exists (another drive)."""
+    try:
+        return os.path.relpath(Path(member).resolve(), folder.resolve())
+    except ValueError:
+        return str(Path(member).resolve())
 
 
 def _write_json(path: Path, value: Any) -> None:
