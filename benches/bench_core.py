@@ -61,3 +61,16 @@ def test_running_stats_native(compare):
 @pytest.mark.benchmark(group="RunningStats.update: 64 x 300 x 400")
 def test_running_stats_numpy(compare):
     compare("reference", numpy_mean_std, LOGGED)
+
+
+CACHED = np.random.default_rng(1).standard_normal((64, 4, 128, 256)).astype(np.float16)  # 64 cached EEG sources
+
+
+@pytest.mark.benchmark(group="float16 -> float32: 64 cached EEG sources 4 x 128 x 256")
+def test_to_float32_native(compare):
+    compare("native", dsp.to_float32, CACHED)
+
+
+@pytest.mark.benchmark(group="float16 -> float32: 64 cached EEG sources 4 x 128 x 256")
+def test_to_float32_numpy(compare):
+    compare("reference", CACHED.astype, np.float32)

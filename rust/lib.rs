@@ -149,6 +149,13 @@ fn clip_log<'py>(
     })
 }
 
+/// float16 -> float32 (exact), any shape and layout.
+#[pyfunction]
+fn float16_to_float32<'py>(py: Python<'py>, x: PyReadonlyArrayDyn<'py, half::f16>) -> PyResult<Bound<'py, PyAny>> {
+    let view = x.as_array();
+    written(py, Ok(view.shape().to_vec()), |out| transform::f16_to_f32_into(view, out))
+}
+
 #[pyfunction]
 fn clip_log_inplace(py: Python<'_>, x: &Bound<'_, PyAny>, lo: f64, hi: f64, nan: f64) -> PyResult<()> {
     with_float_array_mut!(x, "out", |arr| {
@@ -855,6 +862,7 @@ fn add_spectral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(eeg_scipy_spectrograms, m)?)?;
     m.add_class::<PyEegMelRecipe>()?;
     m.add_function(wrap_pyfunction!(model_inputs, m)?)?;
+    m.add_function(wrap_pyfunction!(float16_to_float32, m)?)?;
     m.add("EEG_CHANNELS", montage::EEG_CHANNELS.to_vec())?;
     m.add("CHAINS", montage::CHAINS.to_vec())?;
     m.add("BIPOLAR", montage::BIPOLAR.to_vec())?;

@@ -67,6 +67,19 @@ pub fn clip_log_into<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f
     op.apply_into(x.as_slice().expect("standard layout"), out)
 }
 
+/// `x` (float16, any layout) as float32 in `out` (x's elements in standard order). Exact: every
+/// float16 value is a float32 value.
+pub fn f16_to_f32_into(x: ArrayViewD<half::f16>, out: &mut [f32]) -> Result<()> {
+    use half::slice::HalfFloatSliceExt;
+    ensure!(out.len() == x.len(), "out has {} elements, x has {}", out.len(), x.len());
+    let x = x.as_standard_layout();
+    let x = x.as_slice().expect("standard layout");
+    // Chunks large enough that a thread's start costs little next to its conversions.
+    const CHUNK: usize = 1 << 16;
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| x.convert_to_f32_slice(o));
+    Ok(())
+}
+
 pub fn clip_log_inplace<T: ClipLogFloat>(x: &mut [T], lo: f64, hi: f64, nan: f64) -> Result<()> {
     ClipLog::new::<T>(lo, hi, nan)?.apply_inplace(x);
     Ok(())
@@ -389,6 +402,35 @@ fn standardize_in_place<T: Real>(x: &mut [T], mean: f64, inv_scale: f64) {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn every_float16_converts_exactly() {
+        // All 65,536 bit patterns, in a strided (non-standard) view: the value IEEE 754 gives
+        // (the reference widening of the sign, exponent and mantissa fields), NaN for NaN.
+        let bits: Vec<u16> = (0..=u16::MAX).collect();
+        let x: Vec<half::f16> = bits.iter().map(|&b| half::f16::from_bits(b)).collect();
+        let grid = ndarray::Array2::from_shape_vec((256, 256), x).unwrap();
+        let transposed = grid.t();
+        let mut out = vec![0.0f32; 1 << 16];
+        f16_to_f32_into(transposed.into_dyn(), &mut out).unwrap();
+        for (i, &got) in out.iter().enumerate() {
+            let b = bits[(i % 256) * 256 + i / 256];
+            let (sign, exp, man) = ((b >> 15) as i32, ((b >> 10) & 0x1f) as i32, (b & 0x3ff) as f64);
+            let magnitude = match exp {
+                0 => man * 2f64.powi(-24),
+                31 if man == 0.0 => f64::INFINITY,
+                31 => f64::NAN,
+                _ => (1.0 + man / 1024.0) * 2f64.powi(exp - 15),
+            };
+            let want = if sign == 1 { -magnitude } else { magnitude };
+            if want.is_nan() {
+                assert!(got.is_nan(), "bits {b:#06x}: {got}");
+            } else {
+                assert_eq!(got.to_bits(), (want as f32).to_bits(), "bits {b:#06x}");
+            }
+        }
+        assert!(f16_to_f32_into(ndarray::ArrayViewD::from_shape(vec![2], &[half::f16::ZERO; 2][..]).unwrap(), &mut [0.0; 3]).is_err());
+    }
 
     #[test]
     #[allow(clippy::approx_constant)] // values on both sides of the reduction's sqrt(2) boundary

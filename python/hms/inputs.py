@@ -238,7 +238,7 @@ class InputPipeline:
             cache.save(split, file_id, offset, array)
             # The float16 rounding of the cache, also on this first (cache-filling) read, so a
             # sample is the same whether or not it was cached before.
-            array = array.astype(np.float16).astype(np.float32)
+            array = dsp.to_float32(array.astype(np.float16))
         return array
 
     def compute_source(self, source: str, split: str, file_id: int, offsets: list[float]) -> np.ndarray:
