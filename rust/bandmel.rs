@@ -12,9 +12,9 @@
 //! with the signal laid out as `hop` rows (row r holds samples r, r + hop, r + 2 hop, ...),
 //! sample `c + j` of frames t..t+32 is one contiguous run of row `(c + j) % hop`.
 
+use crate::ensure;
 use crate::error::Result;
 use crate::mel::MelFilterbank;
-use crate::ensure;
 use multiversion::multiversion;
 use multiversion::target::selected_target;
 use std::f64::consts::PI;
@@ -229,7 +229,16 @@ fn run_frames<'a>(bm: &BandMel, padded: Padded<'a>, n_frames: usize, work: &mut 
 /// Full panels (if `wide`), a half panel, then single frames.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn frames_with(bm: &BandMel, padded: Padded<'_>, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize, wide: bool, fma: bool) {
+fn frames_with(
+    bm: &BandMel,
+    padded: Padded<'_>,
+    n_frames: usize,
+    work: &mut BandMelWork,
+    out: &mut [f32],
+    stride: usize,
+    wide: bool,
+    fma: bool,
+) {
     let panel_frames = if wide {
         let full = n_frames / PANEL * PANEL;
         full + if n_frames - full >= HALF_PANEL { HALF_PANEL } else { 0 }

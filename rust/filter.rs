@@ -35,22 +35,11 @@ pub struct Sos {
 
 impl Sos {
     pub fn new(sos: ArrayView2<f64>) -> Result<Sos> {
-        ensure!(
-            sos.ncols() == 6 && sos.nrows() >= 1,
-            "sos must have shape (n_sections, 6) with n_sections >= 1, got {:?}",
-            sos.shape()
-        );
+        ensure!(sos.ncols() == 6 && sos.nrows() >= 1, "sos must have shape (n_sections, 6) with n_sections >= 1, got {:?}", sos.shape());
         let mut sections = Vec::with_capacity(sos.nrows());
         for (k, row) in sos.rows().into_iter().enumerate() {
-            ensure!(
-                row.iter().all(|v| v.is_finite()),
-                "sos section {k} contains NaN or inf: {row}"
-            );
-            ensure!(
-                row[3] == 1.0,
-                "sos section {k}: a0 (column 3) must be 1, got {}",
-                row[3]
-            );
+            ensure!(row.iter().all(|v| v.is_finite()), "sos section {k} contains NaN or inf: {row}");
+            ensure!(row[3] == 1.0, "sos section {k}: a0 (column 3) must be 1, got {}", row[3]);
             let section = [row[0], row[1], row[2], row[3], row[4], row[5]];
             ensure!(
                 1.0 + section[4] + section[5] != 0.0,
@@ -116,11 +105,7 @@ pub fn sosfiltfilt_into<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize, out: 
 }
 
 fn filtfilt_into<T: Real>(sos: &Sos, plan: &Plan, x: ArrayViewD<T>, axis: usize, out: &mut [T]) -> Result<()> {
-    ensure!(
-        axis < x.ndim(),
-        "axis {axis} is out of bounds for an array of {} dimensions",
-        x.ndim()
-    );
+    ensure!(axis < x.ndim(), "axis {axis} is out of bounds for an array of {} dimensions", x.ndim());
     let n = x.len_of(Axis(axis));
     let padlen = sos.padlen();
     ensure!(
@@ -165,8 +150,7 @@ impl Plan {
         let gain: f64 = sos.sections.iter().map(|s| s[0]).product();
         let symmetric = sos.sections.iter().all(|s| s[0] != 0.0 && s[2] == s[0]);
         if symmetric && (gain * gain).is_normal() {
-            let sections: Vec<[f64; 6]> =
-                sos.sections.iter().map(|s| [1.0, s[1] / s[0], 1.0, 1.0, s[4], s[5]]).collect();
+            let sections: Vec<[f64; 6]> = sos.sections.iter().map(|s| [1.0, s[1] / s[0], 1.0, 1.0, s[4], s[5]]).collect();
             let monic = Sos { sections };
             let zi = monic.initial_conditions();
             return Plan { sections: monic.sections, zi, monic: true, out_scale: gain * gain };
@@ -180,12 +164,7 @@ impl Plan {
     }
 }
 
-fn filtfilt_group<T: Real>(
-    plan: &Plan,
-    padlen: usize,
-    inputs: &[ArrayView1<T>],
-    outputs: &mut [ArrayViewMut1<T>],
-) -> bool {
+fn filtfilt_group<T: Real>(plan: &Plan, padlen: usize, inputs: &[ArrayView1<T>], outputs: &mut [ArrayViewMut1<T>]) -> bool {
     let n = inputs[0].len();
     GROUP_BUFFER.with_borrow_mut(|buf| {
         // Reused across calls: every frame is written before it is read (see filtfilt_group_in).
@@ -603,10 +582,22 @@ mod transpose {
                         let mut t = 0;
                         while t < whole {
                             let r = [
-                                { let $lp = p0.add(t); $load },
-                                { let $lp = p1.add(t); $load },
-                                { let $lp = p2.add(t); $load },
-                                { let $lp = p3.add(t); $load },
+                                {
+                                    let $lp = p0.add(t);
+                                    $load
+                                },
+                                {
+                                    let $lp = p1.add(t);
+                                    $load
+                                },
+                                {
+                                    let $lp = p2.add(t);
+                                    $load
+                                },
+                                {
+                                    let $lp = p3.add(t);
+                                    $load
+                                },
                             ];
                             let c = transpose4!(r);
                             _mm256_storeu_pd(out.add(t * LANES + 4 * q), c[0]);
@@ -631,8 +622,7 @@ mod transpose {
                     let whole = len - len % 4;
                     let inp = frames.as_ptr().cast::<f64>();
                     for (q, quad) in rows.chunks_exact_mut(4).enumerate() {
-                        let (p0, p1, p2, p3) =
-                            (quad[0].as_mut_ptr(), quad[1].as_mut_ptr(), quad[2].as_mut_ptr(), quad[3].as_mut_ptr());
+                        let (p0, p1, p2, p3) = (quad[0].as_mut_ptr(), quad[1].as_mut_ptr(), quad[2].as_mut_ptr(), quad[3].as_mut_ptr());
                         let mut t = 0;
                         while t < whole {
                             let c = [
@@ -642,10 +632,22 @@ mod transpose {
                                 _mm256_mul_pd(_mm256_loadu_pd(inp.add((t + 3) * LANES + 4 * q)), factor),
                             ];
                             let r = transpose4!(c);
-                            { let ($sp, $sv) = (p0.add(t), r[0]); $store }
-                            { let ($sp, $sv) = (p1.add(t), r[1]); $store }
-                            { let ($sp, $sv) = (p2.add(t), r[2]); $store }
-                            { let ($sp, $sv) = (p3.add(t), r[3]); $store }
+                            {
+                                let ($sp, $sv) = (p0.add(t), r[0]);
+                                $store
+                            }
+                            {
+                                let ($sp, $sv) = (p1.add(t), r[1]);
+                                $store
+                            }
+                            {
+                                let ($sp, $sv) = (p2.add(t), r[2]);
+                                $store
+                            }
+                            {
+                                let ($sp, $sv) = (p3.add(t), r[3]);
+                                $store
+                            }
                             t += 4;
                         }
                         for t in whole..len {
@@ -824,9 +826,7 @@ mod tests {
     fn passband_sine_keeps_amplitude_and_phase() {
         let sos = bandpass();
         let fs = 200.0;
-        let x: Array1<f64> = (0..4000)
-            .map(|t| (2.0 * std::f64::consts::PI * 10.0 * t as f64 / fs).sin())
-            .collect();
+        let x: Array1<f64> = (0..4000).map(|t| (2.0 * std::f64::consts::PI * 10.0 * t as f64 / fs).sin()).collect();
         let y = sosfiltfilt(&sos, x.view().into_dyn(), 0).unwrap();
         // Zero phase: the middle of the output matches the input closely.
         for t in 1000..3000 {

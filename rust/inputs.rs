@@ -116,8 +116,15 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
         match s {
             Source::Kaggle(x, recipe) => {
                 let (_, regions, rows, cols) = x.dim();
-                ensure!(recipe.order.iter().all(|&r| r < regions), "Kaggle windows have {regions} regions; order {:?} is out of range", recipe.order);
-                ensure!(rows <= TILE_ROWS && cols >= TILE_COLS, "Kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}");
+                ensure!(
+                    recipe.order.iter().all(|&r| r < regions),
+                    "Kaggle windows have {regions} regions; order {:?} is out of range",
+                    recipe.order
+                );
+                ensure!(
+                    rows <= TILE_ROWS && cols >= TILE_COLS,
+                    "Kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}"
+                );
                 specs.push(None);
             }
             Source::Eeg(x, recipe, pairs) => {
@@ -353,10 +360,18 @@ mod tests {
     fn windows(batch: usize) -> (Array3<f32>, Array4<f32>) {
         let eeg = Array3::from_shape_fn((batch, 20, 2100), |(b, c, t)| {
             let v = ((t * (c + 3 + b)) as f32 * 0.013).sin() * 50.0 + ((t * 7 + c) % 11) as f32;
-            if (500..520).contains(&t) && c < 5 { f32::NAN } else { v }
+            if (500..520).contains(&t) && c < 5 {
+                f32::NAN
+            } else {
+                v
+            }
         });
         let kaggle = Array4::from_shape_fn((batch, 4, 100, 300), |(b, r, f, t)| {
-            if t == 150 { f32::NAN } else { (((b + 1) * (r + 2) * (f + 1) * (t + 3)) % 997) as f32 * 0.37 }
+            if t == 150 {
+                f32::NAN
+            } else {
+                (((b + 1) * (r + 2) * (f + 1) * (t + 3)) % 997) as f32 * 0.37
+            }
         });
         (eeg, kaggle)
     }
@@ -379,8 +394,7 @@ mod tests {
                 for r in 0..128 {
                     for t in 0..256 {
                         block[eo + r * stride + t] = e[[b, (ch * 128 + r) * 256 + t]];
-                        block[ko + r * stride + t] =
-                            if (14..114).contains(&r) { k[[b, (ch * 100 + r - 14) * 300 + t + 22]] } else { 0.0 };
+                        block[ko + r * stride + t] = if (14..114).contains(&r) { k[[b, (ch * 100 + r - 14) * 300 + t + 22]] } else { 0.0 };
                     }
                 }
             }

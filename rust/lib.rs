@@ -18,10 +18,7 @@ pub mod transform;
 
 use error::Error;
 use ndarray::Array2;
-use numpy::{
-    IntoPyArray, PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
-    PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -75,10 +72,7 @@ fn thread_pool() -> PyResult<Arc<rayon::ThreadPool>> {
 }
 
 fn dtype_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
-    let found = x
-        .getattr("dtype")
-        .map(|d| d.to_string())
-        .unwrap_or_else(|_| x.get_type().to_string());
+    let found = x.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| x.get_type().to_string());
     PyTypeError::new_err(format!("{name} must be a float32 or float64 numpy array, got {found}"))
 }
 
@@ -109,12 +103,7 @@ macro_rules! with_float_array_mut {
 }
 
 #[pyfunction]
-fn sosfiltfilt<'py>(
-    py: Python<'py>,
-    sos: PyReadonlyArray2<'py, f64>,
-    x: &Bound<'py, PyAny>,
-    axis: usize,
-) -> PyResult<Bound<'py, PyAny>> {
+fn sosfiltfilt<'py>(py: Python<'py>, sos: PyReadonlyArray2<'py, f64>, x: &Bound<'py, PyAny>, axis: usize) -> PyResult<Bound<'py, PyAny>> {
     let sos = filter::Sos::new(sos.as_array()).map_err(py_err)?;
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
@@ -136,13 +125,7 @@ fn sos_padlen(sos: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
 }
 
 #[pyfunction]
-fn clip_log<'py>(
-    py: Python<'py>,
-    x: &Bound<'py, PyAny>,
-    lo: f64,
-    hi: f64,
-    nan: f64,
-) -> PyResult<Bound<'py, PyAny>> {
+fn clip_log<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, lo: f64, hi: f64, nan: f64) -> PyResult<Bound<'py, PyAny>> {
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
         written(py, Ok(view.shape().to_vec()), |out| transform::clip_log_into(view, lo, hi, nan, out))
@@ -159,9 +142,7 @@ fn float16_to_float32<'py>(py: Python<'py>, x: PyReadonlyArrayDyn<'py, half::f16
 #[pyfunction]
 fn clip_log_inplace(py: Python<'_>, x: &Bound<'_, PyAny>, lo: f64, hi: f64, nan: f64) -> PyResult<()> {
     with_float_array_mut!(x, "out", |arr| {
-        let slice = arr
-            .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("out must be a C-contiguous array"))?;
+        let slice = arr.as_slice_mut().map_err(|_| PyValueError::new_err("out must be a C-contiguous array"))?;
         detached(py, || transform::clip_log_inplace(slice, lo, hi, nan))
     })
 }
@@ -182,14 +163,7 @@ fn instance_normalize<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, eps: f64) -> 
 
 /// `instance_normalize(clip_log(x))` of each row of a 2-D array (instances, elements).
 #[pyfunction]
-fn clip_log_normalize<'py>(
-    py: Python<'py>,
-    x: &Bound<'py, PyAny>,
-    lo: f64,
-    hi: f64,
-    nan: f64,
-    eps: f64,
-) -> PyResult<Bound<'py, PyAny>> {
+fn clip_log_normalize<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, lo: f64, hi: f64, nan: f64, eps: f64) -> PyResult<Bound<'py, PyAny>> {
     with_float_array!(x, "x", |arr| {
         if arr.ndim() != 2 {
             return Err(PyValueError::new_err(format!(
@@ -204,19 +178,9 @@ fn clip_log_normalize<'py>(
 
 /// [`clip_log_normalize`] in place on a C-contiguous array, instances of `cols` elements.
 #[pyfunction]
-fn clip_log_normalize_inplace(
-    py: Python<'_>,
-    x: &Bound<'_, PyAny>,
-    cols: usize,
-    lo: f64,
-    hi: f64,
-    nan: f64,
-    eps: f64,
-) -> PyResult<()> {
+fn clip_log_normalize_inplace(py: Python<'_>, x: &Bound<'_, PyAny>, cols: usize, lo: f64, hi: f64, nan: f64, eps: f64) -> PyResult<()> {
     with_float_array_mut!(x, "out", |arr| {
-        let slice = arr
-            .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("out must be a C-contiguous array"))?;
+        let slice = arr.as_slice_mut().map_err(|_| PyValueError::new_err("out must be a C-contiguous array"))?;
         detached(py, || transform::clip_log_normalize_inplace(slice, cols, lo, hi, nan, eps))
     })
 }
@@ -517,8 +481,7 @@ fn spectrogram<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let detrend = Detrend::from_name(detrend).map_err(py_err)?;
     let scaling = Scaling::from_name(scaling).map_err(py_err)?;
-    let plan = spectral::Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)
-        .map_err(py_err)?;
+    let plan = spectral::Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling).map_err(py_err)?;
     with_float_array!(x, "x", |arr| {
         let view = arr.as_array();
         filled(py, plan.output_shape(view.shape()), |out| plan.compute_into(view, out))
@@ -682,8 +645,23 @@ fn eeg_mel_spectrograms<'py>(
     scale: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (pairs, recipe) = mel_recipe_args(
-        channels, n_samples, filters, sr, n_fft, hop_length, win_length, window, n_mels, fmin, fmax, power, amin, top_db,
-        width_multiple, offset, scale,
+        channels,
+        n_samples,
+        filters,
+        sr,
+        n_fft,
+        hop_length,
+        win_length,
+        window,
+        n_mels,
+        fmin,
+        fmax,
+        power,
+        amin,
+        top_db,
+        width_multiple,
+        offset,
+        scale,
     )?;
     with_float_array!(eeg, "eeg", |arr| {
         let view = arr.as_array();
@@ -722,8 +700,23 @@ impl PyEegMelRecipe {
         scale: f64,
     ) -> PyResult<Self> {
         let (pairs, recipe) = mel_recipe_args(
-            channels, n_samples, filters, sr, n_fft, hop_length, win_length, window, n_mels, fmin, fmax, power, amin,
-            top_db, width_multiple, offset, scale,
+            channels,
+            n_samples,
+            filters,
+            sr,
+            n_fft,
+            hop_length,
+            win_length,
+            window,
+            n_mels,
+            fmin,
+            fmax,
+            power,
+            amin,
+            top_db,
+            width_multiple,
+            offset,
+            scale,
         )?;
         Ok(PyEegMelRecipe { pairs, recipe })
     }
@@ -744,16 +737,10 @@ fn batch_first<'a, D: ndarray::Dimension>(
     let lead = shape[..shape.len() - tail].to_vec();
     let mut dims = vec![lead.iter().product::<usize>()];
     dims.extend_from_slice(&shape[shape.len() - tail..]);
-    let standard: ndarray::CowArray<'a, f32, ndarray::IxDyn> = if view.is_standard_layout() {
-        view.into()
-    } else {
-        view.as_standard_layout().into_owned().into()
-    };
-    let reshaped = standard
-        .into_shape_with_order(dims)
-        .expect("standard layout reshapes")
-        .into_dimensionality::<D>()
-        .expect("dimensions match");
+    let standard: ndarray::CowArray<'a, f32, ndarray::IxDyn> =
+        if view.is_standard_layout() { view.into() } else { view.as_standard_layout().into_owned().into() };
+    let reshaped =
+        standard.into_shape_with_order(dims).expect("standard layout reshapes").into_dimensionality::<D>().expect("dimensions match");
     Ok((reshaped, lead))
 }
 
@@ -789,9 +776,8 @@ fn model_inputs<'py>(
         let (source, this_lead) = match name.as_str() {
             "kaggle" => {
                 let (x, l) = kaggle.as_ref().ok_or_else(|| PyValueError::new_err("source 'kaggle' needs kaggle windows"))?;
-                let (order, (lo, hi, nan)) = kaggle_order
-                    .zip(clip)
-                    .ok_or_else(|| PyValueError::new_err("source 'kaggle' needs kaggle_order and clip"))?;
+                let (order, (lo, hi, nan)) =
+                    kaggle_order.zip(clip).ok_or_else(|| PyValueError::new_err("source 'kaggle' needs kaggle_order and clip"))?;
                 let clip = transform::ClipLog::new::<f32>(lo, hi, nan).map_err(py_err)?;
                 (inputs::Source::Kaggle(x.view(), inputs::KaggleRecipe { order, clip }), l)
             }
@@ -836,14 +822,8 @@ fn eeg_scipy_spectrograms<'py>(
     let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
     let detrend = Detrend::from_name(detrend).map_err(py_err)?;
     let scaling = Scaling::from_name(scaling).map_err(py_err)?;
-    let spec = spectral::Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)
-        .map_err(py_err)?;
-    let recipe = montage::ScipyRecipe {
-        pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
-        spec,
-        amin,
-        n_freq,
-    };
+    let spec = spectral::Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling).map_err(py_err)?;
+    let recipe = montage::ScipyRecipe { pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? }, spec, amin, n_freq };
     with_float_array!(eeg, "eeg", |arr| {
         let view = arr.as_array();
         filled(py, montage::scipy_shape(view.shape(), &recipe), |out| montage::scipy_images_into(view, &pairs, &recipe, out))

@@ -79,9 +79,7 @@ impl MelFilterbank {
         let (lo, hi) = (hz_to_mel(fmin, htk), hz_to_mel(fmax, htk));
         let n_points = n_mels + 2;
         let step = (hi - lo) / (n_points - 1) as f64;
-        let mel_f: Vec<f64> = (0..n_points)
-            .map(|i| mel_to_hz(if i == n_points - 1 { hi } else { lo + i as f64 * step }, htk))
-            .collect();
+        let mel_f: Vec<f64> = (0..n_points).map(|i| mel_to_hz(if i == n_points - 1 { hi } else { lo + i as f64 * step }, htk)).collect();
         let filters = (0..n_mels)
             .map(|i| {
                 let (f0, f1, f2) = (mel_f[i], mel_f[i + 1], mel_f[i + 2]);
@@ -226,11 +224,8 @@ impl MelSpectrogram {
         let dft = BandDft::<G>::new(&self.window, band.clone())?;
         let n = self.framing.n_fft as f64;
         let fft_cost = BAND_DFT_ADVANTAGE * 2.5 * n * n.log2().max(1.0);
-        let path = if (dft.cost_per_frame() as f64) <= fft_cost {
-            Path::Band(dft)
-        } else {
-            Path::Fft(spectral::plan_fft(self.framing.n_fft))
-        };
+        let path =
+            if (dft.cost_per_frame() as f64) <= fft_cost { Path::Band(dft) } else { Path::Fft(spectral::plan_fft(self.framing.n_fft)) };
         Ok(MelPlan { spec: self, band, path })
     }
 
@@ -482,7 +477,18 @@ impl PowerToDb {
     /// normal range, the decibels are summed as one log of the product of power ratios,
     /// `sum 10 log10(r_d) = 10 log10(prod r_d)`: one log per value instead of `count`.
     #[allow(clippy::too_many_arguments)]
-    pub fn mean_mapped<G: LogFloat>(&self, specs: &[G], count: usize, n_frames: usize, width: usize, offset: f64, scale: f64, work: &mut Vec<G>, out: &mut [G], stride: usize) {
+    pub fn mean_mapped<G: LogFloat>(
+        &self,
+        specs: &[G],
+        count: usize,
+        n_frames: usize,
+        width: usize,
+        offset: f64,
+        scale: f64,
+        work: &mut Vec<G>,
+        out: &mut [G],
+        stride: usize,
+    ) {
         assert!(count > 0 && specs.len() % count == 0, "count spectrograms of one size");
         let size = specs.len() / count;
         assert!(width <= n_frames && size % n_frames.max(1) == 0, "rows of n_frames, width <= n_frames");
@@ -602,17 +608,7 @@ const LN_POLY_F64: [f64; 13] = [
     -0.09776815375961911,
     0.0530141139120252,
 ];
-const LN_POLY_F32: [f32; 9] = [
-    1.0,
-    -0.49999994,
-    0.33334,
-    -0.25001356,
-    0.19962999,
-    -0.1658325,
-    0.14908719,
-    -0.14196017,
-    0.08632377,
-];
+const LN_POLY_F32: [f32; 9] = [1.0, -0.49999994, 0.33334, -0.25001356, 0.19962999, -0.1658325, 0.14908719, -0.14196017, 0.08632377];
 
 impl LogFloat for f64 {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
@@ -719,9 +715,7 @@ pub fn power_to_db_into<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb, out: &mut
     let nd = s.ndim();
     let block = s.shape()[nd - 2] * s.shape()[nd - 1];
     if block > 0 {
-        out.par_chunks_mut(block)
-            .zip(s.as_slice().expect("standard layout").par_chunks(block))
-            .for_each(|(o, x)| db.apply(x, o));
+        out.par_chunks_mut(block).zip(s.as_slice().expect("standard layout").par_chunks(block)).for_each(|(o, x)| db.apply(x, o));
     }
     Ok(())
 }

@@ -15,20 +15,30 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis};
 use rayon::prelude::*;
 
 /// Channel order of the competition's EEG files.
-pub const EEG_CHANNELS: [&str; 20] = [
-    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6",
-    "O2", "EKG",
-];
+pub const EEG_CHANNELS: [&str; 20] =
+    ["Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG"];
 
 /// The chains, in output order.
 pub const CHAINS: [&str; 4] = ["LL", "LP", "RL", "RP"];
 
 /// The 16 differences, four per chain in `CHAINS` order.
 pub const BIPOLAR: [(&str, &str); 16] = [
-    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
-    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
-    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
-    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+    ("Fp1", "F7"),
+    ("F7", "T3"),
+    ("T3", "T5"),
+    ("T5", "O1"),
+    ("Fp1", "F3"),
+    ("F3", "C3"),
+    ("C3", "P3"),
+    ("P3", "O1"),
+    ("Fp2", "F8"),
+    ("F8", "T4"),
+    ("T4", "T6"),
+    ("T6", "O2"),
+    ("Fp2", "F4"),
+    ("F4", "C4"),
+    ("C4", "P4"),
+    ("P4", "O2"),
 ];
 
 /// 10-10 names of the renamed temporal electrodes, accepted for their 10-20 names.
@@ -95,10 +105,7 @@ pub fn bipolar_montage<T: Real + Default>(eeg: ArrayViewD<T>, pairs: &[(usize, u
 fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Vec<ArrayViewD<'a, T>> {
     let mut views = vec![x.clone()];
     while views[0].ndim() > 2 {
-        views = views
-            .into_iter()
-            .flat_map(|v| (0..v.len_of(Axis(0))).map(move |i| v.clone().index_axis_move(Axis(0), i)))
-            .collect();
+        views = views.into_iter().flat_map(|v| (0..v.len_of(Axis(0))).map(move |i| v.clone().index_axis_move(Axis(0), i))).collect();
     }
     views
 }
@@ -120,10 +127,7 @@ impl Preprocessing {
         ensure!(kept <= n, "eeg has {n} samples, fewer than n_samples={kept}");
         for sos in &self.filters {
             let padlen = sos.padlen();
-            ensure!(
-                kept > padlen,
-                "eeg has {kept} samples to filter, but the band-pass/notch filters need more than {padlen}"
-            );
+            ensure!(kept > padlen, "eeg has {kept} samples to filter, but the band-pass/notch filters need more than {padlen}");
         }
         Ok(kept)
     }
@@ -276,15 +280,8 @@ pub fn mel_geometry(n: usize, recipe: &MelRecipe) -> Result<(MelSpectrogram, usi
     let n_frames = spec.framing().n_frames(kept)?;
     ensure!(recipe.width_multiple >= 1, "width_multiple must be at least 1");
     let width = n_frames / recipe.width_multiple * recipe.width_multiple;
-    ensure!(
-        width >= 1,
-        "the spectrogram has {n_frames} frames, fewer than width_multiple={}",
-        recipe.width_multiple
-    );
-    ensure!(
-        recipe.scale != 0.0 && recipe.scale.is_finite() && recipe.offset.is_finite(),
-        "scale and offset must be finite, scale nonzero"
-    );
+    ensure!(width >= 1, "the spectrogram has {n_frames} frames, fewer than width_multiple={}", recipe.width_multiple);
+    ensure!(recipe.scale != 0.0 && recipe.scale.is_finite() && recipe.offset.is_finite(), "scale and offset must be finite, scale nonzero");
     Ok((spec, n_frames, width))
 }
 
@@ -354,7 +351,14 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
 
     /// The image (n_mels x width, row m at `img[m * stride..]`) of one chain of a recording
     /// (channels x n): the mean of the mapped decibels of its differences `pairs`.
-    pub fn image(&self, rec: ArrayView2<T>, pairs: &[(usize, usize)], work: &mut MelImagerWork<T>, img: &mut [T], stride: usize) -> Result<()> {
+    pub fn image(
+        &self,
+        rec: ArrayView2<T>,
+        pairs: &[(usize, usize)],
+        work: &mut MelImagerWork<T>,
+        img: &mut [T],
+        stride: usize,
+    ) -> Result<()> {
         ensure!(rec.ncols() == self.n, "recordings of {} samples expected, got {}", self.n, rec.ncols());
         let (n_mels, n_frames, width) = (self.n_mels, self.n_frames, self.width);
         let recipe = self.recipe;
@@ -392,7 +396,11 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
 
 /// `a - b` rounded to f32, NaN replaced by the mean of the rest (0 if all NaN), as
 /// `Preprocessing::differences` computes it in f64. Err for an infinite difference.
-fn filled_difference<T: Real>(a: ndarray::ArrayView1<T>, b: ndarray::ArrayView1<T>, out: &mut Vec<f32>) -> std::result::Result<(), &'static str> {
+fn filled_difference<T: Real>(
+    a: ndarray::ArrayView1<T>,
+    b: ndarray::ArrayView1<T>,
+    out: &mut Vec<f32>,
+) -> std::result::Result<(), &'static str> {
     out.clear();
     out.resize(a.len(), 0.0);
     let (sum, count, inf) = match (a.as_slice(), b.as_slice()) {
@@ -519,7 +527,7 @@ mod tests {
         let pairs = competition_pairs();
         assert_eq!(pairs[0], (0, 4)); // Fp1 - F7
         assert_eq!(pairs[15], (14, 18)); // P4 - O2
-        // Order and case do not matter; 10-10 aliases work.
+                                         // Order and case do not matter; 10-10 aliases work.
         let mut names: Vec<String> = EEG_CHANNELS.iter().rev().map(|s| s.to_uppercase()).collect();
         names[19 - 5] = "T7".into(); // T3
         let rev = bipolar_pairs(&names).unwrap();
@@ -560,7 +568,6 @@ mod tests {
         eeg[[4, 3]] = f64::INFINITY;
         assert!(pre.differences(eeg.view(), &competition_pairs()).is_err());
     }
-
 
     fn noisy_eeg(n: usize) -> Array2<f64> {
         Array2::from_shape_fn((20, n), |(c, t)| ((t * (c + 3)) as f64 * 0.013).sin() * 50.0 + ((t * 7 + c) % 11) as f64)

@@ -64,11 +64,7 @@ impl Window {
     pub fn periodic(&self, n: usize) -> Result<Vec<f64>> {
         ensure!(n >= 1, "window length must be at least 1, got {n}");
         if let Window::Values(values) = self {
-            ensure!(
-                values.len() == n,
-                "window has {} values, but the window length is {n}",
-                values.len()
-            );
+            ensure!(values.len() == n, "window has {} values, but the window length is {n}", values.len());
             ensure!(values.iter().all(|v| v.is_finite()), "window contains NaN or inf");
             return Ok(values.clone());
         }
@@ -142,10 +138,7 @@ fn tukey(m: usize, alpha: f64) -> Vec<f64> {
 
 /// `win_length` values of `window` centred in `n_fft` zeros (librosa's pad_center).
 pub fn padded_window(window: &Window, win_length: usize, n_fft: usize) -> Result<Vec<f64>> {
-    ensure!(
-        (1..=n_fft).contains(&win_length),
-        "win_length must be between 1 and n_fft={n_fft}, got {win_length}"
-    );
+    ensure!((1..=n_fft).contains(&win_length), "win_length must be between 1 and n_fft={n_fft}, got {win_length}");
     let w = window.periodic(win_length)?;
     let lpad = (n_fft - win_length) / 2;
     let mut out = vec![0.0; n_fft];
@@ -172,11 +165,7 @@ impl PadMode {
             "edge" => PadMode::Edge,
             "reflect" => PadMode::Reflect,
             "symmetric" => PadMode::Symmetric,
-            _ => {
-                return Err(Error::value(format!(
-                    "pad_mode must be one of constant, edge, reflect, symmetric, got {name:?}"
-                )))
-            }
+            _ => return Err(Error::value(format!("pad_mode must be one of constant, edge, reflect, symmetric, got {name:?}"))),
         })
     }
 
@@ -207,24 +196,13 @@ impl PadMode {
 
 /// `x` extended by `left` and `right` samples following `mode`, converted to `G`. Returns None
 /// if `x` holds NaN or inf.
-pub fn extend_signal<T: Real, G: Real>(
-    x: ArrayView1<T>,
-    left: usize,
-    right: usize,
-    mode: PadMode,
-) -> Option<Vec<G>> {
+pub fn extend_signal<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right: usize, mode: PadMode) -> Option<Vec<G>> {
     let mut out = Vec::new();
     extend_signal_into(x, left, right, mode, &mut out).then_some(out)
 }
 
 /// `extend_signal` into a reused buffer; false if `x` holds NaN or inf.
-pub fn extend_signal_into<T: Real, G: Real>(
-    x: ArrayView1<T>,
-    left: usize,
-    right: usize,
-    mode: PadMode,
-    out: &mut Vec<G>,
-) -> bool {
+pub fn extend_signal_into<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right: usize, mode: PadMode, out: &mut Vec<G>) -> bool {
     let n = x.len();
     let zero = G::from_f64(0.0);
     out.clear();
@@ -349,9 +327,7 @@ where
     }
     assert_eq!(out.len() % lanes.len(), 0, "one equal block per lane");
     let block = out.len() / lanes.len();
-    out.par_chunks_mut(block)
-        .zip(lanes.par_iter())
-        .try_for_each_init(init, |state, (o, lane)| fill(state, lane, o))
+    out.par_chunks_mut(block).zip(lanes.par_iter()).try_for_each_init(init, |state, (o, lane)| fill(state, lane, o))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -388,37 +364,42 @@ impl Stft {
         let n_freq = self.n_freq();
         let Framing { n_fft, hop, pad_mode, .. } = self.framing;
         let pad = self.framing.pad() as isize;
-        per_lane_into(&x, out, || (), |_, lane, out| {
-            let owned;
-            let xs: &[T] = match lane.as_slice() {
-                Some(xs) => xs,
-                None => {
-                    owned = lane.to_vec();
-                    &owned
-                }
-            };
-            ensure!(all_finite(xs), "x contains NaN or inf");
-            let n = xs.len();
-            out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
-                let mut runner = FftRunner::new(&self.fft);
-                for (i, row) in rows.chunks_mut(n_freq).enumerate() {
-                    // Frame t covers samples start..start + n_fft of the signal, padding included.
-                    let start = ((chunk * FRAMES_PER_TASK + i) * hop) as isize - pad;
-                    let spectrum = runner.run_with(|input| {
-                        if start >= 0 && start as usize + n_fft <= n {
-                            windowed_into(&xs[start as usize..start as usize + n_fft], &self.window, input);
-                        } else {
-                            for (j, (o, &w)) in input.iter_mut().zip(&self.window).enumerate() {
-                                let v = pad_mode.source(start + j as isize, n).map_or(0.0, |s| xs[s].to_f64());
-                                *o = v * w;
+        per_lane_into(
+            &x,
+            out,
+            || (),
+            |_, lane, out| {
+                let owned;
+                let xs: &[T] = match lane.as_slice() {
+                    Some(xs) => xs,
+                    None => {
+                        owned = lane.to_vec();
+                        &owned
+                    }
+                };
+                ensure!(all_finite(xs), "x contains NaN or inf");
+                let n = xs.len();
+                out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
+                    let mut runner = FftRunner::new(&self.fft);
+                    for (i, row) in rows.chunks_mut(n_freq).enumerate() {
+                        // Frame t covers samples start..start + n_fft of the signal, padding included.
+                        let start = ((chunk * FRAMES_PER_TASK + i) * hop) as isize - pad;
+                        let spectrum = runner.run_with(|input| {
+                            if start >= 0 && start as usize + n_fft <= n {
+                                windowed_into(&xs[start as usize..start as usize + n_fft], &self.window, input);
+                            } else {
+                                for (j, (o, &w)) in input.iter_mut().zip(&self.window).enumerate() {
+                                    let v = pad_mode.source(start + j as isize, n).map_or(0.0, |s| xs[s].to_f64());
+                                    *o = v * w;
+                                }
                             }
-                        }
-                    });
-                    complex_into(spectrum, row);
-                }
-            });
-            Ok(())
-        })
+                        });
+                        complex_into(spectrum, row);
+                    }
+                });
+                Ok(())
+            },
+        )
     }
 
     pub fn compute<T: Real + Default>(&self, x: ArrayViewD<T>) -> Result<ArrayD<Complex<T>>> {
@@ -436,12 +417,7 @@ struct FftRunner<'a> {
 
 impl<'a> FftRunner<'a> {
     fn new(fft: &'a Arc<dyn RealToComplex<f64>>) -> Self {
-        FftRunner {
-            fft,
-            input: fft.make_input_vec(),
-            output: fft.make_output_vec(),
-            scratch: fft.make_scratch_vec(),
-        }
+        FftRunner { fft, input: fft.make_input_vec(), output: fft.make_output_vec(), scratch: fft.make_scratch_vec() }
     }
 
     /// The spectrum of `segment * window`, zero-padded to the FFT length.
@@ -456,9 +432,7 @@ impl<'a> FftRunner<'a> {
     /// The spectrum of the FFT input that `fill` writes.
     fn run_with(&mut self, fill: impl FnOnce(&mut [f64])) -> &[Complex<f64>] {
         fill(&mut self.input);
-        self.fft
-            .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch)
-            .expect("buffer sizes come from the plan");
+        self.fft.process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch).expect("buffer sizes come from the plan");
         &self.output
     }
 }
@@ -586,11 +560,7 @@ impl Spectrogram {
     }
 
     pub fn n_segments(&self, n: usize) -> Result<usize> {
-        ensure!(
-            n >= self.nperseg,
-            "x has {n} samples along its last axis, fewer than nperseg={}",
-            self.nperseg
-        );
+        ensure!(n >= self.nperseg, "x has {n} samples along its last axis, fewer than nperseg={}", self.nperseg);
         Ok(1 + (n - self.nperseg) / self.step)
     }
 
@@ -642,9 +612,7 @@ impl Spectrogram {
 // The small-DFT path
 
 /// Element types of the dense products (f32 for float32 data, f64 for float64).
-pub trait GemmFloat:
-    Real + Default + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
-{
+pub trait GemmFloat: Real + Default + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign {
     /// The values as f32, if that is the type (for kernels written for f32 only).
     fn as_f32(s: &[Self]) -> Option<&[f32]>;
     fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
@@ -769,7 +737,13 @@ impl<G: GemmFloat> BandDft<G> {
         let period = 2 * n_fft;
         let table: Vec<(f64, f64)> = (0..period).map(|m| (PI * m as f64 / n_fft as f64).sin_cos()).collect();
         let angle = |k: usize, twice_offset: usize| table[(k * twice_offset) % period];
-        let (k_re, k_im) = if !symmetric { (len, len) } else if odd { (half + 1, half) } else { (half, half) };
+        let (k_re, k_im) = if !symmetric {
+            (len, len)
+        } else if odd {
+            (half + 1, half)
+        } else {
+            (half, half)
+        };
         let nb = bins.len();
         let mut basis_re = vec![G::default(); nb * k_re];
         let mut basis_im = vec![G::default(); nb * k_im];
@@ -905,7 +879,13 @@ pub fn fft_band_power<G: Real>(
         let spectrum = runner.run(&signal[t * hop..t * hop + n], window);
         for (row, c) in spectrum[bins.clone()].iter().enumerate() {
             let p = c.norm_sqr();
-            let v = if power == 2.0 { p } else if power == 1.0 { p.sqrt() } else { p.powf(power / 2.0) };
+            let v = if power == 2.0 {
+                p
+            } else if power == 1.0 {
+                p.sqrt()
+            } else {
+                p.powf(power / 2.0)
+            };
             out[row * n_frames + t] = G::from_f64(v);
         }
     }
@@ -924,10 +904,7 @@ mod tests {
 
     /// The DFT of `x` at bin k over `n` points, from the definition.
     fn dft(x: &[f64], n: usize, k: usize) -> Complex<f64> {
-        x.iter()
-            .enumerate()
-            .map(|(i, &v)| Complex::from_polar(v, -2.0 * PI * (k * i) as f64 / n as f64))
-            .sum()
+        x.iter().enumerate().map(|(i, &v)| Complex::from_polar(v, -2.0 * PI * (k * i) as f64 / n as f64)).sum()
     }
 
     #[test]
@@ -1049,9 +1026,9 @@ mod tests {
     fn band_dft_equals_the_fft_for_symmetric_and_other_windows() {
         let signal = noise(2000, 3);
         let cases = [
-            (Window::Hann, 128, 1024),    // odd support after the leading zero: folded
-            (Window::Hamming, 100, 512),  // even support: folded about a half sample
-            (Window::Hann, 33, 64),       // odd length
+            (Window::Hann, 128, 1024),               // odd support after the leading zero: folded
+            (Window::Hamming, 100, 512),             // even support: folded about a half sample
+            (Window::Hann, 33, 64),                  // odd length
             (Window::Values(noise(40, 9)), 40, 128), // asymmetric: plain product
         ];
         for (window, win_length, n_fft) in cases {

@@ -236,18 +236,13 @@ impl RunningStats {
                 "the channel axis has {n_channels} entries, but these statistics have {} channels",
                 self.channels.len()
             );
-            (0..n_channels)
-                .into_par_iter()
-                .map(|c| moments_of(&x.index_axis(Axis(0), c)))
-                .collect()
+            (0..n_channels).into_par_iter().map(|c| moments_of(&x.index_axis(Axis(0), c))).collect()
         } else {
             vec![moments_of(&x)]
         };
         if let Some(c) = new.iter().position(|m| !m.is_finite()) {
             let where_ = if self.per_channel { format!(" in channel {c}") } else { String::new() };
-            return Err(crate::error::Error::value(format!(
-                "x contains inf (or values whose sum overflows){where_}; only NaN is skipped"
-            )));
+            return Err(crate::error::Error::value(format!("x contains inf (or values whose sum overflows){where_}; only NaN is skipped")));
         }
         if self.channels.is_empty() {
             self.channels = new;

@@ -35,16 +35,20 @@ impl ClipLog {
     #[inline(always)]
     fn apply(&self, v: f64) -> f64 {
         let v = if v.is_nan() { self.nan } else { v };
-        let v = if v < self.lo { self.lo } else if v > self.hi { self.hi } else { v };
+        let v = if v < self.lo {
+            self.lo
+        } else if v > self.hi {
+            self.hi
+        } else {
+            v
+        };
         ln_positive(v)
     }
 
     /// Writes the transform of `x` into `out` (same length).
     pub fn apply_into<T: ClipLogFloat>(&self, x: &[T], out: &mut [T]) -> Result<()> {
         ensure!(x.len() == out.len(), "out has {} elements, x has {}", out.len(), x.len());
-        out.par_chunks_mut(TASK)
-            .zip(x.par_chunks(TASK))
-            .for_each(|(o, i)| clip_log_slice(self, i, o));
+        out.par_chunks_mut(TASK).zip(x.par_chunks(TASK)).for_each(|(o, i)| clip_log_slice(self, i, o));
         Ok(())
     }
 
@@ -118,7 +122,13 @@ impl ClipLogFloat for f32 {
         // The bounds were rounded to float32 by ClipLog::new, so these casts are exact.
         let (lo, hi) = (op.lo as f32, op.hi as f32);
         let v = if self.is_nan() { op.nan as f32 } else { self };
-        let v = if v < lo { lo } else if v > hi { hi } else { v };
+        let v = if v < lo {
+            lo
+        } else if v > hi {
+            hi
+        } else {
+            v
+        };
         ln_positive_f32(v)
     }
 }
@@ -257,12 +267,8 @@ impl ClipLogNormalize {
         ensure!(x.len() == out.len(), "out has {} elements, x has {}", out.len(), x.len());
         ensure!(cols > 0, "cannot normalize instances of 0 elements");
         ensure!(x.len() % cols == 0, "{} elements do not make rows of {cols}", x.len());
-        let results: Vec<Result<()>> = out
-            .par_chunks_mut(cols)
-            .zip(x.par_chunks(cols))
-            .enumerate()
-            .map(|(i, (o, row))| self.row(i, Some(row), o))
-            .collect();
+        let results: Vec<Result<()>> =
+            out.par_chunks_mut(cols).zip(x.par_chunks(cols)).enumerate().map(|(i, (o, row))| self.row(i, Some(row), o)).collect();
         results.into_iter().collect()
     }
 
@@ -270,8 +276,7 @@ impl ClipLogNormalize {
     pub fn apply_inplace<T: ClipLogSum>(&self, x: &mut [T], cols: usize) -> Result<()> {
         ensure!(cols > 0, "cannot normalize instances of 0 elements");
         ensure!(x.len() % cols == 0, "{} elements do not make rows of {cols}", x.len());
-        let results: Vec<Result<()>> =
-            x.par_chunks_mut(cols).enumerate().map(|(i, row)| self.row(i, None, row)).collect();
+        let results: Vec<Result<()>> = x.par_chunks_mut(cols).enumerate().map(|(i, row)| self.row(i, None, row)).collect();
         results.into_iter().collect()
     }
 
@@ -296,14 +301,7 @@ impl ClipLogNormalize {
 
 /// `instance_normalize(clip_log(x, lo, hi, nan), eps)` of the rows of `x`, into `out` (standard
 /// layout, `x`'s size).
-pub fn clip_log_normalize_into<T: ClipLogSum>(
-    x: ArrayView2<T>,
-    lo: f64,
-    hi: f64,
-    nan: f64,
-    eps: f64,
-    out: &mut [T],
-) -> Result<()> {
+pub fn clip_log_normalize_into<T: ClipLogSum>(x: ArrayView2<T>, lo: f64, hi: f64, nan: f64, eps: f64, out: &mut [T]) -> Result<()> {
     let op = ClipLogNormalize::new::<T>(lo, hi, nan, eps)?;
     let x = x.as_standard_layout();
     op.apply_into(x.as_slice().expect("standard layout"), x.ncols(), out)
@@ -439,7 +437,7 @@ mod tests {
         while x < 1e300 {
             for v in [x, x * 1.234_567, x * 1.414_213_5, x * 1.999] {
                 let (a, b) = (ln_positive(v), v.ln());
-                assert!((a - b).abs() <= 2.3e-16 * b.abs().max(1e-300) , "ln({v}) = {a}, std {b}");
+                assert!((a - b).abs() <= 2.3e-16 * b.abs().max(1e-300), "ln({v}) = {a}, std {b}");
             }
             x *= 3.7;
         }
