@@ -580,96 +580,18 @@ fn bipolar_montage<'py>(py: Python<'py>, eeg: &Bound<'py, PyAny>, channels: Vec<
     })
 }
 
-/// The channel pairs and the checked mel recipe of `eeg_mel_spectrograms`' arguments.
-#[allow(clippy::too_many_arguments)]
-fn mel_recipe_args(
-    channels: Vec<String>,
-    n_samples: Option<usize>,
-    filters: Vec<PyReadonlyArray2<'_, f64>>,
-    sr: f64,
-    n_fft: usize,
-    hop_length: Option<usize>,
-    win_length: usize,
-    window: &Bound<'_, PyAny>,
-    n_mels: usize,
-    fmin: f64,
-    fmax: f64,
-    power: f64,
-    amin: f64,
-    top_db: Option<f64>,
-    width_multiple: usize,
-    offset: f64,
-    scale: f64,
-) -> PyResult<(Vec<(usize, usize)>, montage::MelRecipe)> {
-    let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
-    let window = window_arg(window)?;
-    // Checked now, so that bad parameters are reported before any work.
-    mel_spec(sr, n_fft, 1, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true).map_err(py_err)?;
-    let recipe = montage::MelRecipe {
-        pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
-        spec: std::sync::Arc::new(move |kept: usize| {
-            let hop = hop_length.unwrap_or(kept / 256);
-            crate::ensure!(hop >= 1, "hop_length: {kept} samples give a hop of {kept} // 256 = 0; pass hop_length");
-            mel_spec(sr, n_fft, hop, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true)
-        }),
-        db: mel::PowerToDb::new(None, amin, top_db).map_err(py_err)?,
-        width_multiple,
-        offset,
-        scale,
-    };
-    Ok((pairs, recipe))
-}
-
-/// The mel recipe: (..., 4, n_mels, width). `hop_length` None: kept samples // 256.
+/// The mel recipe: (..., 4, n_mels, width).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn eeg_mel_spectrograms<'py>(
-    py: Python<'py>,
-    eeg: &Bound<'py, PyAny>,
-    channels: Vec<String>,
-    n_samples: Option<usize>,
-    filters: Vec<PyReadonlyArray2<'py, f64>>,
-    sr: f64,
-    n_fft: usize,
-    hop_length: Option<usize>,
-    win_length: usize,
-    window: &Bound<'py, PyAny>,
-    n_mels: usize,
-    fmin: f64,
-    fmax: f64,
-    power: f64,
-    amin: f64,
-    top_db: Option<f64>,
-    width_multiple: usize,
-    offset: f64,
-    scale: f64,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (pairs, recipe) = mel_recipe_args(
-        channels,
-        n_samples,
-        filters,
-        sr,
-        n_fft,
-        hop_length,
-        win_length,
-        window,
-        n_mels,
-        fmin,
-        fmax,
-        power,
-        amin,
-        top_db,
-        width_multiple,
-        offset,
-        scale,
-    )?;
+fn eeg_mel_spectrograms<'py>(py: Python<'py>, eeg: &Bound<'py, PyAny>, recipe: PyRef<'py, PyEegMelRecipe>) -> PyResult<Bound<'py, PyAny>> {
+    let (pairs, recipe) = (&recipe.pairs, &recipe.recipe);
     with_float_array!(eeg, "eeg", |arr| {
         let view = arr.as_array();
-        filled(py, montage::mel_shape(view.shape(), &recipe), |out| montage::mel_images_into(view, &pairs, &recipe, out))
+        filled(py, montage::mel_shape(view.shape(), recipe), |out| montage::mel_images_into(view, pairs, recipe, out))
     })
 }
 
-/// `eeg_mel_spectrograms`' arguments, checked once, for `model_inputs`.
+/// The EEG mel recipe's arguments, checked once (`hop_length` None: kept samples // 256), for
+/// `eeg_mel_spectrograms` and `model_inputs`.
 #[pyclass(module = "hms._native", name = "EegMelRecipe", frozen)]
 struct PyEegMelRecipe {
     pairs: Vec<(usize, usize)>,
@@ -699,25 +621,22 @@ impl PyEegMelRecipe {
         offset: f64,
         scale: f64,
     ) -> PyResult<Self> {
-        let (pairs, recipe) = mel_recipe_args(
-            channels,
-            n_samples,
-            filters,
-            sr,
-            n_fft,
-            hop_length,
-            win_length,
-            window,
-            n_mels,
-            fmin,
-            fmax,
-            power,
-            amin,
-            top_db,
+        let pairs = montage::bipolar_pairs(&channels).map_err(py_err)?;
+        let window = window_arg(window)?;
+        // Checked now, so that bad parameters are reported before any work.
+        mel_spec(sr, n_fft, 1, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true).map_err(py_err)?;
+        let recipe = montage::MelRecipe {
+            pre: montage::Preprocessing { n_samples, filters: sos_list(filters)? },
+            spec: std::sync::Arc::new(move |kept: usize| {
+                let hop = hop_length.unwrap_or(kept / 256);
+                crate::ensure!(hop >= 1, "hop_length: {kept} samples give a hop of {kept} // 256 = 0; pass hop_length");
+                mel_spec(sr, n_fft, hop, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true)
+            }),
+            db: mel::PowerToDb::new(None, amin, top_db).map_err(py_err)?,
             width_multiple,
             offset,
             scale,
-        )?;
+        };
         Ok(PyEegMelRecipe { pairs, recipe })
     }
 }

@@ -787,13 +787,13 @@ def _checked_recipe(recipe: str, params: dict[str, Any], n_samples: Any, bandpas
     return p, fs, kept, _filters(bandpass, notch, filter_order, notch_q, fs)
 
 
-def _mel_recipe_args(p: dict[str, Any], names: list[str], kept: int | None, filters: list, fs: float) -> tuple:
-    """The native mel recipe's arguments after ``eeg``, checked."""
+def _native_mel_recipe(p: dict[str, Any], names: list[str], kept: int | None, filters: list, fs: float) -> Any:
+    """The native mel recipe object of checked arguments."""
     hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
     n_fft, _, win = _frame_args(p["n_fft"], hop or 1, p["win_length"])
     _, n_mels, fmin, fmax, _ = _mel_args(fs, n_fft, p["n_mels"], p["fmin"], p["fmax"], "slaney")
     top_db = p["top_db"]
-    return (
+    return _native.EegMelRecipe(
         names, kept, filters, fs, n_fft, hop, win, _window_arg(p["window"], win), n_mels, fmin, fmax,
         _positive_number(p["power"], "power"), _positive_number(p["amin"], "amin"),
         None if top_db is None else _finite_number(top_db, "top_db"),
@@ -816,7 +816,7 @@ def eeg_mel_recipe(
     :func:`model_inputs` (an opaque native object)."""
     names = _channel_names(channels, len(channels) if channels is not None else len(_EEG_CHANNELS))
     p, fs, kept, filters = _checked_recipe("mel", params, n_samples, bandpass, notch, filter_order, notch_q)
-    return _native.EegMelRecipe(*_mel_recipe_args(p, names, kept, filters, fs))
+    return _native_mel_recipe(p, names, kept, filters, fs)
 
 
 def model_inputs(
@@ -897,7 +897,7 @@ def eeg_spectrograms(
     if kept is not None and kept > arr.shape[-1]:
         raise ValueError(f"eeg has {arr.shape[-1]} samples, fewer than n_samples={kept}")
     if recipe == "mel":
-        images = _native.eeg_mel_spectrograms(arr, *_mel_recipe_args(p, names, kept, filters, fs))
+        images = _native.eeg_mel_spectrograms(arr, _native_mel_recipe(p, names, kept, filters, fs))
     else:
         seg = _int_at_least(p["nperseg"], "nperseg")
         overlap = seg // 8 if p["noverlap"] is None else _int_at_least(p["noverlap"], "noverlap", 0)
