@@ -95,3 +95,28 @@ def test_float16_overflow_is_refused(tmp_path, data):
     with pytest.raises(ValueError, match="float16"):
         cache.save("train", 1, 0.0, np.full((2, 2), 1e6, dtype=np.float32))
     assert not cache.path("train", 1, 0.0).exists()
+
+
+def test_cached_arrays_read_back_exactly_and_damaged_files_are_recomputed(tmp_path):
+    """Reads after the first reuse its parsed header; a truncated, padded or foreign file (or one
+    with another shape) is parsed in full or refused (None: the caller recomputes)."""
+    cache = input_cache.SourceCache(tmp_path, "eeg", {"k": 1}, tmp_path)
+    rng = np.random.default_rng(0)
+    arrays = {i: rng.standard_normal((4, 8, 16)).astype(np.float32) for i in range(3)}
+    for i, a in arrays.items():
+        cache.save("train", i, 0.0, a)
+    for i, a in arrays.items():  # the first read parses the header, the others reuse it
+        got = cache.load("train", i, 0.0)
+        assert got.dtype == np.float32 and np.array_equal(got, a.astype(np.float16).astype(np.float32))
+    path = cache.path("train", 1, 0.0)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-10])
+    assert cache.load("train", 1, 0.0) is None
+    path.write_bytes(whole + b"extra")
+    assert np.array_equal(cache.load("train", 1, 0.0), arrays[1].astype(np.float16).astype(np.float32))
+    path.write_bytes(b"not a numpy file")
+    assert cache.load("train", 1, 0.0) is None
+    np.save(path, np.zeros((2, 3), np.float16))  # another shape: parsed, not taken for the usual layout
+    assert cache.load("train", 1, 0.0).shape == (2, 3)
+    assert cache.load("train", 2, 0.0).shape == (4, 8, 16)
+    assert cache.load("train", 99, 0.0) is None

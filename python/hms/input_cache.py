@@ -10,8 +10,10 @@ an interrupted writer leaves no half-written array and a rerun only computes wha
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,28 @@ def _file_stamp(path: Path) -> list[int] | None:
     return [stat.st_size, stat.st_mtime_ns]
 
 
+@dataclass(frozen=True)
+class _NpyLayout:
+    """The header bytes, dtype, shape and file size of a plain (C-order, numeric) .npy file."""
+
+    header: bytes
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    size: int
+
+    @classmethod
+    def of(cls, raw: bytes, array: np.ndarray) -> "_NpyLayout | None":
+        """The layout of the .npy bytes ``raw`` that ``np.load`` read as ``array``."""
+        buffer = io.BytesIO(raw)
+        major, _ = np.lib.format.read_magic(buffer)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(buffer)
+        offset = buffer.tell()
+        if fortran or dtype.hasobject or len(raw) != offset + array.nbytes:
+            return None
+        return cls(raw[:offset], dtype, tuple(shape), len(raw))
+
+
 class SourceCache:
     """Arrays of one source under one parameter key."""
 
@@ -56,17 +80,31 @@ class SourceCache:
         base = Path(root) if root is not None else cache_dir() / "inputs"
         self.folder = base / f"{source}-{cache_key(source, params, data_root)}"
         self._params = {"source": source, "params": params, "data": str(Path(data_root).resolve())}
+        self._layout: _NpyLayout | None = None
 
     def path(self, split: str, file_id: int, offset_seconds: float) -> Path:
         return self.folder / split / f"{int(file_id)}_{int(round(float(offset_seconds) * 1000))}.npy"
 
     def load(self, split: str, file_id: int, offset_seconds: float) -> np.ndarray | None:
-        """The cached float32 array, or None when absent (or unreadable: it is then recomputed)."""
+        """The cached float32 array, or None when absent (or unreadable: it is then recomputed).
+
+        The files of one cache share a header; once one file has been parsed, a file that starts
+        with the same header bytes and has the same length is read without parsing it again."""
         path = self.path(split, file_id, offset_seconds)
         try:
-            return dsp.to_float32(np.load(path))
-        except (FileNotFoundError, ValueError, OSError, EOFError):
+            raw = path.read_bytes()
+        except OSError:
             return None
+        layout = self._layout
+        if layout is not None and len(raw) == layout.size and raw.startswith(layout.header):
+            stored = np.frombuffer(raw, dtype=layout.dtype, offset=len(layout.header)).reshape(layout.shape)
+        else:
+            try:
+                stored = np.load(io.BytesIO(raw))
+            except (ValueError, OSError, EOFError):
+                return None
+            self._layout = _NpyLayout.of(raw, stored)
+        return dsp.to_float32(stored)
 
     def contains(self, split: str, file_id: int, offset_seconds: float) -> bool:
         return self.path(split, file_id, offset_seconds).is_file()
