@@ -47,12 +47,16 @@ fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> error::Result<T> + S
     }
 }
 
+/// The threads asked for by `set_num_threads` (0: rayon's default, `RAYON_NUM_THREADS` or one
+/// per CPU).
+static NUM_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static THREAD_POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+
 /// The worker threads of the current process. A forked child (e.g. a DataLoader worker) inherits
 /// the parent's pool without its threads, and would wait on it forever: it gets a pool of its own.
 fn thread_pool() -> PyResult<Arc<rayon::ThreadPool>> {
-    static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
     let pid = std::process::id();
-    let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = THREAD_POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((owner, pool)) = guard.as_ref() {
         if *owner == pid {
             return Ok(pool.clone());
@@ -64,11 +68,32 @@ fn thread_pool() -> PyResult<Arc<rayon::ThreadPool>> {
     }
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
+            .num_threads(NUM_THREADS.load(std::sync::atomic::Ordering::Relaxed))
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the hms native thread pool: {e}")))?,
     );
     *guard = Some((pid, pool.clone()));
     Ok(pool)
+}
+
+/// Threads of this process's pool from now on (0: the default); the current pool is replaced
+/// (calls already running finish on it).
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    NUM_THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
+    let mut guard = THREAD_POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((owner, pool)) = guard.take() {
+        if owner != std::process::id() {
+            std::mem::forget(pool); // inherited by fork: its threads do not exist here
+        }
+    }
+    Ok(())
+}
+
+/// Threads of this process's pool.
+#[pyfunction]
+fn get_num_threads() -> PyResult<usize> {
+    Ok(thread_pool()?.current_num_threads())
 }
 
 fn dtype_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
@@ -762,6 +787,8 @@ fn add_spectral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEegMelRecipe>()?;
     m.add_function(wrap_pyfunction!(model_inputs, m)?)?;
     m.add_function(wrap_pyfunction!(float16_to_float32, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add("EEG_CHANNELS", montage::EEG_CHANNELS.to_vec())?;
     m.add("CHAINS", montage::CHAINS.to_vec())?;
     m.add("BIPOLAR", montage::BIPOLAR.to_vec())?;

@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from _tiny_runs import tiny_args
-from hms import config, engine, inference, train
+from hms import config, dsp, engine, inference, train
 from hms.data import make_folds, make_labels, open_data, targets_of
-from hms.distributed import Distributed, DistributedError, eval_shard, train_shard
+from hms.distributed import Distributed, DistributedError, cpu_threads, eval_shard, share_cpus, train_shard
 from hms.metric import kl_divergence
 
 #: Long enough that each run is mid-training when a process is killed.
@@ -151,6 +151,20 @@ def test_train_shards_have_equal_lengths_and_cover_the_epoch(n, world):
     assert set(sum(shards, [])) == set(order)  # every sample; padding repeats the order's start
     assert len(sum(shards, [])) - n < world
     assert train_shard(order, 1, world) == train_shard(list(order), 1, world)  # deterministic
+
+
+def test_each_process_takes_its_share_of_the_cpus_unless_told_otherwise():
+    torch_threads = torch.get_num_threads()
+    try:
+        share_cpus(2, env={})
+        assert torch.get_num_threads() == dsp.get_num_threads() == cpu_threads(2)
+        dsp.set_num_threads(3)
+        torch.set_num_threads(3)
+        share_cpus(2, env={"OMP_NUM_THREADS": "3", "RAYON_NUM_THREADS": "3"})  # the user's choice stands
+        assert torch.get_num_threads() == dsp.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(torch_threads)
+        dsp.set_num_threads(None)
 
 
 def test_single_process_without_torchrun_and_a_partial_environment_is_an_error():

@@ -423,6 +423,30 @@ def test_cache_is_used_and_keyed_by_every_parameter(data, labels, tmp_path):
     assert make(data, tmp_path, input="eeg", aug_swap_p=0.1, tile_layout="stack")._caches["eeg"].folder == eeg_a
 
 
+class _NativeThreads(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return dsp.get_num_threads()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_dataloader_workers_share_the_native_threads(start_method, monkeypatch):
+    """Each of n workers runs the native core on its share of the parent's threads (at least 1)."""
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    try:
+        dsp.set_num_threads(4)
+        kwargs = InputPipeline.loader_kwargs(2)
+        loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=1, multiprocessing_context=start_method, **kwargs)
+        assert [int(b) for b in loader] == [2, 2, 2, 2]
+        dsp.set_num_threads(1)
+        loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=2, multiprocessing_context=start_method, **InputPipeline.loader_kwargs(2))
+        assert [b.tolist() for b in loader] == [[1, 1], [1, 1]]
+    finally:
+        dsp.set_num_threads(None)
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_dataloader_with_worker_processes(data, labels, tmp_path, start_method):
     pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")

@@ -72,3 +72,22 @@ def test_forked_child_can_use_the_native_core():
     assert child.exitcode == 0
     mean, shape = queue.get(timeout=5)
     assert mean == pytest.approx(1.0) and shape == (64, 2000)
+
+
+def test_thread_count_is_set_per_process_and_results_do_not_depend_on_it():
+    x = np.random.default_rng(0).standard_normal((8, 20, 3000)).astype(np.float32)
+    sos = dsp.butter_sos(4, (0.5, 40.0), "bandpass", 200.0)
+    default = dsp.get_num_threads()
+    try:
+        dsp.set_num_threads(1)
+        assert dsp.get_num_threads() == 1
+        one = dsp.sosfiltfilt(sos, x)
+        dsp.set_num_threads(3)
+        assert dsp.get_num_threads() == 3
+        np.testing.assert_array_equal(dsp.sosfiltfilt(sos, x), one)
+        for bad, error in ((0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)):
+            with pytest.raises(error, match="n must"):
+                dsp.set_num_threads(bad)
+    finally:
+        dsp.set_num_threads(None)
+    assert dsp.get_num_threads() == default

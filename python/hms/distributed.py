@@ -20,14 +20,14 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from hms import engine
+from hms import dsp, engine
 
 T = TypeVar("T")
 #: What torchrun sets and init_process_group("env://") needs.
@@ -80,8 +80,7 @@ class Distributed:
         # Both backends where CUDA exists: the device is only known once rank 0 has broadcast the
         # config (over gloo), and nccl's communicators are created lazily, on first CUDA use.
         dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
-        if "OMP_NUM_THREADS" not in env:  # torchrun sets it to 1 unless the user did
-            torch.set_num_threads(cpu_threads(local_world))
+        share_cpus(local_world, env)
         return cls(rank, world, local_rank, local_world)
 
     def device_for(self, device: torch.device) -> torch.device:
@@ -194,6 +193,17 @@ def eval_shard(n: int, rank: int, world_size: int) -> range:
     """Rank ``rank``'s contiguous part of ``n`` evaluation rows: the parts cover every row exactly
     once (no padding, so no row is scored twice) and differ in size by at most one."""
     return range(n * rank // world_size, n * (rank + 1) // world_size)
+
+
+def share_cpus(processes: int, env: Mapping[str, str] = os.environ) -> None:
+    """This process's share of the machine's CPUs among ``processes``: torch's threads (unless
+    OMP_NUM_THREADS is set; torchrun sets it to 1 unless the user did) and the native core's
+    (unless RAYON_NUM_THREADS is set)."""
+    threads = cpu_threads(processes)
+    if "OMP_NUM_THREADS" not in env:
+        torch.set_num_threads(threads)
+    if "RAYON_NUM_THREADS" not in env:
+        dsp.set_num_threads(threads)
 
 
 def cpu_threads(processes: int) -> int:

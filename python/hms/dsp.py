@@ -3,7 +3,8 @@
 Every function takes float32 or float64 arrays of any leading shape (integers and bools are
 converted to float64), computes in float64, and returns the input's float dtype. Bad input raises
 ``ValueError`` or ``TypeError`` naming the argument. The native work runs in parallel with the GIL
-released; set ``RAYON_NUM_THREADS`` to bound its threads.
+released, on a pool of this process's own: :func:`set_num_threads` (or ``RAYON_NUM_THREADS``)
+bounds its threads.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = [
     "clip_log_normalize",
     "instance_normalize",
     "to_float32",
+    "set_num_threads",
+    "get_num_threads",
     "notch_sos",
     "sosfiltfilt",
     "sosfilt_zi",
@@ -159,6 +162,25 @@ def sosfiltfilt(sos: ArrayLike, x: ArrayLike, axis: int = -1) -> FloatArray:
     arr = as_float_array(x, "x")
     ax = _normalize_axis(axis, arr.ndim)
     return _native.sosfiltfilt(sos_, arr, ax)
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads of the native core in this process from now on (None: the default, which is
+    ``RAYON_NUM_THREADS`` or one per CPU). Like ``torch.set_num_threads``: e.g. one per
+    DataLoader worker, or a share of the CPUs per process of a multi-process job."""
+    if n is None:
+        _native.set_num_threads(0)
+        return
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int or None, got {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1 (None for the default), got {n}")
+    _native.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Threads of the native core in this process."""
+    return _native.get_num_threads()
 
 
 def to_float32(x: ArrayLike) -> NDArray[np.float32]:

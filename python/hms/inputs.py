@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -300,7 +301,11 @@ class InputPipeline:
         handles and per-process caches outlive an epoch)."""
         if num_workers <= 0:
             return {"num_workers": 0}
-        return {"num_workers": num_workers, "persistent_workers": True}
+        threads = max(1, dsp.get_num_threads() // num_workers)  # this process's threads, shared
+        return {
+            "num_workers": num_workers, "persistent_workers": True,
+            "worker_init_fn": functools.partial(_worker_native_threads, threads),
+        }  # fmt: skip
 
     def train_sampler(self, labels: pd.DataFrame, seed: int) -> torch.utils.data.Sampler | None:
         """A seeded sampler rebalancing the training rows (None when rebalance="none")."""
@@ -419,6 +424,14 @@ class _RecordingReader:
 
     def spectrogram(self, split: str, spectrogram_id: int) -> KaggleSpectrogram:
         return self._get(("spec", split, spectrogram_id), lambda: self.data.read_spectrogram(split, spectrogram_id))
+
+
+def _worker_native_threads(threads: int, worker_id: int) -> None:
+    """DataLoader worker start: its share of the native core's threads, as torch runs one thread
+    per worker (several full pools per machine would fight over the CPUs). RAYON_NUM_THREADS,
+    where set, wins."""
+    if "RAYON_NUM_THREADS" not in os.environ:
+        dsp.set_num_threads(threads)
 
 
 class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):

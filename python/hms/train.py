@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from hms import CLASSES, config, engine
 from hms.config import Config
 from hms.data import make_folds, make_labels, open_data, targets_of
-from hms.distributed import Distributed, DistributedError, MainRankError, cpu_threads
+from hms.distributed import Distributed, DistributedError, MainRankError, share_cpus
 from hms.folds import FoldTrainer, Runtime, high_vote_mask, score_subsets
 from hms.rundir import CONFIG_FILE, CV_FILE, RunDir, default_run_name
 
@@ -169,8 +169,7 @@ def _fold_worker(worker: int, cfg: Config, run_path: str, assignment: list[list[
     if device.type == "cuda":
         device = torch.device("cuda", worker % torch.cuda.device_count())
         torch.cuda.set_device(device)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_threads(len(assignment)))
+    share_cpus(len(assignment))
     rt, data, labels, folds = _fold_setup(cfg, device, pipeline_class, Distributed(), progress=False)
     run = RunDir.open(run_path)
     for fold in assignment[worker]:
