@@ -299,11 +299,7 @@ impl V {
     /// `self + a * b`, fused where the target has FMA (elsewhere `mul_add` is a slow call).
     #[inline(always)]
     fn madd<const FMA: bool>(self, a: V, b: f32) -> V {
-        let mut r = self.0;
-        for (r, &a) in r.iter_mut().zip(&a.0) {
-            *r = if FMA { a.mul_add(b, *r) } else { *r + a * b };
-        }
-        V(r)
+        self.madd_v::<FMA>(a, V([b; 16]))
     }
 
     /// `self + a * b` lane by lane.

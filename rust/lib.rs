@@ -62,10 +62,7 @@ fn thread_pool() -> PyResult<Arc<rayon::ThreadPool>> {
             return Ok(pool.clone());
         }
     }
-    // The inherited pool's threads do not exist here; dropping it would wait for them.
-    if let Some((_, inherited)) = guard.take() {
-        std::mem::forget(inherited);
-    }
+    release(guard.take());
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(NUM_THREADS.load(std::sync::atomic::Ordering::Relaxed))
@@ -81,13 +78,18 @@ fn thread_pool() -> PyResult<Arc<rayon::ThreadPool>> {
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     NUM_THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
-    let mut guard = THREAD_POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((owner, pool)) = guard.take() {
+    release(THREAD_POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
+    Ok(())
+}
+
+/// Lets go of a pool: this process's is dropped (calls running on it finish first); one inherited
+/// by fork is forgotten, as its threads do not exist here and dropping it would wait for them.
+fn release(entry: Option<(u32, Arc<rayon::ThreadPool>)>) {
+    if let Some((owner, pool)) = entry {
         if owner != std::process::id() {
-            std::mem::forget(pool); // inherited by fork: its threads do not exist here
+            std::mem::forget(pool);
         }
     }
-    Ok(())
 }
 
 /// Threads of this process's pool.

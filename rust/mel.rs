@@ -495,23 +495,25 @@ impl PowerToDb {
         let rows = size / n_frames.max(1);
         assert!(rows == 0 || out.len() >= (rows - 1) * stride + width, "out too small");
         let amin = G::from_f64(self.amin).to_f64();
-        let one_log = self.product_fits::<G>(count);
-        let ratios: Option<Vec<(G, G, f64)>> = specs
-            .chunks(size)
-            .map(|s| {
-                let (max, nan) = max_and_nan(s);
-                let reference = self.reference.unwrap_or(max);
-                if !one_log || nan || !max.is_finite() || !reference.is_finite() || amin < G::MIN_NORMAL {
-                    return None;
-                }
-                // r = max(p, amin, floor) / max(max, amin) lies in [10^(-top_db/10), 1]; the
-                // reference enters as a constant (0 dB when it is the maximum).
-                let top = max.max(amin);
-                let lower = amin.max(top * 10f64.powf(-self.top_db.unwrap_or(0.0) / 10.0));
-                let shift = 10.0 * (top / reference.max(amin)).log10();
-                Some((G::from_f64(lower), G::from_f64(1.0 / top), shift))
-            })
-            .collect();
+        // The floor as a power ratio, where `count` of them multiply within G's normal range.
+        let floor = self.top_db.filter(|_| self.product_fits::<G>(count) && amin >= G::MIN_NORMAL).map(|t| 10f64.powf(-t / 10.0));
+        let ratios: Option<Vec<(G, G, f64)>> = floor.and_then(|floor| {
+            specs
+                .chunks(size)
+                .map(|s| {
+                    let (max, nan) = max_and_nan(s);
+                    let reference = self.reference.unwrap_or(max);
+                    if nan || !max.is_finite() || !reference.is_finite() {
+                        return None;
+                    }
+                    // r = max(p, amin, floor) / max(max, amin) lies in [floor, 1]; the reference
+                    // enters as a constant (0 dB when it is the maximum).
+                    let top = max.max(amin);
+                    let shift = 10.0 * (top / reference.max(amin)).log10();
+                    Some((G::from_f64(amin.max(top * floor)), G::from_f64(1.0 / top), shift))
+                })
+                .collect()
+        });
         let inv_count = 1.0 / count as f64;
         let Some(ratios) = ratios else {
             // The general path: each spectrogram's decibels summed, then scaled.
