@@ -81,11 +81,32 @@ def _normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     return ax % ndim
 
 
-def _finite_number(value: Any, name: str) -> float:
+# Coercion only: the native core checks the values of what it is given, naming the argument.
+
+
+def _real(value: Any, name: str) -> float:
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def _index(value: Any, name: str) -> int:
+    """``value`` as a count: a non-negative int (what the native core's unsigned arguments hold)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if v < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {v}")
+    return v
+
+
+def _finite_number(value: Any, name: str) -> float:
+    """For the filter designs, which scipy computes (the native core never sees these values)."""
+    v = _real(value, name)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     return v
@@ -138,10 +159,7 @@ def notch_sos(freq: float, q: float, fs: float) -> NDArray[np.float64]:
 
 
 def _as_sos(sos: ArrayLike) -> NDArray[np.float64]:
-    arr = as_float_array(sos, "sos")
-    if arr.ndim != 2 or arr.shape[1] != 6:
-        raise ValueError(f"sos must have shape (n_sections, 6), got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    return np.ascontiguousarray(as_float_array(sos, "sos"), dtype=np.float64)
 
 
 def sos_padlen(sos: ArrayLike) -> int:
@@ -168,14 +186,9 @@ def set_num_threads(n: int | None) -> None:
     """Threads of the native core in this process from now on (None: the default, which is
     ``RAYON_NUM_THREADS`` or one per CPU). Like ``torch.set_num_threads``: e.g. one per
     DataLoader worker, or a share of the CPUs per process of a multi-process job."""
-    if n is None:
-        _native.set_num_threads(0)
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
         raise TypeError(f"n must be an int or None, got {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be at least 1 (None for the default), got {n}")
-    _native.set_num_threads(int(n))
+    _native.set_num_threads(None if n is None else int(n))
 
 
 def get_num_threads() -> int:
@@ -205,19 +218,29 @@ def clip_log(
     ``+inf``/``-inf`` end up at ``hi``/``lo`` as with ``nan_to_num``. ``out`` must have ``x``'s
     shape and float dtype and be C-contiguous and writeable."""
     arr = as_float_array(x, "x", allow_empty=True)
-    lo_, hi_, nan_ = (_finite_number(v, n) for v, n in ((lo, "lo"), (hi, "hi"), (nan, "nan")))
+    lo_, hi_, nan_ = _clip_args(lo, hi, nan)
     if out is None:
         return _native.clip_log(arr, lo_, hi_, nan_)
+    _check_out(out, arr)
+    if out is not arr:
+        np.copyto(out, arr)
+    _native.clip_log_inplace(out, lo_, hi_, nan_)
+    return out
+
+
+def _clip_args(lo: Any, hi: Any, nan: Any) -> tuple[float, float, float]:
+    return _real(lo, "lo"), _real(hi, "hi"), _real(nan, "nan")
+
+
+def _check_out(out: Any, arr: FloatArray) -> None:
+    """``out`` can receive ``x``'s result: checked before it is written (the native core checks
+    the layout again, but only after ``x`` has been copied into it)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
     if out.shape != arr.shape or out.dtype != arr.dtype:
         raise ValueError(f"out must have x's shape {arr.shape} and dtype {arr.dtype}, got {out.shape} {out.dtype}")
     if not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError("out must be C-contiguous and writeable")
-    if out is not arr:
-        np.copyto(out, arr)
-    _native.clip_log_inplace(out, lo_, hi_, nan_)
-    return out
 
 
 def _instance_axes(arr: FloatArray, axes: int | Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -231,13 +254,6 @@ def _instance_axes(arr: FloatArray, axes: int | Sequence[int]) -> tuple[tuple[in
     if len(set(norm)) != len(norm):
         raise ValueError(f"axes contains a repeated axis: {axes!r}")
     return norm, tuple(range(arr.ndim - len(norm), arr.ndim))
-
-
-def _eps(eps: Any) -> float:
-    eps_ = _finite_number(eps, "eps")
-    if eps_ < 0:
-        raise ValueError(f"eps must be >= 0, got {eps_}")
-    return eps_
 
 
 def _per_instance(native: Any, arr: FloatArray, norm: tuple[int, ...], inner: tuple[int, ...], *args: float) -> FloatArray:
@@ -255,7 +271,7 @@ def instance_normalize(x: ArrayLike, axes: int | Sequence[int], eps: float = 1e-
     Raises ValueError for NaN/inf in an instance, or a constant instance with ``eps=0``."""
     arr = as_float_array(x, "x")
     norm, inner = _instance_axes(arr, axes)
-    eps_ = _eps(eps)
+    eps_ = _real(eps, "eps")
     return _per_instance(_native.instance_normalize, arr, norm, inner, eps_)
 
 
@@ -275,17 +291,12 @@ def clip_log_normalize(
     float64 as in :func:`instance_normalize`. ``out`` must have ``x``'s shape and float dtype and
     be C-contiguous and writeable. Raises ValueError for a constant instance with ``eps=0``."""
     arr = as_float_array(x, "x")
-    lo_, hi_, nan_ = (_finite_number(v, n) for v, n in ((lo, "lo"), (hi, "hi"), (nan, "nan")))
+    lo_, hi_, nan_ = _clip_args(lo, hi, nan)
     norm, inner = _instance_axes(arr, axes)
-    eps_ = _eps(eps)
+    eps_ = _real(eps, "eps")
     if out is None:
         return _per_instance(_native.clip_log_normalize, arr, norm, inner, lo_, hi_, nan_, eps_)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
-    if out.shape != arr.shape or out.dtype != arr.dtype:
-        raise ValueError(f"out must have x's shape {arr.shape} and dtype {arr.dtype}, got {out.shape} {out.dtype}")
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError("out must be C-contiguous and writeable")
+    _check_out(out, arr)
     if set(norm) != set(inner):
         # Instances are not contiguous in out: compute them apart, then copy.
         np.copyto(out, _per_instance(_native.clip_log_normalize, arr, norm, inner, lo_, hi_, nan_, eps_))
@@ -456,28 +467,6 @@ _NATIVE_WINDOWS = frozenset(
     "bartlett bart brt tukey tuk".split()
 )
 
-_PAD_MODES = ("constant", "edge", "reflect", "symmetric")
-
-
-def _int_at_least(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if v < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {v}")
-    return v
-
-
-def _positive_number(value: Any, name: str) -> float:
-    v = _finite_number(value, name)
-    if v <= 0:
-        raise ValueError(f"{name} must be positive, got {v}")
-    return v
-
-
 def _window_arg(window: Any, n: int, name: str = "window") -> Any:
     """The window in a form the native core takes: a native name, (name, param), or values."""
     if isinstance(window, str) and window.lower() in _NATIVE_WINDOWS:
@@ -488,9 +477,9 @@ def _window_arg(window: Any, n: int, name: str = "window") -> Any:
         and isinstance(window[0], str)
         and window[0].lower() in ("tukey", "tuk")
     ):
-        return (window[0], _finite_number(window[1], f"{name}'s Tukey alpha"))
+        return (window[0], _real(window[1], f"{name}'s Tukey alpha"))
     if callable(window):
-        values = np.asarray(window(n), dtype=np.float64)
+        values = window(n)
     elif isinstance(window, (str, tuple)):
         try:
             values = _signal.get_window(window, n, fftbins=True)
@@ -498,12 +487,8 @@ def _window_arg(window: Any, n: int, name: str = "window") -> Any:
             raise ValueError(f"{name}={window!r} is not a window scipy.signal.get_window knows: {exc}") from None
     else:
         values = as_float_array(window, name)
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    if values.shape != (n,):
-        raise ValueError(f"{name} must have {n} values (its length), got shape {values.shape}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return values
+    # The native core checks the values' shape and finiteness.
+    return np.ascontiguousarray(values, dtype=np.float64)
 
 
 def get_window(window: Any, n: int) -> NDArray[np.float64]:
@@ -511,30 +496,15 @@ def get_window(window: Any, n: int) -> NDArray[np.float64]:
 
     ``window`` is a name ("hann", "hamming", "blackman", "boxcar", "bartlett", "tukey", or any
     other scipy window), a tuple such as ``("tukey", 0.25)``, a callable of ``n``, or values."""
-    n_ = _int_at_least(n, "n")
-    spec = _window_arg(window, n_)
-    return spec if isinstance(spec, np.ndarray) else _native.get_window(spec, n_)
-
-
-def _signal_array(x: ArrayLike, name: str = "x") -> FloatArray:
-    arr = as_float_array(x, name)
-    if arr.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (time is the last axis)")
-    return arr
-
-
-def _pad_mode(pad_mode: Any) -> str:
-    if pad_mode not in _PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {', '.join(_PAD_MODES)}, got {pad_mode!r}")
-    return str(pad_mode)
+    n_ = _index(n, "n")
+    return _native.get_window(_window_arg(window, n_), n_)
 
 
 def _frame_args(n_fft: Any, hop_length: Any, win_length: Any) -> tuple[int, int, int]:
-    n_fft_ = _int_at_least(n_fft, "n_fft")
-    win = n_fft_ if win_length is None else _int_at_least(win_length, "win_length")
-    if win > n_fft_:
-        raise ValueError(f"win_length must not exceed n_fft={n_fft_}, got {win}")
-    hop = max(win // 4, 1) if hop_length is None else _int_at_least(hop_length, "hop_length")
+    """(n_fft, hop, win_length) with librosa's defaults."""
+    n_fft_ = _index(n_fft, "n_fft")
+    win = n_fft_ if win_length is None else _index(win_length, "win_length")
+    hop = max(win // 4, 1) if hop_length is None else _index(hop_length, "hop_length")
     return n_fft_, hop, win
 
 
@@ -555,11 +525,14 @@ def stft(
     ``n_fft``; ``center=True`` pads ``n_fft // 2`` samples per side with ``pad_mode``
     ("constant", "edge", "reflect" or "symmetric"). The result is a view with frames as the
     slow axis (librosa's layout too). Non-finite input raises ValueError, as in librosa."""
-    arr = _signal_array(x)
+    arr = as_float_array(x, "x")
     n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
-    spec = _window_arg(window, win)
-    out = _native.stft(arr, n_fft_, hop, win, spec, bool(center), _pad_mode(pad_mode))
+    out = _native.stft(arr, n_fft_, hop, win, _window_arg(window, win), bool(center), pad_mode)
     return np.swapaxes(out, -1, -2)
+
+
+def _detrend_name(detrend: Any) -> str:
+    return "none" if detrend is False or detrend is None else str(detrend)
 
 
 def spectrogram(
@@ -579,55 +552,30 @@ def spectrogram(
     False; ``scaling`` "density" (power/Hz) or "spectrum". ``Sxx`` has shape
     ``(..., len(f), len(t))`` and ``x``'s float dtype. Unlike scipy, a signal shorter than
     ``nperseg`` raises ValueError instead of shrinking the window."""
-    arr = _signal_array(x)
-    fs_ = _positive_number(fs, "fs")
-    if isinstance(window, (str, tuple)) or callable(window):
-        seg = 256 if nperseg is None else _int_at_least(nperseg, "nperseg")
-    else:
-        values = as_float_array(window, "window")
-        if values.ndim != 1:
-            raise ValueError(f"window must be 1-D, got shape {values.shape}")
-        seg = values.shape[0] if nperseg is None else _int_at_least(nperseg, "nperseg")
-        if seg != values.shape[0]:
-            raise ValueError(f"nperseg={seg} differs from the window's length {values.shape[0]}")
-    overlap = seg // 8 if noverlap is None else _int_at_least(noverlap, "noverlap", 0)
-    if overlap >= seg:
-        raise ValueError(f"noverlap must be less than nperseg={seg}, got {overlap}")
-    nfft_ = seg if nfft is None else _int_at_least(nfft, "nfft")
-    if nfft_ < seg:
-        raise ValueError(f"nfft must be at least nperseg={seg}, got {nfft_}")
-    if detrend is False or detrend is None:
-        detrend_ = "none"
-    elif detrend in ("constant", "linear"):
-        detrend_ = str(detrend)
-    else:
-        raise ValueError(f"detrend must be 'constant', 'linear' or False, got {detrend!r}")
-    if scaling not in ("density", "spectrum"):
-        raise ValueError(f"scaling must be 'density' or 'spectrum', got {scaling!r}")
+    arr = as_float_array(x, "x")
+    fs_ = _real(fs, "fs")
+    named = isinstance(window, (str, tuple)) or callable(window)
+    default_seg = 256 if named else int(np.size(window))  # an array window: its length
+    seg = default_seg if nperseg is None else _index(nperseg, "nperseg")
+    overlap = seg // 8 if noverlap is None else _index(noverlap, "noverlap")
+    nfft_ = seg if nfft is None else _index(nfft, "nfft")
+    sxx = _native.spectrogram(
+        arr, fs_, _window_arg(window, seg), seg, overlap, nfft_, _detrend_name(detrend), str(scaling)
+    )
     n = arr.shape[-1]
-    if n < seg:
-        raise ValueError(f"x has {n} samples along its last axis, fewer than nperseg={seg}")
-    spec = _window_arg(window, seg)
-    sxx = _native.spectrogram(arr, fs_, spec, seg, overlap, nfft_, detrend_, scaling)
     freqs = np.fft.rfftfreq(nfft_, 1 / fs_)
     times = np.arange(seg / 2, n - seg / 2 + 1, seg - overlap) / fs_
     return freqs, times, np.swapaxes(sxx, -1, -2)
 
 
-def _mel_args(sr: Any, n_fft: int, n_mels: Any, fmin: Any, fmax: Any, norm: Any) -> tuple[float, int, float, float, bool]:
-    sr_ = _positive_number(sr, "sr")
-    n_mels_ = _int_at_least(n_mels, "n_mels")
-    fmin_ = _finite_number(fmin, "fmin")
-    if fmin_ < 0:
-        raise ValueError(f"fmin must be >= 0, got {fmin_}")
-    fmax_ = sr_ / 2 if fmax is None else _finite_number(fmax, "fmax")
-    if fmax_ > sr_ / 2:
-        raise ValueError(f"fmax must not exceed sr/2 = {sr_ / 2}, got {fmax_}")
-    if fmax_ <= fmin_:
-        raise ValueError(f"fmax must exceed fmin={fmin_}, got {fmax_}")
+def _mel_args(sr: Any, n_mels: Any, fmin: Any, fmax: Any, norm: Any) -> tuple[float, int, float, float, bool]:
+    """(sr, n_mels, fmin, fmax, slaney) with librosa's defaults."""
+    sr_ = _real(sr, "sr")
+    n_mels_ = _index(n_mels, "n_mels")
+    fmax_ = sr_ / 2 if fmax is None else _real(fmax, "fmax")
     if norm not in ("slaney", None):
         raise ValueError(f"norm must be 'slaney' or None, got {norm!r}")
-    return sr_, n_mels_, fmin_, fmax_, norm == "slaney"
+    return sr_, n_mels_, _real(fmin, "fmin"), fmax_, norm == "slaney"
 
 
 def mel_filterbank(
@@ -641,8 +589,8 @@ def mel_filterbank(
 ) -> NDArray[np.float32]:
     """Mel filterbank equal to ``librosa.filters.mel`` (Slaney scale and area normalization by
     default): float32, shape ``(n_mels, 1 + n_fft // 2)``. ``fmax`` defaults to ``sr / 2``."""
-    n_fft_ = _int_at_least(n_fft, "n_fft")
-    sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_fft_, n_mels, fmin, fmax, norm)
+    n_fft_ = _index(n_fft, "n_fft")
+    sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_mels, fmin, fmax, norm)
     return _native.mel_filterbank(sr_, n_fft_, n_mels_, fmin_, fmax_, bool(htk), slaney)
 
 
@@ -667,14 +615,12 @@ def melspectrogram(
 
     Only the frequency bins the filters touch are computed; with a short window and a low
     ``fmax`` (EEG) they come from one dense matrix product instead of an FFT per frame."""
-    arr = _signal_array(x)
+    arr = as_float_array(x, "x")
     n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
-    sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_fft_, n_mels, fmin, fmax, norm)
-    power_ = _positive_number(power, "power")
-    spec = _window_arg(window, win)
+    sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_mels, fmin, fmax, norm)
     return _native.melspectrogram(
-        arr, sr_, n_fft_, hop, win, spec, bool(center), _pad_mode(pad_mode), power_, n_mels_, fmin_, fmax_,
-        bool(htk), slaney,
+        arr, sr_, n_fft_, hop, win, _window_arg(window, win), bool(center), pad_mode, _real(power, "power"), n_mels_,
+        fmin_, fmax_, bool(htk), slaney,
     )
 
 
@@ -683,22 +629,14 @@ def power_to_db(S: ArrayLike, ref: Any = "max", amin: float = 1e-10, top_db: flo
     ``10 * log10(max(amin, S) / max(amin, ref))``, floored at ``max - top_db`` of that
     spectrogram. ``ref`` is "max" (or ``np.max``: each spectrogram's own maximum) or a number."""
     arr = as_float_array(S, "S")
-    if arr.ndim < 2:
-        raise ValueError(f"S must have at least two dimensions (..., freq, time), got shape {arr.shape}")
     if isinstance(ref, str) and ref == "max" or ref is np.max or ref is np.amax:
         reference = None
     elif callable(ref) or isinstance(ref, str):
         raise ValueError(f"ref must be 'max', np.max or a number, got {ref!r}")
     else:
-        reference = _finite_number(ref, "ref")
-    amin_ = _positive_number(amin, "amin")
-    if top_db is None:
-        top = None
-    else:
-        top = _finite_number(top_db, "top_db")
-        if top < 0:
-            raise ValueError(f"top_db must be non-negative, got {top}")
-    return _native.power_to_db(arr, reference, amin_, top)
+        reference = _real(ref, "ref")
+    top = None if top_db is None else _real(top_db, "top_db")
+    return _native.power_to_db(arr, reference, _real(amin, "amin"), top)
 
 
 def _channel_names(channels: Sequence[str] | None, n_channels: int, name: str = "eeg") -> list[str]:
@@ -804,23 +742,21 @@ def _checked_recipe(recipe: str, params: dict[str, Any], n_samples: Any, bandpas
                     filter_order: Any, notch_q: Any) -> tuple[dict[str, Any], float, int | None, list]:  # fmt: skip
     """(recipe parameters, fs, samples kept or None, filter sections): what both EEG recipes check."""
     p = _recipe_params(recipe, params)
-    fs = _positive_number(p["fs"], "fs")
-    kept = None if n_samples is None else _int_at_least(n_samples, "n_samples")
+    fs = _real(p["fs"], "fs")
+    kept = None if n_samples is None else _index(n_samples, "n_samples")
     return p, fs, kept, _filters(bandpass, notch, filter_order, notch_q, fs)
 
 
 def _native_mel_recipe(p: dict[str, Any], names: list[str], kept: int | None, filters: list, fs: float) -> Any:
     """The native mel recipe object of checked arguments."""
-    hop = None if p["hop_length"] is None else _int_at_least(p["hop_length"], "hop_length")
+    hop = None if p["hop_length"] is None else _index(p["hop_length"], "hop_length")
     n_fft, _, win = _frame_args(p["n_fft"], hop or 1, p["win_length"])
-    _, n_mels, fmin, fmax, _ = _mel_args(fs, n_fft, p["n_mels"], p["fmin"], p["fmax"], "slaney")
+    _, n_mels, fmin, fmax, _ = _mel_args(fs, p["n_mels"], p["fmin"], p["fmax"], "slaney")
     top_db = p["top_db"]
     return _native.EegMelRecipe(
         names, kept, filters, fs, n_fft, hop, win, _window_arg(p["window"], win), n_mels, fmin, fmax,
-        _positive_number(p["power"], "power"), _positive_number(p["amin"], "amin"),
-        None if top_db is None else _finite_number(top_db, "top_db"),
-        _int_at_least(p["width_multiple"], "width_multiple"), _finite_number(p["offset"], "offset"),
-        _finite_number(p["scale"], "scale"),
+        _real(p["power"], "power"), _real(p["amin"], "amin"), None if top_db is None else _real(top_db, "top_db"),
+        _index(p["width_multiple"], "width_multiple"), _real(p["offset"], "offset"), _real(p["scale"], "scale"),
     )  # fmt: skip
 
 
@@ -872,14 +808,10 @@ def model_inputs(
             return None
         return np.ascontiguousarray(as_float_array(x, name), dtype=np.float32)
 
-    clip_ = tuple(_finite_number(v, n) for v, n in zip(clip, ("lo", "hi", "nan")))
-    stats_ = None if stats is None else [(_finite_number(m, "mean"), _finite_number(s, "std")) for m, s in stats]
-    order = [int(i) for i in kaggle_order]
-    if len(order) != 4:
-        raise ValueError(f"kaggle_order must name 4 regions, got {kaggle_order!r}")
+    stats_ = None if stats is None else [(_real(m, "mean"), _real(s, "std")) for m, s in stats]
     return _native.model_inputs(
-        list(sources), str(layout), _finite_number(eps, "eps"), stats_, f32(eeg, "eeg"), eeg_recipe,
-        f32(kaggle, "kaggle"), order, clip_,
+        list(sources), str(layout), _real(eps, "eps"), stats_, f32(eeg, "eeg"), eeg_recipe, f32(kaggle, "kaggle"),
+        [_index(i, "kaggle_order") for i in kaggle_order], _clip_args(*clip),
     )
 
 
@@ -916,23 +848,15 @@ def eeg_spectrograms(
     its float32 products in float32."""
     arr, names = _eeg_array(eeg, channels)
     p, fs, kept, filters = _checked_recipe(recipe, params, n_samples, bandpass, notch, filter_order, notch_q)
-    if kept is not None and kept > arr.shape[-1]:
-        raise ValueError(f"eeg has {arr.shape[-1]} samples, fewer than n_samples={kept}")
     if recipe == "mel":
         images = _native.eeg_mel_spectrograms(arr, _native_mel_recipe(p, names, kept, filters, fs))
     else:
-        seg = _int_at_least(p["nperseg"], "nperseg")
-        overlap = seg // 8 if p["noverlap"] is None else _int_at_least(p["noverlap"], "noverlap", 0)
-        nfft = seg if p["nfft"] is None else _int_at_least(p["nfft"], "nfft")
-        detrend = "none" if p["detrend"] in (False, None) else p["detrend"]
-        n_freq = None
-        if p["fmax"] is not None:
-            fmax = _finite_number(p["fmax"], "fmax")
-            n_freq = int(np.count_nonzero(np.fft.rfftfreq(nfft, 1 / fs) <= fmax))
-            if n_freq == 0:
-                raise ValueError(f"fmax={fmax} keeps no frequency bin")
+        seg = _index(p["nperseg"], "nperseg")
+        overlap = seg // 8 if p["noverlap"] is None else _index(p["noverlap"], "noverlap")
+        nfft = seg if p["nfft"] is None else _index(p["nfft"], "nfft")
+        fmax = None if p["fmax"] is None else _real(p["fmax"], "fmax")
         images = _native.eeg_scipy_spectrograms(
-            arr, names, kept, filters, fs, _window_arg(p["window"], seg), seg, overlap, nfft, str(detrend),
-            str(p["scaling"]), _positive_number(p["amin"], "amin"), n_freq,
+            arr, names, kept, filters, fs, _window_arg(p["window"], seg), seg, overlap, nfft, _detrend_name(p["detrend"]),
+            str(p["scaling"]), _real(p["amin"], "amin"), fmax,
         )
     return ChainSpectrograms(images, CHAIN_NAMES)

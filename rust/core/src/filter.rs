@@ -8,8 +8,8 @@
 use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
-use multiversion::multiversion;
-use ndarray::{ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
+use crate::simd::simd_fn;
+use ndarray::{ArrayD, ArrayView, ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis, Dimension, Ix2};
 use rayon::prelude::*;
 
 /// Signals filtered together, one per SIMD lane.
@@ -34,8 +34,13 @@ pub struct Sos {
 }
 
 impl Sos {
-    pub fn new(sos: ArrayView2<f64>) -> Result<Sos> {
-        ensure!(sos.ncols() == 6 && sos.nrows() >= 1, "sos must have shape (n_sections, 6) with n_sections >= 1, got {:?}", sos.shape());
+    pub fn new<D: Dimension>(sos: ArrayView<f64, D>) -> Result<Sos> {
+        let shape = sos.shape();
+        ensure!(
+            shape.len() == 2 && shape[1] == 6 && shape[0] >= 1,
+            "sos must have shape (n_sections, 6) with n_sections >= 1, got {shape:?}"
+        );
+        let sos = sos.into_dimensionality::<Ix2>().expect("2-d");
         let mut sections = Vec::with_capacity(sos.nrows());
         for (k, row) in sos.rows().into_iter().enumerate() {
             ensure!(row.iter().all(|v| v.is_finite()), "sos section {k} contains NaN or inf: {row}");
@@ -387,34 +392,35 @@ const SYMMETRIC: u8 = 1;
 const MONIC: u8 = 2;
 const MONIC_FMA: u8 = 3;
 
-/// Runs the cascade over `frames`, `FUSED` sections per sweep (the frames stay in L1 between
-/// sweeps).
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn run_sections(sections: &[[f64; 6]], state: &mut [[Frame; 2]], frames: &mut [Frame], reverse: bool, monic: bool) {
-    let fma = multiversion::target::target_cfg_f!(target_feature = "fma");
-    for (secs, st) in sections.chunks(FUSED).zip(state.chunks_mut(FUSED)) {
-        // A symmetric numerator (b2 == b0) reuses b0 * x as b2 * x: the same product, one
-        // multiply less.
-        let kind = match (monic, fma) {
-            (true, true) => MONIC_FMA,
-            (true, false) => MONIC,
-            _ if secs.iter().all(|s| s[2] == s[0]) => SYMMETRIC,
-            _ => GENERAL,
-        };
-        macro_rules! dispatch {
-            ($($kind:ident),*) => {
-                match (secs.len(), kind) {
-                    $(
-                        (1, $kind) => sweep::<1, $kind>(secs, st, frames, reverse),
-                        (2, $kind) => sweep::<2, $kind>(secs, st, frames, reverse),
-                        (3, $kind) => sweep::<3, $kind>(secs, st, frames, reverse),
-                        (_, $kind) => sweep::<FUSED, $kind>(secs, st, frames, reverse),
-                    )*
-                    _ => unreachable!("every kind is listed"),
-                }
+simd_fn! {
+    /// Runs the cascade over `frames`, `FUSED` sections per sweep (the frames stay in L1 between
+    /// sweeps).
+    fn run_sections(sections: &[[f64; 6]], state: &mut [[Frame; 2]], frames: &mut [Frame], reverse: bool, monic: bool) {
+        let fma = multiversion::target::target_cfg_f!(target_feature = "fma");
+        for (secs, st) in sections.chunks(FUSED).zip(state.chunks_mut(FUSED)) {
+            // A symmetric numerator (b2 == b0) reuses b0 * x as b2 * x: the same product, one
+            // multiply less.
+            let kind = match (monic, fma) {
+                (true, true) => MONIC_FMA,
+                (true, false) => MONIC,
+                _ if secs.iter().all(|s| s[2] == s[0]) => SYMMETRIC,
+                _ => GENERAL,
             };
+            macro_rules! dispatch {
+                ($($kind:ident),*) => {
+                    match (secs.len(), kind) {
+                        $(
+                            (1, $kind) => sweep::<1, $kind>(secs, st, frames, reverse),
+                            (2, $kind) => sweep::<2, $kind>(secs, st, frames, reverse),
+                            (3, $kind) => sweep::<3, $kind>(secs, st, frames, reverse),
+                            (_, $kind) => sweep::<FUSED, $kind>(secs, st, frames, reverse),
+                        )*
+                        _ => unreachable!("every kind is listed"),
+                    }
+                };
+            }
+            dispatch!(GENERAL, SYMMETRIC, MONIC, MONIC_FMA);
         }
-        dispatch!(GENERAL, SYMMETRIC, MONIC, MONIC_FMA);
     }
 }
 
@@ -572,6 +578,9 @@ mod transpose {
         macro_rules! kernels {
             ($gather:ident, $scatter:ident, $t:ty, load($lp:ident) => $load:expr, store($sp:ident, $sv:ident) => $store:expr) => {
                 /// Lanes `0..rows.len()` (a multiple of 4) of the frames from the rows.
+                ///
+                /// # Safety
+                /// The CPU has AVX; every row holds `frames.len()` values.
                 #[target_feature(enable = "avx")]
                 pub unsafe fn $gather(rows: &[&[$t]], frames: &mut [Frame]) {
                     let len = frames.len();
@@ -615,6 +624,9 @@ mod transpose {
                 }
 
                 /// Rows from lanes `0..rows.len()` (a multiple of 4) of the frames.
+                ///
+                /// # Safety
+                /// The CPU has AVX; every row holds `frames.len()` values.
                 #[target_feature(enable = "avx")]
                 pub unsafe fn $scatter(frames: &[Frame], scale: f64, rows: &mut [&mut [$t]]) {
                     let len = frames.len();

@@ -8,7 +8,7 @@
 use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
-use multiversion::multiversion;
+use crate::simd::simd_fn;
 use ndarray::{ArrayViewD, Axis};
 use rayon::prelude::*;
 
@@ -100,39 +100,40 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
     (s, (a - (s - bb)) + (b - bb))
 }
 
-/// Corrected two-pass summary of one chunk: a first pass for the (approximate) mean, a second
-/// for the deviations and their sum, which corrects the mean's rounding error.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn chunk_moments<T: Real>(xs: &[T]) -> Moments {
-    // Helpers are #[inline(always)] plain functions: closures would not inherit the SIMD target.
-    let mut first = FirstPass::default();
-    for block in xs.chunks_exact(ACC) {
-        first.add(block);
-    }
-    first.add(xs.chunks_exact(ACC).remainder());
-    let count: u64 = first.cnt.iter().sum();
-    let nan_count = xs.len() as u64 - count;
-    if count == 0 {
-        return Moments { nan_count, ..Moments::default() };
-    }
-    let mean0 = first.sum.iter().sum::<f64>() / count as f64;
-    let mut second = SecondPass::default();
-    for block in xs.chunks_exact(ACC) {
-        second.add(block, mean0);
-    }
-    second.add(xs.chunks_exact(ACC).remainder(), mean0);
-    let dev: f64 = second.dev.iter().sum();
-    let sq: f64 = second.sq.iter().sum();
-    let n = count as f64;
-    let (mean, mean_lo) = two_sum(mean0, dev / n);
-    Moments {
-        count,
-        nan_count,
-        mean,
-        mean_lo,
-        m2: (sq - dev * dev / n).max(0.0),
-        min: first.lo.iter().copied().fold(f64::INFINITY, f64::min),
-        max: first.hi.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+simd_fn! {
+    /// Corrected two-pass summary of one chunk: a first pass for the (approximate) mean, a second
+    /// for the deviations and their sum, which corrects the mean's rounding error.
+    fn chunk_moments<T: Real>(xs: &[T]) -> Moments {
+        // Helpers are #[inline(always)] plain functions: closures would not inherit the SIMD target.
+        let mut first = FirstPass::default();
+        for block in xs.chunks_exact(ACC) {
+            first.add(block);
+        }
+        first.add(xs.chunks_exact(ACC).remainder());
+        let count: u64 = first.cnt.iter().sum();
+        let nan_count = xs.len() as u64 - count;
+        if count == 0 {
+            return Moments { nan_count, ..Moments::default() };
+        }
+        let mean0 = first.sum.iter().sum::<f64>() / count as f64;
+        let mut second = SecondPass::default();
+        for block in xs.chunks_exact(ACC) {
+            second.add(block, mean0);
+        }
+        second.add(xs.chunks_exact(ACC).remainder(), mean0);
+        let dev: f64 = second.dev.iter().sum();
+        let sq: f64 = second.sq.iter().sum();
+        let n = count as f64;
+        let (mean, mean_lo) = two_sum(mean0, dev / n);
+        Moments {
+            count,
+            nan_count,
+            mean,
+            mean_lo,
+            m2: (sq - dev * dev / n).max(0.0),
+            min: first.lo.iter().copied().fold(f64::INFINITY, f64::min),
+            max: first.hi.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
     }
 }
 
@@ -242,7 +243,9 @@ impl RunningStats {
         };
         if let Some(c) = new.iter().position(|m| !m.is_finite()) {
             let where_ = if self.per_channel { format!(" in channel {c}") } else { String::new() };
-            return Err(crate::error::Error::value(format!("x contains inf (or values whose sum overflows){where_}; only NaN is skipped")));
+            return Err(crate::error::CoreError::new(format!(
+                "x contains inf (or values whose sum overflows){where_}; only NaN is skipped"
+            )));
         }
         if self.channels.is_empty() {
             self.channels = new;

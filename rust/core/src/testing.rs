@@ -14,7 +14,8 @@ pub fn noise(n: usize, seed: u64) -> Vec<f64> {
 /// The competition's mel recipe (Hann 128 in 1024-point frames, 128 mels to 20 Hz, 80 dB,
 /// (dB + 40) / 40) on 2,000-sample windows: short enough for fast unit tests.
 pub fn short_mel_recipe() -> crate::montage::MelRecipe {
-    use crate::mel::{MelFilterbank, MelSpectrogram, PowerToDb};
+    use crate::filterbank::MelFilterbank;
+    use crate::mel::{MelSpectrogram, PowerToDb};
     use crate::montage::{MelRecipe, Preprocessing};
     use crate::spectral::{Framing, PadMode, Window};
     MelRecipe {

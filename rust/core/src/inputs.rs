@@ -13,10 +13,10 @@
 //! 4 g + c; `Stack` (1, 512, 256 G), chain c in rows 128 c.., source g in columns 256 g...
 
 use crate::ensure;
-use crate::error::Result;
+use crate::error::{non_negative, Result};
 use crate::montage::{self, MelImager, MelImagerWork, MelRecipe};
+use crate::simd::simd_fn;
 use crate::transform::{ClipLog, ClipLogFloat};
-use multiversion::multiversion;
 use ndarray::{ArrayView3, ArrayView4, Axis};
 use rayon::prelude::*;
 
@@ -35,7 +35,7 @@ impl Layout {
         match name {
             "channels" => Ok(Layout::Channels),
             "stack" => Ok(Layout::Stack),
-            _ => Err(crate::error::Error::value(format!("layout must be 'channels' or 'stack', got {name:?}"))),
+            _ => Err(crate::error::CoreError::new(format!("layout must be 'channels' or 'stack', got {name:?}"))),
         }
     }
 
@@ -102,7 +102,9 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
     let per_sample: usize = layout.shape(groups).iter().product();
     ensure!(out.len() == batch * per_sample, "out has {} elements, {batch} samples need {}", out.len(), batch * per_sample);
     match norm {
-        Normalization::Instance { eps } => ensure!(eps.is_finite() && *eps >= 0.0, "eps must be finite and >= 0, got {eps}"),
+        Normalization::Instance { eps } => {
+            non_negative(*eps, "eps")?;
+        }
         Normalization::Fixed(stats) => {
             ensure!(stats.len() == groups, "one (mean, std) per source is needed, got {}", stats.len());
             for &(mean, std) in stats {
@@ -280,47 +282,49 @@ impl Sums {
     }
 }
 
-/// Sums of `x - shift` and of its square, and the count. Blocks are summed in f32 lanes (which
-/// vectorize, unlike widening to f64) and the block sums in f64; with `shift` near the mean the
-/// deviations are small, so the variance does not cancel.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn sums(x: &[f32], shift: f32) -> Sums {
-    const L: usize = 16;
-    const BLOCK: usize = 1024;
-    let mut total = Sums { shift: shift as f64, ..Sums::default() };
-    for block in x.chunks(BLOCK) {
-        // Two lane sets per sum: independent chains, so the adds do not wait on each other.
-        let (mut s, mut q) = ([[0.0f32; L]; 2], [[0.0f32; L]; 2]);
-        let chunks = block.chunks_exact(2 * L);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for h in 0..2 {
-                for l in 0..L {
-                    let d = c[h * L + l] - shift;
-                    s[h][l] += d;
-                    q[h][l] += d * d;
+simd_fn! {
+    /// Sums of `x - shift` and of its square, and the count. Blocks are summed in f32 lanes (which
+    /// vectorize, unlike widening to f64) and the block sums in f64; with `shift` near the mean the
+    /// deviations are small, so the variance does not cancel.
+    fn sums(x: &[f32], shift: f32) -> Sums {
+        const L: usize = 16;
+        const BLOCK: usize = 1024;
+        let mut total = Sums { shift: shift as f64, ..Sums::default() };
+        for block in x.chunks(BLOCK) {
+            // Two lane sets per sum: independent chains, so the adds do not wait on each other.
+            let (mut s, mut q) = ([[0.0f32; L]; 2], [[0.0f32; L]; 2]);
+            let chunks = block.chunks_exact(2 * L);
+            let rest = chunks.remainder();
+            for c in chunks {
+                for h in 0..2 {
+                    for l in 0..L {
+                        let d = c[h * L + l] - shift;
+                        s[h][l] += d;
+                        q[h][l] += d * d;
+                    }
                 }
             }
+            for (l, &v) in rest.iter().enumerate() {
+                let d = v - shift;
+                s[l / L][l % L] += d;
+                q[l / L][l % L] += d * d;
+            }
+            total.sum += s.iter().flatten().map(|&v| v as f64).sum::<f64>();
+            total.sq += q.iter().flatten().map(|&v| v as f64).sum::<f64>();
         }
-        for (l, &v) in rest.iter().enumerate() {
-            let d = v - shift;
-            s[l / L][l % L] += d;
-            q[l / L][l % L] += d * d;
-        }
-        total.sum += s.iter().flatten().map(|&v| v as f64).sum::<f64>();
-        total.sq += q.iter().flatten().map(|&v| v as f64).sum::<f64>();
+        total.n = x.len();
+        total
     }
-    total.n = x.len();
-    total
 }
 
-/// `out = log(clip(nan_to_num(x)))`, and the sums of `out`.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_sums(op: &ClipLog, x: &[f32], out: &mut [f32], shift: Option<f32>) -> Sums {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v.clip_log(op);
+simd_fn! {
+    /// `out = log(clip(nan_to_num(x)))`, and the sums of `out`.
+    fn clip_log_sums(op: &ClipLog, x: &[f32], out: &mut [f32], shift: Option<f32>) -> Sums {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v.clip_log(op);
+        }
+        sums(out, shift.unwrap_or_else(|| rough_mean(out)))
     }
-    sums(out, shift.unwrap_or_else(|| rough_mean(out)))
 }
 
 /// The mean of the first few values: a shift that keeps the deviations small.
@@ -329,19 +333,20 @@ fn rough_mean(x: &[f32]) -> f32 {
     (head.iter().map(|&v| v as f64).sum::<f64>() / head.len().max(1) as f64) as f32
 }
 
-/// `x = (x - mean) / scale`: in f32 for fixed statistics (numpy's float32 arithmetic), else in
-/// f64 as `transform::instance_normalize`.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn standardize(x: &mut [f32], mean: f64, scale: f64, float32: bool) {
-    if float32 {
-        let (mean, scale) = (mean as f32, scale as f32);
-        for v in x.iter_mut() {
-            *v = (*v - mean) / scale;
-        }
-    } else {
-        let inv = 1.0 / scale;
-        for v in x.iter_mut() {
-            *v = ((*v as f64 - mean) * inv) as f32;
+simd_fn! {
+    /// `x = (x - mean) / scale`: in f32 for fixed statistics (numpy's float32 arithmetic), else in
+    /// f64 as `transform::instance_normalize`.
+    fn standardize(x: &mut [f32], mean: f64, scale: f64, float32: bool) {
+        if float32 {
+            let (mean, scale) = (mean as f32, scale as f32);
+            for v in x.iter_mut() {
+                *v = (*v - mean) / scale;
+            }
+        } else {
+            let inv = 1.0 / scale;
+            for v in x.iter_mut() {
+                *v = ((*v as f64 - mean) * inv) as f32;
+            }
         }
     }
 }

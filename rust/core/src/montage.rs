@@ -6,10 +6,11 @@
 //! sosfiltfilt), transforms each difference and averages the four differences of each chain.
 
 use crate::ensure;
-use crate::error::{Error, Result};
+use crate::error::{positive, CoreError, Result};
 use crate::filter::{self, Sos};
 use crate::mel::{LogFloat, MelPlan, MelSpectrogram, MelWork, PowerToDb};
 use crate::real::Real;
+use crate::simd::simd_fn;
 use crate::spectral::{allocate, Spectrogram};
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis};
 use rayon::prelude::*;
@@ -60,8 +61,8 @@ pub fn bipolar_pairs<S: AsRef<str>>(channels: &[S]) -> Result<Vec<(usize, usize)
             .collect();
         match matches[..] {
             [i] => Ok(i),
-            [] => Err(Error::value(format!("channels lacks {name}, which the bipolar montage needs"))),
-            _ => Err(Error::value(format!("channels names {name} more than once"))),
+            [] => Err(CoreError::new(format!("channels lacks {name}, which the bipolar montage needs"))),
+            _ => Err(CoreError::new(format!("channels names {name} more than once"))),
         }
     };
     BIPOLAR.iter().map(|(a, b)| Ok((find(a)?, find(b)?))).collect()
@@ -114,17 +115,24 @@ fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Vec<ArrayViewD<'a, T>> {
 #[derive(Debug, Clone, Default)]
 pub struct Preprocessing {
     /// Keep the middle `n_samples` (None: all).
-    pub n_samples: Option<usize>,
+    pub(crate) n_samples: Option<usize>,
     /// Zero-phase filters applied in turn after the NaN fill.
-    pub filters: Vec<Sos>,
+    pub(crate) filters: Vec<Sos>,
 }
 
 impl Preprocessing {
+    pub fn new(n_samples: Option<usize>, filters: Vec<Sos>) -> Result<Self> {
+        if let Some(n) = n_samples {
+            ensure!(n >= 1, "n_samples must be at least 1, got {n}");
+        }
+        Ok(Preprocessing { n_samples, filters })
+    }
+
     /// Samples kept from a recording of `n`.
     pub fn kept(&self, n: usize) -> Result<usize> {
         let kept = self.n_samples.unwrap_or(n);
-        ensure!(kept >= 1, "n_samples must be at least 1");
         ensure!(kept <= n, "eeg has {n} samples, fewer than n_samples={kept}");
+        ensure!(kept >= 1, "eeg has no samples");
         for sos in &self.filters {
             let padlen = sos.padlen();
             ensure!(kept > padlen, "eeg has {kept} samples to filter, but the band-pass/notch filters need more than {padlen}");
@@ -183,38 +191,54 @@ pub struct MelRecipe {
     pub scale: f64,
 }
 
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn subtract<T: Real>(a: &[T], b: &[T], out: &mut [f64]) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a.to_f64() - b.to_f64();
+impl MelRecipe {
+    /// The image mapping's arguments (checked when a recipe is built, and before it is used).
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.width_multiple >= 1, "width_multiple must be at least 1, got {}", self.width_multiple);
+        ensure!(
+            self.scale != 0.0 && self.scale.is_finite() && self.offset.is_finite(),
+            "scale and offset must be finite, scale nonzero, got scale={}, offset={}",
+            self.scale,
+            self.offset
+        );
+        Ok(())
     }
 }
 
-/// Sum and count of the non-NaN values, and whether one is infinite.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn nan_sum(x: &[f64]) -> (f64, usize, bool) {
-    const L: usize = 8;
-    let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
-    let chunks = x.chunks_exact(L);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..L {
-            let v = c[l];
-            let ok = !v.is_nan();
-            sum[l] += if ok { v } else { 0.0 };
-            count[l] += ok as usize;
-            inf[l] |= v.abs() == f64::INFINITY;
+simd_fn! {
+    fn subtract<T: Real>(a: &[T], b: &[T], out: &mut [f64]) {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            *o = a.to_f64() - b.to_f64();
         }
     }
-    let (mut s, mut n, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&b| b));
-    for &v in rest {
-        if !v.is_nan() {
-            s += v;
-            n += 1;
+}
+
+simd_fn! {
+    /// Sum and count of the non-NaN values, and whether one is infinite.
+    fn nan_sum(x: &[f64]) -> (f64, usize, bool) {
+        const L: usize = 8;
+        let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
+        let chunks = x.chunks_exact(L);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..L {
+                let v = c[l];
+                let ok = !v.is_nan();
+                sum[l] += if ok { v } else { 0.0 };
+                count[l] += ok as usize;
+                inf[l] |= v.abs() == f64::INFINITY;
+            }
         }
-        i |= v.is_infinite();
+        let (mut s, mut n, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&b| b));
+        for &v in rest {
+            if !v.is_nan() {
+                s += v;
+                n += 1;
+            }
+            i |= v.is_infinite();
+        }
+        (s, n, i)
     }
-    (s, n, i)
 }
 
 /// The scipy recipe: natural log of `max(Sxx, amin)`, the first `n_freq` bins, per chain mean.
@@ -278,10 +302,9 @@ pub fn mel_geometry(n: usize, recipe: &MelRecipe) -> Result<(MelSpectrogram, usi
     let kept = recipe.pre.kept(n)?;
     let spec = (recipe.spec)(kept)?;
     let n_frames = spec.framing().n_frames(kept)?;
-    ensure!(recipe.width_multiple >= 1, "width_multiple must be at least 1");
+    recipe.check()?;
     let width = n_frames / recipe.width_multiple * recipe.width_multiple;
     ensure!(width >= 1, "the spectrogram has {n_frames} frames, fewer than width_multiple={}", recipe.width_multiple);
-    ensure!(recipe.scale != 0.0 && recipe.scale.is_finite() && recipe.offset.is_finite(), "scale and offset must be finite, scale nonzero");
     Ok((spec, n_frames, width))
 }
 
@@ -378,7 +401,7 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
                     ensure!(a < rec.nrows() && b < rec.nrows(), "channel index out of range for {} channels", rec.nrows());
                     let (xa, xb) = (rec.row(a), rec.row(b));
                     let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
-                    filled_difference(xa, xb, &mut work.signal).map_err(|e| Error::value(format!("{e} (channels {a} and {b})")))?;
+                    filled_difference(xa, xb, &mut work.signal).map_err(|e| CoreError::new(format!("{e} (channels {a} and {b})")))?;
                     fused.run(&work.signal, self.plan.pad(), n_frames, &mut work.fused, mel, n_frames);
                 }
             }
@@ -419,44 +442,46 @@ fn filled_difference<T: Real>(
     Ok(())
 }
 
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn replace_nan(x: &mut [f32], fill: f32) {
-    for v in x.iter_mut() {
-        *v = if v.is_nan() { fill } else { *v };
+simd_fn! {
+    fn replace_nan(x: &mut [f32], fill: f32) {
+        for v in x.iter_mut() {
+            *v = if v.is_nan() { fill } else { *v };
+        }
     }
 }
 
-/// `out = a - b` (computed in f64), and the sum and count of the non-NaN differences and
-/// whether one is infinite.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn difference_f32<T: Real>(a: &[T], b: &[T], out: &mut [f32]) -> (f64, usize, bool) {
-    const L: usize = 8;
-    let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
-    let n = out.len().min(a.len()).min(b.len());
-    let (a, b, out) = (&a[..n], &b[..n], &mut out[..n]);
-    let mut o_chunks = out.chunks_exact_mut(L);
-    for ((o, a), b) in (&mut o_chunks).zip(a.chunks_exact(L)).zip(b.chunks_exact(L)) {
-        for l in 0..L {
-            let d = a[l].to_f64() - b[l].to_f64();
-            let ok = !d.is_nan();
-            sum[l] += if ok { d } else { 0.0 };
-            count[l] += ok as usize;
-            inf[l] |= d.abs() == f64::INFINITY;
-            o[l] = d as f32;
+simd_fn! {
+    /// `out = a - b` (computed in f64), and the sum and count of the non-NaN differences and
+    /// whether one is infinite.
+    fn difference_f32<T: Real>(a: &[T], b: &[T], out: &mut [f32]) -> (f64, usize, bool) {
+        const L: usize = 8;
+        let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
+        let n = out.len().min(a.len()).min(b.len());
+        let (a, b, out) = (&a[..n], &b[..n], &mut out[..n]);
+        let mut o_chunks = out.chunks_exact_mut(L);
+        for ((o, a), b) in (&mut o_chunks).zip(a.chunks_exact(L)).zip(b.chunks_exact(L)) {
+            for l in 0..L {
+                let d = a[l].to_f64() - b[l].to_f64();
+                let ok = !d.is_nan();
+                sum[l] += if ok { d } else { 0.0 };
+                count[l] += ok as usize;
+                inf[l] |= d.abs() == f64::INFINITY;
+                o[l] = d as f32;
+            }
         }
-    }
-    let (mut s, mut c, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&x| x));
-    let done = n / L * L;
-    for ((o, a), b) in o_chunks.into_remainder().iter_mut().zip(&a[done..]).zip(&b[done..]) {
-        let d = a.to_f64() - b.to_f64();
-        if !d.is_nan() {
-            s += d;
-            c += 1;
+        let (mut s, mut c, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&x| x));
+        let done = n / L * L;
+        for ((o, a), b) in o_chunks.into_remainder().iter_mut().zip(&a[done..]).zip(&b[done..]) {
+            let d = a.to_f64() - b.to_f64();
+            if !d.is_nan() {
+                s += d;
+                c += 1;
+            }
+            i |= d.is_infinite();
+            *o = d as f32;
         }
-        i |= d.is_infinite();
-        *o = d as f32;
+        (s, c, i)
     }
-    (s, c, i)
 }
 
 /// The mel recipe's images, (..., 4, n_mels, width).
@@ -471,7 +496,7 @@ fn scipy_geometry(n: usize, recipe: &ScipyRecipe) -> Result<(usize, usize)> {
     let n_freq = recipe.spec.n_freq();
     let rows = recipe.n_freq.unwrap_or(n_freq).min(n_freq);
     ensure!(rows >= 1, "no frequency bin is kept");
-    ensure!(recipe.amin.is_finite() && recipe.amin > 0.0, "amin must be positive and finite, got {}", recipe.amin);
+    positive(recipe.amin, "amin")?;
     Ok((n_seg, rows))
 }
 

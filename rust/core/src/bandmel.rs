@@ -14,8 +14,8 @@
 
 use crate::ensure;
 use crate::error::Result;
-use crate::mel::MelFilterbank;
-use multiversion::multiversion;
+use crate::filterbank::MelFilterbank;
+use crate::simd::simd_fma_fn;
 use multiversion::target::selected_target;
 use std::f64::consts::PI;
 
@@ -216,14 +216,15 @@ impl BandMel {
     }
 }
 
-/// All frames, with the widest panels the selected target holds in registers.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn run_frames<'a>(bm: &BandMel, padded: Padded<'a>, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) {
-    // A full panel's 24 accumulators need AVX-512's 32 registers; with 16 (AVX2, NEON) half
-    // panels keep them out of memory.
-    let wide = selected_target!().supports_feature_str("avx512f");
-    let fma = selected_target!().supports_feature_str("fma") || selected_target!().supports_feature_str("neon");
-    frames_with(bm, padded, n_frames, work, out, stride, wide, fma);
+simd_fma_fn! {
+    /// All frames, with the widest panels the selected target holds in registers.
+    fn run_frames<'a>(bm: &BandMel, padded: Padded<'a>, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) {
+        // A full panel's 24 accumulators need AVX-512's 32 registers; with 16 (AVX2, NEON) half
+        // panels keep them out of memory.
+        let wide = selected_target!().supports_feature_str("avx512f");
+        let fma = selected_target!().supports_feature_str("fma") || selected_target!().supports_feature_str("neon");
+        frames_with(bm, padded, n_frames, work, out, stride, wide, fma);
+    }
 }
 
 /// Full panels (if `wide`), a half panel, then single frames.

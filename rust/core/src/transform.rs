@@ -2,10 +2,10 @@
 //! standardization.
 
 use crate::ensure;
-use crate::error::{Error, Result};
+use crate::error::{finite, non_negative, CoreError, Result};
 use crate::real::Real;
+use crate::simd::simd_fn;
 use crate::stats::Moments;
-use multiversion::multiversion;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD};
 use rayon::prelude::*;
 
@@ -23,10 +23,9 @@ pub struct ClipLog {
 
 impl ClipLog {
     pub fn new<T: Real>(lo: f64, hi: f64, nan: f64) -> Result<Self> {
-        ensure!(lo.is_finite() && hi.is_finite(), "lo and hi must be finite, got lo={lo}, hi={hi}");
-        ensure!(lo > 0.0, "lo must be positive (the log of the clipped values), got {lo}");
-        ensure!(lo <= hi, "lo must not exceed hi, got lo={lo}, hi={hi}");
-        ensure!(!nan.is_nan(), "nan (the value that replaces NaN) must not itself be NaN");
+        ensure!(finite(lo, "lo")? > 0.0, "lo must be positive (the log of the clipped values), got {lo}");
+        ensure!(lo <= finite(hi, "hi")?, "lo must not exceed hi, got lo={lo}, hi={hi}");
+        finite(nan, "nan")?;
         let (lo_t, hi_t) = (T::from_f64(lo).to_f64(), T::from_f64(hi).to_f64());
         ensure!(lo_t > 0.0 && hi_t.is_finite(), "lo={lo} or hi={hi} is not representable as {}", T::NAME);
         Ok(ClipLog { lo: lo_t, hi: hi_t, nan: T::from_f64(nan).to_f64() })
@@ -89,17 +88,19 @@ pub fn clip_log_inplace<T: ClipLogFloat>(x: &mut [T], lo: f64, hi: f64, nan: f64
     Ok(())
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_slice<T: ClipLogFloat>(op: &ClipLog, x: &[T], out: &mut [T]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v.clip_log(op);
+simd_fn! {
+    fn clip_log_slice<T: ClipLogFloat>(op: &ClipLog, x: &[T], out: &mut [T]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v.clip_log(op);
+        }
     }
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_in_place<T: ClipLogFloat>(op: &ClipLog, x: &mut [T]) {
-    for v in x.iter_mut() {
-        *v = v.clip_log(op);
+simd_fn! {
+    fn clip_log_in_place<T: ClipLogFloat>(op: &ClipLog, x: &mut [T]) {
+        for v in x.iter_mut() {
+            *v = v.clip_log(op);
+        }
     }
 }
 
@@ -212,7 +213,7 @@ pub fn instance_normalize<T: Real>(x: ArrayView2<T>, eps: f64) -> Result<Array2<
 
 /// [`instance_normalize`] into `out`, a buffer of `x`'s size (rows in standard layout).
 pub fn instance_normalize_into<T: Real>(x: ArrayView2<T>, eps: f64, out: &mut [T]) -> Result<()> {
-    ensure!(eps.is_finite() && eps >= 0.0, "eps must be finite and >= 0, got {eps}");
+    non_negative(eps, "eps")?;
     let x = x.as_standard_layout();
     let cols = x.ncols();
     ensure!(cols > 0, "cannot normalize instances of 0 elements");
@@ -225,7 +226,7 @@ pub fn instance_normalize_into<T: Real>(x: ArrayView2<T>, eps: f64, out: &mut [T
         .map(|(i, (o, row))| {
             let m = Moments::of_slice(row);
             if m.nan_count > 0 || !m.is_finite() {
-                return Err(Error::value(format!("instance {i} contains NaN or inf")));
+                return Err(CoreError::new(format!("instance {i} contains NaN or inf")));
             }
             let scale = m.variance(0).sqrt() + eps;
             ensure!(scale > 0.0, "instance {i} is constant and eps is 0: its std is 0");
@@ -236,10 +237,11 @@ pub fn instance_normalize_into<T: Real>(x: ArrayView2<T>, eps: f64, out: &mut [T
     results.into_iter().collect::<Result<()>>()
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn standardize_into<T: Real>(x: &[T], out: &mut [T], mean: f64, inv_scale: f64) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = T::from_f64((v.to_f64() - mean) * inv_scale);
+simd_fn! {
+    fn standardize_into<T: Real>(x: &[T], out: &mut [T], mean: f64, inv_scale: f64) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = T::from_f64((v.to_f64() - mean) * inv_scale);
+        }
     }
 }
 
@@ -258,7 +260,7 @@ const NORM_CHUNK: usize = 4096;
 
 impl ClipLogNormalize {
     pub fn new<T: Real>(lo: f64, hi: f64, nan: f64, eps: f64) -> Result<Self> {
-        ensure!(eps.is_finite() && eps >= 0.0, "eps must be finite and >= 0, got {eps}");
+        non_negative(eps, "eps")?;
         Ok(ClipLogNormalize { op: ClipLog::new::<T>(lo, hi, nan)?, eps })
     }
 
@@ -315,84 +317,88 @@ pub fn clip_log_normalize_inplace<T: ClipLogSum>(x: &mut [T], cols: usize, lo: f
 /// Independent accumulators of the chunk sums: they vectorize, and round like a pairwise sum.
 const ACC: usize = 16;
 
-/// [`clip_log_slice`] that also returns the sum of the results: the first pass of the moments,
-/// done while the values are in registers. Summed in `T` so that the log keeps its full SIMD
-/// width: the sum only provides the provisional mean of the corrected two-pass algorithm, whose
-/// second pass (float64) corrects its error.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_sum<T: ClipLogSum>(op: &ClipLog, x: &[T], out: &mut [T]) -> f64 {
-    let mut sum = [T::from_f64(0.0); ACC];
-    let (blocks, rest) = (x.chunks_exact(ACC), x.chunks_exact(ACC).remainder());
-    let mut outs = out.chunks_exact_mut(ACC);
-    for (o, i) in (&mut outs).zip(blocks) {
-        for k in 0..ACC {
-            o[k] = i[k].clip_log(op);
-            sum[k] = sum[k] + o[k];
+simd_fn! {
+    /// [`clip_log_slice`] that also returns the sum of the results: the first pass of the moments,
+    /// done while the values are in registers. Summed in `T` so that the log keeps its full SIMD
+    /// width: the sum only provides the provisional mean of the corrected two-pass algorithm, whose
+    /// second pass (float64) corrects its error.
+    fn clip_log_sum<T: ClipLogSum>(op: &ClipLog, x: &[T], out: &mut [T]) -> f64 {
+        let mut sum = [T::from_f64(0.0); ACC];
+        let (blocks, rest) = (x.chunks_exact(ACC), x.chunks_exact(ACC).remainder());
+        let mut outs = out.chunks_exact_mut(ACC);
+        for (o, i) in (&mut outs).zip(blocks) {
+            for k in 0..ACC {
+                o[k] = i[k].clip_log(op);
+                sum[k] = sum[k] + o[k];
+            }
         }
+        for (o, &v) in outs.into_remainder().iter_mut().zip(rest) {
+            *o = v.clip_log(op);
+            sum[0] = sum[0] + *o;
+        }
+        sum.iter().map(|v| v.to_f64()).sum()
     }
-    for (o, &v) in outs.into_remainder().iter_mut().zip(rest) {
-        *o = v.clip_log(op);
-        sum[0] = sum[0] + *o;
-    }
-    sum.iter().map(|v| v.to_f64()).sum()
 }
 
-/// [`clip_log_sum`] in place.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_log_sum_in_place<T: ClipLogSum>(op: &ClipLog, x: &mut [T]) -> f64 {
-    let mut sum = [T::from_f64(0.0); ACC];
-    let mut blocks = x.chunks_exact_mut(ACC);
-    for b in &mut blocks {
-        for k in 0..ACC {
-            b[k] = b[k].clip_log(op);
-            sum[k] = sum[k] + b[k];
+simd_fn! {
+    /// [`clip_log_sum`] in place.
+    fn clip_log_sum_in_place<T: ClipLogSum>(op: &ClipLog, x: &mut [T]) -> f64 {
+        let mut sum = [T::from_f64(0.0); ACC];
+        let mut blocks = x.chunks_exact_mut(ACC);
+        for b in &mut blocks {
+            for k in 0..ACC {
+                b[k] = b[k].clip_log(op);
+                sum[k] = sum[k] + b[k];
+            }
         }
+        for v in blocks.into_remainder() {
+            *v = v.clip_log(op);
+            sum[0] = sum[0] + *v;
+        }
+        sum.iter().map(|v| v.to_f64()).sum()
     }
-    for v in blocks.into_remainder() {
-        *v = v.clip_log(op);
-        sum[0] = sum[0] + *v;
-    }
-    sum.iter().map(|v| v.to_f64()).sum()
 }
 
 /// Element types of the fused kernel.
 pub trait ClipLogSum: ClipLogFloat + std::ops::Add<Output = Self> {}
 impl<T: ClipLogFloat + std::ops::Add<Output = T>> ClipLogSum for T {}
 
-/// Moments of finite values whose sum is `sum`, by the corrected two-pass algorithm (count,
-/// mean and m2 only; min and max are left unset).
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn finite_moments<T: Real>(xs: &[T], sum: f64) -> Moments {
-    // Twice the accumulators of the sums: each update is an add chain, and these hide its latency.
-    const ACC: usize = 32;
-    let n = xs.len() as f64;
-    if xs.is_empty() {
-        return Moments::default();
-    }
-    let blocks = xs.chunks_exact(ACC);
-    let rest = blocks.remainder();
-    let mean0 = sum / n;
-    let (mut dev, mut sq) = ([0.0; ACC], [0.0; ACC]);
-    for block in blocks {
-        for k in 0..ACC {
-            let d = block[k].to_f64() - mean0;
-            dev[k] += d;
-            sq[k] += d * d;
+simd_fn! {
+    /// Moments of finite values whose sum is `sum`, by the corrected two-pass algorithm (count,
+    /// mean and m2 only; min and max are left unset).
+    fn finite_moments<T: Real>(xs: &[T], sum: f64) -> Moments {
+        // Twice the accumulators of the sums: each update is an add chain, and these hide its latency.
+        const ACC: usize = 32;
+        let n = xs.len() as f64;
+        if xs.is_empty() {
+            return Moments::default();
         }
+        let blocks = xs.chunks_exact(ACC);
+        let rest = blocks.remainder();
+        let mean0 = sum / n;
+        let (mut dev, mut sq) = ([0.0; ACC], [0.0; ACC]);
+        for block in blocks {
+            for k in 0..ACC {
+                let d = block[k].to_f64() - mean0;
+                dev[k] += d;
+                sq[k] += d * d;
+            }
+        }
+        for v in rest {
+            let d = v.to_f64() - mean0;
+            dev[0] += d;
+            sq[0] += d * d;
+        }
+        let (dev, sq) = (dev.iter().sum::<f64>(), sq.iter().sum::<f64>());
+        Moments { count: xs.len() as u64, mean: mean0 + dev / n, m2: (sq - dev * dev / n).max(0.0), ..Moments::default() }
     }
-    for v in rest {
-        let d = v.to_f64() - mean0;
-        dev[0] += d;
-        sq[0] += d * d;
-    }
-    let (dev, sq) = (dev.iter().sum::<f64>(), sq.iter().sum::<f64>());
-    Moments { count: xs.len() as u64, mean: mean0 + dev / n, m2: (sq - dev * dev / n).max(0.0), ..Moments::default() }
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn standardize_in_place<T: Real>(x: &mut [T], mean: f64, inv_scale: f64) {
-    for v in x.iter_mut() {
-        *v = T::from_f64((v.to_f64() - mean) * inv_scale);
+simd_fn! {
+    fn standardize_in_place<T: Real>(x: &mut [T], mean: f64, inv_scale: f64) {
+        for v in x.iter_mut() {
+            *v = T::from_f64((v.to_f64() - mean) * inv_scale);
+        }
     }
 }
 

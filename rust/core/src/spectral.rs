@@ -8,8 +8,9 @@
 //! mode "psd"). FFTs run in f64 whatever the storage type.
 
 use crate::ensure;
-use crate::error::{Error, Result};
+use crate::error::{finite, positive, CoreError, Result};
 use crate::real::Real;
+use crate::simd::simd_fn;
 use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn};
 use num_complex::Complex;
 use rayon::prelude::*;
@@ -53,7 +54,7 @@ impl Window {
             "blackman" | "black" | "blk" => Window::Blackman,
             "boxcar" | "box" | "ones" | "rect" | "rectangular" => Window::Boxcar,
             "bartlett" | "bart" | "brt" => Window::Bartlett,
-            _ => return Err(Error::value(format!("window {name:?} is not a window the native core knows"))),
+            _ => return Err(CoreError::new(format!("window {name:?} is not a window the native core knows"))),
         };
         ensure!(param.is_none(), "window {name:?} takes no parameter");
         Ok(window)
@@ -62,9 +63,9 @@ impl Window {
     /// `n` values of the periodic window (the symmetric window of `n + 1` points without its
     /// last point), as scipy.signal.get_window(window, n, fftbins=True).
     pub fn periodic(&self, n: usize) -> Result<Vec<f64>> {
-        ensure!(n >= 1, "window length must be at least 1, got {n}");
+        ensure!(n >= 1, "n must be at least 1 (the window's length), got {n}");
         if let Window::Values(values) = self {
-            ensure!(values.len() == n, "window has {} values, but the window length is {n}", values.len());
+            ensure!(values.len() == n, "window must have {n} values (its length), got {}", values.len());
             ensure!(values.iter().all(|v| v.is_finite()), "window contains NaN or inf");
             return Ok(values.clone());
         }
@@ -138,7 +139,8 @@ fn tukey(m: usize, alpha: f64) -> Vec<f64> {
 
 /// `win_length` values of `window` centred in `n_fft` zeros (librosa's pad_center).
 pub fn padded_window(window: &Window, win_length: usize, n_fft: usize) -> Result<Vec<f64>> {
-    ensure!((1..=n_fft).contains(&win_length), "win_length must be between 1 and n_fft={n_fft}, got {win_length}");
+    ensure!(win_length >= 1, "win_length must be at least 1, got {win_length}");
+    ensure!(win_length <= n_fft, "win_length must not exceed n_fft={n_fft}, got {win_length}");
     let w = window.periodic(win_length)?;
     let lpad = (n_fft - win_length) / 2;
     let mut out = vec![0.0; n_fft];
@@ -165,7 +167,7 @@ impl PadMode {
             "edge" => PadMode::Edge,
             "reflect" => PadMode::Reflect,
             "symmetric" => PadMode::Symmetric,
-            _ => return Err(Error::value(format!("pad_mode must be one of constant, edge, reflect, symmetric, got {name:?}"))),
+            _ => return Err(CoreError::new(format!("pad_mode must be one of constant, edge, reflect, symmetric, got {name:?}"))),
         })
     }
 
@@ -229,21 +231,22 @@ pub fn extend_signal_into<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right
     finite
 }
 
-/// Whether every value of `x` is finite.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn all_finite<T: Real>(x: &[T]) -> bool {
-    // x * 0 is 0 for finite x and NaN otherwise; the sums stay 0 only if all are finite. One
-    // sum per lane, so that the additions do not wait on each other.
-    const L: usize = 16;
-    let mut probe = [0.0f64; L];
-    let chunks = x.chunks_exact(L);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..L {
-            probe[l] += c[l].to_f64() * 0.0;
+simd_fn! {
+    /// Whether every value of `x` is finite.
+    pub fn all_finite<T: Real>(x: &[T]) -> bool {
+        // x * 0 is 0 for finite x and NaN otherwise; the sums stay 0 only if all are finite. One
+        // sum per lane, so that the additions do not wait on each other.
+        const L: usize = 16;
+        let mut probe = [0.0f64; L];
+        let chunks = x.chunks_exact(L);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..L {
+                probe[l] += c[l].to_f64() * 0.0;
+            }
         }
+        probe.iter().sum::<f64>() == 0.0 && rest.iter().all(|v| v.to_f64().is_finite())
     }
-    probe.iter().sum::<f64>() == 0.0 && rest.iter().all(|v| v.to_f64().is_finite())
 }
 
 /// Frames of an STFT: `n_fft` samples every `hop`, optionally centred by padding.
@@ -298,9 +301,14 @@ impl Framing {
     }
 }
 
+/// The length of the lanes (the last axis) of an array of `shape`.
+pub fn lane_length(shape: &[usize]) -> Result<usize> {
+    shape.last().copied().ok_or_else(|| CoreError::new("x must have at least one dimension (time is the last axis)"))
+}
+
 /// The shape of a per-lane result: the batch axes of `shape` (all but the last), then `tail`.
 pub fn batch_shape(shape: &[usize], tail: &[usize]) -> Result<Vec<usize>> {
-    ensure!(!shape.is_empty(), "x must have at least one dimension (time is the last axis)");
+    lane_length(shape)?;
     Ok(shape[..shape.len() - 1].iter().chain(tail).copied().collect())
 }
 
@@ -320,7 +328,7 @@ where
     I: Fn() -> S + Sync + Send,
     F: Fn(&mut S, &ArrayView1<T>, &mut [U]) -> Result<()> + Sync + Send,
 {
-    ensure!(x.ndim() >= 1, "x must have at least one dimension (time is the last axis)");
+    lane_length(x.shape())?;
     let lanes: Vec<ArrayView1<T>> = x.lanes(Axis(x.ndim() - 1)).into_iter().collect();
     if lanes.is_empty() || out.is_empty() {
         return Ok(());
@@ -355,7 +363,7 @@ impl Stft {
     /// Shape of the STFT of an array of `shape`: `(..., n_frames, n_freq)`, frames first (swap
     /// the last two axes for librosa's layout).
     pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
-        let n = shape.last().copied().unwrap_or(0);
+        let n = lane_length(shape)?;
         batch_shape(shape, &[self.framing.n_frames(n)?, self.n_freq()])
     }
 
@@ -437,19 +445,21 @@ impl<'a> FftRunner<'a> {
     }
 }
 
-/// `out[i] = x[i]` rounded to `T`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn complex_into<T: Real>(x: &[Complex<f64>], out: &mut [Complex<T>]) {
-    for (o, c) in out.iter_mut().zip(x) {
-        *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
+simd_fn! {
+    /// `out[i] = x[i]` rounded to `T`.
+    fn complex_into<T: Real>(x: &[Complex<f64>], out: &mut [Complex<T>]) {
+        for (o, c) in out.iter_mut().zip(x) {
+            *o = Complex::new(T::from_f64(c.re), T::from_f64(c.im));
+        }
     }
 }
 
-/// `out[i] = x[i] * w[i]`, in f64.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn windowed_into<T: Real>(x: &[T], w: &[f64], out: &mut [f64]) {
-    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
-        *o = v.to_f64() * w;
+simd_fn! {
+    /// `out[i] = x[i] * w[i]`, in f64.
+    fn windowed_into<T: Real>(x: &[T], w: &[f64], out: &mut [f64]) {
+        for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+            *o = v.to_f64() * w;
+        }
     }
 }
 
@@ -470,7 +480,7 @@ impl Detrend {
             "none" => Detrend::None,
             "constant" => Detrend::Constant,
             "linear" => Detrend::Linear,
-            _ => return Err(Error::value(format!("detrend must be 'constant', 'linear' or False, got {name:?}"))),
+            _ => return Err(CoreError::new(format!("detrend must be 'constant', 'linear' or False, got {name:?}"))),
         })
     }
 
@@ -514,7 +524,7 @@ impl Scaling {
         Ok(match name {
             "density" => Scaling::Density,
             "spectrum" => Scaling::Spectrum,
-            _ => return Err(Error::value(format!("scaling must be 'density' or 'spectrum', got {name:?}"))),
+            _ => return Err(CoreError::new(format!("scaling must be 'density' or 'spectrum', got {name:?}"))),
         })
     }
 }
@@ -541,8 +551,11 @@ impl Spectrogram {
         detrend: Detrend,
         scaling: Scaling,
     ) -> Result<Spectrogram> {
-        ensure!(fs.is_finite() && fs > 0.0, "fs must be positive and finite, got {fs}");
+        positive(fs, "fs")?;
         ensure!(nperseg >= 1, "nperseg must be at least 1, got {nperseg}");
+        if let Window::Values(values) = window {
+            ensure!(values.len() == nperseg, "nperseg={nperseg} differs from the window's length {}", values.len());
+        }
         ensure!(noverlap < nperseg, "noverlap must be less than nperseg={nperseg}, got {noverlap}");
         ensure!(nfft >= nperseg, "nfft must be at least nperseg={nperseg}, got {nfft}");
         let window = window.periodic(nperseg)?;
@@ -557,6 +570,16 @@ impl Spectrogram {
 
     pub fn n_freq(&self) -> usize {
         self.nfft / 2 + 1
+    }
+
+    /// How many of the `n_freq` bins lie at or below `fmax` for sampling rate `fs` (the bins of
+    /// numpy.fft.rfftfreq(nfft, 1 / fs), computed as numpy does).
+    pub fn bins_up_to(&self, fs: f64, fmax: f64) -> Result<usize> {
+        finite(fmax, "fmax")?;
+        let df = 1.0 / (self.nfft as f64 * (1.0 / fs));
+        let count = (0..self.n_freq()).filter(|&k| k as f64 * df <= fmax).count();
+        ensure!(count >= 1, "fmax={fmax} keeps no frequency bin");
+        Ok(count)
     }
 
     pub fn n_segments(&self, n: usize) -> Result<usize> {
@@ -589,7 +612,7 @@ impl Spectrogram {
 
     /// Shape of the spectrogram of an array of `shape`: `(..., n_segments, n_freq)`.
     pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
-        let n = shape.last().copied().unwrap_or(0);
+        let n = lane_length(shape)?;
         batch_shape(shape, &[self.n_segments(n)?, self.n_freq()])
     }
 
@@ -723,7 +746,7 @@ impl<G: GemmFloat> BandDft<G> {
         ensure!(bins.end <= n_fft / 2 + 1 && bins.start <= bins.end, "bins {bins:?} out of range");
         let first = window.iter().position(|&w| w != 0.0);
         let Some(first) = first else {
-            return Err(Error::value("window is all zeros"));
+            return Err(CoreError::new("window is all zeros"));
         };
         let last = window.iter().rposition(|&w| w != 0.0).expect("a nonzero exists");
         let w = &window[first..=last];
@@ -836,26 +859,28 @@ impl<G: GemmFloat> BandDft<G> {
     }
 }
 
-/// `sums = hi + lo`, `diffs = hi - lo`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn fold<G: GemmFloat>(hi: &[G], lo: &[G], sums: &mut [G], diffs: &mut [G]) {
-    for (((s, d), &h), &l) in sums.iter_mut().zip(diffs.iter_mut()).zip(hi).zip(lo) {
-        *s = h + l;
-        *d = h - l;
+simd_fn! {
+    /// `sums = hi + lo`, `diffs = hi - lo`.
+    fn fold<G: GemmFloat>(hi: &[G], lo: &[G], sums: &mut [G], diffs: &mut [G]) {
+        for (((s, d), &h), &l) in sums.iter_mut().zip(diffs.iter_mut()).zip(hi).zip(lo) {
+            *s = h + l;
+            *d = h - l;
+        }
     }
 }
 
-/// `re <- (re^2 + im^2)^(power/2)`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
-    if power == 2.0 {
-        for (r, &i) in re.iter_mut().zip(im) {
-            *r = *r * *r + i * i;
-        }
-    } else {
-        for (r, &i) in re.iter_mut().zip(im) {
-            let p = (*r * *r + i * i).to_f64();
-            *r = G::from_f64(if power == 1.0 { p.sqrt() } else { p.powf(power / 2.0) });
+simd_fn! {
+    /// `re <- (re^2 + im^2)^(power/2)`.
+    fn magnitude_power<G: GemmFloat>(re: &mut [G], im: &[G], power: f64) {
+        if power == 2.0 {
+            for (r, &i) in re.iter_mut().zip(im) {
+                *r = *r * *r + i * i;
+            }
+        } else {
+            for (r, &i) in re.iter_mut().zip(im) {
+                let p = (*r * *r + i * i).to_f64();
+                *r = G::from_f64(if power == 1.0 { p.sqrt() } else { p.powf(power / 2.0) });
+            }
         }
     }
 }

@@ -1,0 +1,20 @@
+//! The hms native core: filters, spectral transforms, mel spectrograms, the EEG montage and
+//! recipes, model inputs and running statistics, in plain Rust (no Python). The bindings crate
+//! (`hms-native`) exposes them to Python as `hms._native`.
+
+pub mod bandmel;
+pub mod error;
+pub mod filter;
+pub mod filterbank;
+pub mod inputs;
+pub mod mel;
+pub mod montage;
+pub mod real;
+mod simd;
+pub mod spectral;
+pub mod stats;
+#[cfg(test)]
+mod testing;
+pub mod transform;
+
+pub use error::{CoreError, Result};
