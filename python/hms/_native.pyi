@@ -2,6 +2,16 @@
 
 import numpy as np
 from numpy.typing import NDArray
+from typing import final
+
+# What the module exports (pyo3's declarative module lists it).
+__all__ = [
+    "BIPOLAR", "CHAINS", "EEG_CHANNELS", "EegMelRecipe", "RunningStatsCore", "SpectrogramPlan", "StftPlan",
+    "_output_pool_stats", "_panic_for_tests", "bipolar_montage", "clip_log", "clip_log_inplace", "clip_log_normalize",
+    "clip_log_normalize_inplace", "eeg_mel_spectrograms", "eeg_scipy_spectrograms", "float16_to_float32",
+    "get_num_threads", "get_window", "instance_normalize", "mel_filterbank", "melspectrogram", "model_inputs",
+    "power_to_db", "set_num_threads", "sos_padlen", "sosfilt_zi", "sosfiltfilt", "spectrogram", "stft",
+]
 
 _Float = NDArray[np.float32] | NDArray[np.float64]
 _Complex = NDArray[np.complex64] | NDArray[np.complex128]
@@ -28,6 +38,8 @@ def clip_log_normalize(x: _Float, lo: float, hi: float, nan: float, eps: float) 
 def clip_log_normalize_inplace(x: _Float, cols: int, lo: float, hi: float, nan: float, eps: float) -> None: ...
 
 # stats.rs
+# pyo3 classes cannot be subclassed (no `subclass` option).
+@final
 class RunningStatsCore:
     def __new__(cls, per_channel: bool) -> RunningStatsCore: ...
     @property
@@ -40,18 +52,27 @@ class RunningStatsCore:
 
 # spectral.rs: STFT and spectrogram results have frames first.
 def get_window(window: _Window, n: int) -> NDArray[np.float64]: ...
-def stft(
-    x: _Float, n_fft: int, hop_length: int, win_length: int, window: _Window, center: bool, pad_mode: str
-) -> _Complex: ...
-def spectrogram(
-    x: _Float, fs: float, window: _Window, nperseg: int, noverlap: int, nfft: int, detrend: str, scaling: str
-) -> _Float: ...
+
+@final
+class StftPlan:
+    def __new__(
+        cls, n_fft: int, hop_length: int, win_length: int, window: _Window, center: bool, pad_mode: str
+    ) -> StftPlan: ...
+
+@final
+class SpectrogramPlan:
+    def __new__(
+        cls, fs: float, window: _Window, nperseg: int, noverlap: int, nfft: int, detrend: str, scaling: str
+    ) -> SpectrogramPlan: ...
+
+def stft(x: _Float, plan: StftPlan) -> _Complex: ...
+def spectrogram(x: _Float, plan: SpectrogramPlan) -> _Float: ...
 def mel_filterbank(
     sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, slaney_norm: bool
 ) -> NDArray[np.float32]: ...
 def melspectrogram(
-    x: _Float, sr: float, n_fft: int, hop_length: int, win_length: int, window: _Window, center: bool,
-    pad_mode: str, power: float, n_mels: int, fmin: float, fmax: float, htk: bool, slaney_norm: bool,
+    x: _Float, plan: StftPlan, sr: float, power: float, n_mels: int, fmin: float, fmax: float, htk: bool,
+    slaney_norm: bool,
 ) -> _Float: ...
 def power_to_db(s: _Float, reference: float | None, amin: float, top_db: float | None) -> _Float: ...
 
@@ -62,6 +83,7 @@ BIPOLAR: list[tuple[str, str]]
 
 def bipolar_montage(eeg: _Float, channels: list[str]) -> _Float: ...
 
+@final
 class EegMelRecipe:
     def __new__(
         cls, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], fs: float, n_fft: int,
@@ -71,9 +93,8 @@ class EegMelRecipe:
 
 def eeg_mel_spectrograms(eeg: _Float, recipe: EegMelRecipe) -> _Float: ...
 def eeg_scipy_spectrograms(
-    eeg: _Float, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], fs: float,
-    window: _Window, nperseg: int, noverlap: int, nfft: int, detrend: str, scaling: str, amin: float,
-    fmax: float | None,
+    eeg: _Float, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]],
+    spec: SpectrogramPlan, amin: float, fmax: float | None,
 ) -> _Float: ...
 
 # inputs.rs

@@ -508,6 +508,11 @@ def _frame_args(n_fft: Any, hop_length: Any, win_length: Any) -> tuple[int, int,
     return n_fft_, hop, win
 
 
+def _stft_plan(n_fft: Any, hop_length: Any, win_length: Any, window: Any, center: Any, pad_mode: Any) -> Any:
+    n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
+    return _native.StftPlan(n_fft_, hop, win, _window_arg(window, win), bool(center), pad_mode)
+
+
 def stft(
     x: ArrayLike,
     n_fft: int = 2048,
@@ -526,13 +531,13 @@ def stft(
     ("constant", "edge", "reflect" or "symmetric"). The result is a view with frames as the
     slow axis (librosa's layout too). Non-finite input raises ValueError, as in librosa."""
     arr = as_float_array(x, "x")
-    n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
-    out = _native.stft(arr, n_fft_, hop, win, _window_arg(window, win), bool(center), pad_mode)
+    out = _native.stft(arr, _stft_plan(n_fft, hop_length, win_length, window, center, pad_mode))
     return np.swapaxes(out, -1, -2)
 
 
-def _detrend_name(detrend: Any) -> str:
-    return "none" if detrend is False or detrend is None else str(detrend)
+def _spectrogram_plan(fs: float, window: Any, nperseg: int, noverlap: int, nfft: int, detrend: Any, scaling: Any) -> Any:
+    detrend_ = "none" if detrend is False or detrend is None else str(detrend)
+    return _native.SpectrogramPlan(fs, _window_arg(window, nperseg), nperseg, noverlap, nfft, detrend_, str(scaling))
 
 
 def spectrogram(
@@ -559,9 +564,7 @@ def spectrogram(
     seg = default_seg if nperseg is None else _index(nperseg, "nperseg")
     overlap = seg // 8 if noverlap is None else _index(noverlap, "noverlap")
     nfft_ = seg if nfft is None else _index(nfft, "nfft")
-    sxx = _native.spectrogram(
-        arr, fs_, _window_arg(window, seg), seg, overlap, nfft_, _detrend_name(detrend), str(scaling)
-    )
+    sxx = _native.spectrogram(arr, _spectrogram_plan(fs_, window, seg, overlap, nfft_, detrend, scaling))
     n = arr.shape[-1]
     freqs = np.fft.rfftfreq(nfft_, 1 / fs_)
     times = np.arange(seg / 2, n - seg / 2 + 1, seg - overlap) / fs_
@@ -616,12 +619,9 @@ def melspectrogram(
     Only the frequency bins the filters touch are computed; with a short window and a low
     ``fmax`` (EEG) they come from one dense matrix product instead of an FFT per frame."""
     arr = as_float_array(x, "x")
-    n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
+    plan = _stft_plan(n_fft, hop_length, win_length, window, center, pad_mode)
     sr_, n_mels_, fmin_, fmax_, slaney = _mel_args(sr, n_mels, fmin, fmax, norm)
-    return _native.melspectrogram(
-        arr, sr_, n_fft_, hop, win, _window_arg(window, win), bool(center), pad_mode, _real(power, "power"), n_mels_,
-        fmin_, fmax_, bool(htk), slaney,
-    )
+    return _native.melspectrogram(arr, plan, sr_, _real(power, "power"), n_mels_, fmin_, fmax_, bool(htk), slaney)
 
 
 def power_to_db(S: ArrayLike, ref: Any = "max", amin: float = 1e-10, top_db: float | None = 80.0) -> FloatArray:
@@ -738,9 +738,17 @@ def _filters(bandpass: Any, notch: Any, order: Any, notch_q: Any, fs: float) -> 
     return filters
 
 
-def _checked_recipe(recipe: str, params: dict[str, Any], n_samples: Any, bandpass: Any, notch: Any,
-                    filter_order: Any, notch_q: Any) -> tuple[dict[str, Any], float, int | None, list]:  # fmt: skip
-    """(recipe parameters, fs, samples kept or None, filter sections): what both EEG recipes check."""
+def _checked_recipe(
+    recipe: str,
+    n_samples: int | None = 10_000,
+    bandpass: tuple[float, float] | None = None,
+    notch: float | None = None,
+    filter_order: int = 4,
+    notch_q: float = 30.0,
+    **params: Any,
+) -> tuple[dict[str, Any], float, int | None, list]:
+    """The options of both EEG recipes, with their defaults: (recipe parameters, fs, samples kept
+    or None, filter sections)."""
     p = _recipe_params(recipe, params)
     fs = _real(p["fs"], "fs")
     kept = None if n_samples is None else _index(n_samples, "n_samples")
@@ -760,20 +768,13 @@ def _native_mel_recipe(p: dict[str, Any], names: list[str], kept: int | None, fi
     )  # fmt: skip
 
 
-def eeg_mel_recipe(
-    *,
-    channels: Sequence[str] | None = None,
-    n_samples: int | None = 10_000,
-    bandpass: tuple[float, float] | None = None,
-    notch: float | None = None,
-    filter_order: int = 4,
-    notch_q: float = 30.0,
-    **params: Any,
-) -> Any:
+def eeg_mel_recipe(*, channels: Sequence[str] | None = None, **options: Any) -> Any:
     """The ``"mel"`` recipe of :func:`eeg_spectrograms` with these arguments, checked once, for
-    :func:`model_inputs` (an opaque native object)."""
+    :func:`model_inputs` (an opaque native object). ``options`` are :func:`eeg_spectrograms`'
+    (``n_samples=10_000``, ``bandpass=None``, ``notch=None``, ``filter_order=4``,
+    ``notch_q=30.0``, and ``MEL_RECIPE``'s parameters)."""
     names = _channel_names(channels, len(channels) if channels is not None else len(_EEG_CHANNELS))
-    p, fs, kept, filters = _checked_recipe("mel", params, n_samples, bandpass, notch, filter_order, notch_q)
+    p, fs, kept, filters = _checked_recipe("mel", **options)
     return _native_mel_recipe(p, names, kept, filters, fs)
 
 
@@ -815,25 +816,14 @@ def model_inputs(
     )
 
 
-def eeg_spectrograms(
-    eeg: Any,
-    recipe: str = "mel",
-    *,
-    channels: Sequence[str] | None = None,
-    n_samples: int | None = 10_000,
-    bandpass: tuple[float, float] | None = None,
-    notch: float | None = None,
-    filter_order: int = 4,
-    notch_q: float = 30.0,
-    **params: Any,
-) -> ChainSpectrograms:
+def eeg_spectrograms(eeg: Any, recipe: str = "mel", *, channels: Sequence[str] | None = None, **options: Any) -> ChainSpectrograms:
     """Spectrogram images of the four double-banana chains (LL, LP, RL, RP) of one EEG
     ``(channels, samples)`` or a batch ``(..., channels, samples)``.
 
-    Both recipes take the middle ``n_samples`` (None: all), form the 16 differences of
+    Both recipes take the middle ``n_samples`` (default 10,000; None: all), form the 16 differences of
     ``BIPOLAR_PAIRS``, replace each difference's NaN by its mean (zeros if all NaN), optionally
-    band-pass (``bandpass=(low, high)``, Butterworth of ``filter_order``) and notch (``notch``
-    Hz, quality ``notch_q``) with zero-phase filters, transform each difference, and average the
+    band-pass (``bandpass=(low, high)``, Butterworth of ``filter_order``, default 4) and notch
+    (``notch`` Hz, quality ``notch_q``, default 30) with zero-phase filters, transform each difference, and average the
     four differences of each chain:
 
     - ``"mel"``: ``melspectrogram`` (``MEL_RECIPE``: sr=200, n_fft=1024, hop n//256,
@@ -843,11 +833,11 @@ def eeg_spectrograms(
     - ``"scipy"``: ``spectrogram`` (``SCIPY_RECIPE``), ``log(max(Sxx, amin))``, the bins up to
       ``fmax``. Images (..., 4, n_freq, n_segments).
 
-    ``params`` override the recipe's defaults (``fs`` is the sampling rate of both). The images
+    The other ``options`` override the recipe's defaults (``fs`` is the sampling rate of both). The images
     have ``eeg``'s float dtype (float32 for the competition's files); the mel recipe computes
     its float32 products in float32."""
     arr, names = _eeg_array(eeg, channels)
-    p, fs, kept, filters = _checked_recipe(recipe, params, n_samples, bandpass, notch, filter_order, notch_q)
+    p, fs, kept, filters = _checked_recipe(recipe, **options)
     if recipe == "mel":
         images = _native.eeg_mel_spectrograms(arr, _native_mel_recipe(p, names, kept, filters, fs))
     else:
@@ -855,8 +845,6 @@ def eeg_spectrograms(
         overlap = seg // 8 if p["noverlap"] is None else _index(p["noverlap"], "noverlap")
         nfft = seg if p["nfft"] is None else _index(p["nfft"], "nfft")
         fmax = None if p["fmax"] is None else _real(p["fmax"], "fmax")
-        images = _native.eeg_scipy_spectrograms(
-            arr, names, kept, filters, fs, _window_arg(p["window"], seg), seg, overlap, nfft, _detrend_name(p["detrend"]),
-            str(p["scaling"]), _real(p["amin"], "amin"), fmax,
-        )
+        spec = _spectrogram_plan(fs, p["window"], seg, overlap, nfft, p["detrend"], p["scaling"])
+        images = _native.eeg_scipy_spectrograms(arr, names, kept, filters, spec, _real(p["amin"], "amin"), fmax)
     return ChainSpectrograms(images, CHAIN_NAMES)

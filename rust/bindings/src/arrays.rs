@@ -2,7 +2,7 @@
 //! either. A kernel is a small struct implementing [`ArrayKernel`] (a new output array),
 //! [`InPlaceKernel`] (an array changed in place) or, for anything else, [`WithFloatArray`].
 
-use crate::buffers::output_array;
+use crate::buffers::{output_array, Init};
 use crate::errors::{type_error, value_error, Result};
 use crate::runtime::detached;
 use hms_core::mel::LogFloat;
@@ -51,32 +51,51 @@ pub fn with_float_array<'py, W: WithFloatArray<'py>>(x: &Bound<'py, PyAny>, name
     Err(type_error(format!("{name} must be a float32 or float64 numpy array, got {found}")))
 }
 
-/// A kernel whose result is a new array.
-pub trait ArrayKernel: Sync {
-    /// The output's elements for input elements `T`.
-    type Out<T: Float>: numpy::Element + Default + Copy + Send + Sync;
-    /// Whether the output starts zeroed (the kernel adds into it or leaves parts of it zero);
-    /// otherwise `fill` writes every element.
-    const ZEROED: bool;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>>;
-    fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [Self::Out<T>]) -> hms_core::Result<()>;
+/// A kernel whose result is a new array of its input's element type.
+pub trait FloatKernel: Sync {
+    fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()>;
 }
 
-/// `kernel`'s output for the array `x` (`name` in errors).
-pub fn new_array<'py>(x: &Bound<'py, PyAny>, name: &str, kernel: &impl ArrayKernel) -> Result<Bound<'py, PyAny>> {
-    with_float_array(x, name, NewArray(kernel))
+/// `kernel`'s output, of `shape(x.shape)`, for the array `x` (`name` in errors).
+pub fn new_array<'py, S>(x: &Bound<'py, PyAny>, name: &str, init: Init, shape: S, kernel: &impl FloatKernel) -> Result<Bound<'py, PyAny>>
+where
+    S: FnOnce(&[usize]) -> hms_core::Result<Vec<usize>>,
+{
+    with_float_array(x, name, NewArray { init, shape, kernel })
 }
 
-struct NewArray<'k, K>(&'k K);
+/// The same shape as the input's.
+pub fn same_shape(shape: &[usize]) -> hms_core::Result<Vec<usize>> {
+    Ok(shape.to_vec())
+}
 
-impl<'py, K: ArrayKernel> WithFloatArray<'py> for NewArray<'_, K> {
+struct NewArray<'k, S, K> {
+    init: Init,
+    shape: S,
+    kernel: &'k K,
+}
+
+impl<'py, S, K> WithFloatArray<'py> for NewArray<'_, S, K>
+where
+    S: FnOnce(&[usize]) -> hms_core::Result<Vec<usize>>,
+    K: FloatKernel,
+{
     type Output = Bound<'py, PyAny>;
     fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Self::Output> {
-        let x = x.try_readonly()?;
-        let view = x.as_array();
-        let shape = self.0.output_shape(view.shape())?;
-        output_array(x.py(), shape, K::ZEROED, |out| self.0.fill(view, out))
+        filled_from(x, self.init, self.shape, |x, out| self.kernel.fill(x, out))
     }
+}
+
+/// A new array of `shape(x.shape)` filled by `fill` from `x` (read-only, without the GIL).
+pub fn filled_from<'py, T: Float, U: numpy::Element + Default + Copy + Send + Sync>(
+    x: &Bound<'py, PyArrayDyn<T>>,
+    init: Init,
+    shape: impl FnOnce(&[usize]) -> hms_core::Result<Vec<usize>>,
+    fill: impl FnOnce(ArrayViewD<'_, T>, &mut [U]) -> hms_core::Result<()> + Send,
+) -> Result<Bound<'py, PyAny>> {
+    let x = x.try_readonly()?;
+    let view = x.as_array();
+    output_array(x.py(), shape(view.shape())?, init, |out| fill(view, out))
 }
 
 /// A kernel that changes a C-contiguous array in place.
@@ -103,10 +122,10 @@ impl<'py, K: InPlaceKernel> WithFloatArray<'py> for InPlace<'_, K> {
 
 /// `x` (N-d) as the 2-D (instances, elements) array a row kernel takes.
 pub fn rows<'a, T>(x: ArrayViewD<'a, T>) -> ndarray::ArrayView2<'a, T> {
-    x.into_dimensionality().expect("checked by the kernel's output_shape")
+    x.into_dimensionality().expect("checked by rows_shape")
 }
 
-/// The shape check of row kernels: `what` takes a 2-D array.
+/// The output shape of row kernels: `what` takes a 2-D array.
 pub fn rows_shape(shape: &[usize], what: &str) -> hms_core::Result<Vec<usize>> {
     hms_core::ensure!(shape.len() == 2, "{what}'s native kernel takes (instances, elements), got {} dims", shape.len());
     Ok(shape.to_vec())

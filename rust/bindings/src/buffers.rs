@@ -8,10 +8,17 @@ use pyo3::types::PyDict;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// A new numpy array of `shape` filled by `fill` without the GIL. Unless `zero`, `fill` must
-/// write every element: the output is not zeroed first, which for arrays under glibc's mmap
-/// threshold (32 MiB) would be a memset of the whole output while holding the GIL. With `zero`,
-/// `fill` may add into it or leave parts of it zero.
+/// What a new output holds before its kernel fills it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Anything: the kernel writes every element. Not zeroing saves, for arrays under glibc's
+    /// mmap threshold (32 MiB), a memset of the whole output while holding the GIL.
+    Written,
+    /// Zeros: the kernel adds into it or leaves parts of it zero.
+    Zeroed,
+}
+
+/// A new numpy array of `shape` filled by `fill` without the GIL.
 ///
 /// Outputs of `POOL_MIN_BYTES` or more reuse the buffer of an earlier result that Python has
 /// released (see [`OutputBuffer`]), zeroed in parallel when asked; smaller ones are new numpy
@@ -19,13 +26,13 @@ use std::sync::Mutex;
 pub fn output_array<'py, U: numpy::Element + Default + Copy + Send + Sync>(
     py: Python<'py>,
     shape: Vec<usize>,
-    zero: bool,
+    init: Init,
     fill: impl FnOnce(&mut [U]) -> hms_core::Result<()> + Send,
 ) -> Result<Bound<'py, PyAny>> {
     let len: usize = shape.iter().product();
     let bytes = len.saturating_mul(std::mem::size_of::<U>());
     if bytes < POOL_MIN_BYTES {
-        let array = if zero {
+        let array = if init == Init::Zeroed {
             PyArray::<U, ndarray::IxDyn>::zeros(py, shape, false)
         } else {
             // SAFETY: float elements have no invalid bit patterns, and `fill` overwrites every
@@ -49,7 +56,7 @@ pub fn output_array<'py, U: numpy::Element + Default + Copy + Send + Sync>(
         // here) has succeeded.
         let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
         detached(py, || {
-            if zero {
+            if init == Init::Zeroed {
                 use rayon::prelude::*;
                 out.par_chunks_mut(1 << 16).for_each(|chunk| chunk.fill(U::default()));
             }

@@ -1,6 +1,7 @@
 //! Zero-phase IIR filtering (second-order sections).
 
-use crate::arrays::{new_array, ArrayKernel, Float};
+use crate::arrays::{new_array, same_shape, Float, FloatKernel};
+use crate::buffers::Init;
 use crate::errors::Result;
 use hms_core::filter::{self, Sos};
 use ndarray::{Array2, ArrayViewD};
@@ -17,12 +18,7 @@ struct FiltFilt {
     axis: usize,
 }
 
-impl ArrayKernel for FiltFilt {
-    type Out<T: Float> = T;
-    const ZEROED: bool = false;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        Ok(shape.to_vec())
-    }
+impl FloatKernel for FiltFilt {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
         filter::sosfiltfilt_into(&self.sos, x, self.axis, out)
     }
@@ -30,7 +26,7 @@ impl ArrayKernel for FiltFilt {
 
 #[pyfunction]
 pub fn sosfiltfilt<'py>(sos: PyReadonlyArrayDyn<'py, f64>, x: &Bound<'py, PyAny>, axis: usize) -> Result<Bound<'py, PyAny>> {
-    new_array(x, "x", &FiltFilt { sos: sos_arg(&sos)?, axis })
+    new_array(x, "x", Init::Written, same_shape, &FiltFilt { sos: sos_arg(&sos)?, axis })
 }
 
 #[pyfunction]

@@ -1,6 +1,6 @@
 //! Normalized model inputs from raw windows, in one pass per sample.
 
-use crate::buffers::output_array;
+use crate::buffers::{output_array, Init};
 use crate::errors::{value_error, Result};
 use crate::montage::PyEegMelRecipe;
 use hms_core::inputs::{self, KaggleRecipe, Layout, Normalization, Source};
@@ -85,5 +85,5 @@ pub fn model_inputs<'py>(
     let lead = lead.ok_or_else(|| value_error("at least one source is needed"))?;
     let shape: Vec<usize> = lead.iter().copied().chain(layout.shape(built.len())).collect();
     // Every tile is written whole (the Kaggle rows around the data as zeros).
-    output_array(py, shape, false, |out| inputs::build_into(&built, layout, &norm, out))
+    output_array(py, shape, Init::Written, |out| inputs::build_into(&built, layout, &norm, out))
 }

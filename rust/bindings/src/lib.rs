@@ -18,34 +18,32 @@ mod transform;
 use pyo3::prelude::*;
 
 #[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::_panic_for_tests, m)?)?;
-    m.add_function(wrap_pyfunction!(buffers::_output_pool_stats, m)?)?;
-    m.add_function(wrap_pyfunction!(filters::sosfiltfilt, m)?)?;
-    m.add_function(wrap_pyfunction!(filters::sosfilt_zi, m)?)?;
-    m.add_function(wrap_pyfunction!(filters::sos_padlen, m)?)?;
-    m.add_function(wrap_pyfunction!(transform::clip_log, m)?)?;
-    m.add_function(wrap_pyfunction!(transform::clip_log_inplace, m)?)?;
-    m.add_function(wrap_pyfunction!(transform::float16_to_float32, m)?)?;
-    m.add_function(wrap_pyfunction!(transform::instance_normalize, m)?)?;
-    m.add_function(wrap_pyfunction!(transform::clip_log_normalize, m)?)?;
-    m.add_function(wrap_pyfunction!(transform::clip_log_normalize_inplace, m)?)?;
-    m.add_class::<stats::PyRunningStats>()?;
-    m.add_function(wrap_pyfunction!(spectral::get_window, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral::stft, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral::spectrogram, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral::mel_filterbank, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral::melspectrogram, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral::power_to_db, m)?)?;
-    m.add_function(wrap_pyfunction!(montage::bipolar_montage, m)?)?;
-    m.add_class::<montage::PyEegMelRecipe>()?;
-    m.add_function(wrap_pyfunction!(montage::eeg_mel_spectrograms, m)?)?;
-    m.add_function(wrap_pyfunction!(montage::eeg_scipy_spectrograms, m)?)?;
-    m.add_function(wrap_pyfunction!(inputs::model_inputs, m)?)?;
-    m.add("EEG_CHANNELS", hms_core::montage::EEG_CHANNELS.to_vec())?;
-    m.add("CHAINS", hms_core::montage::CHAINS.to_vec())?;
-    m.add("BIPOLAR", hms_core::montage::BIPOLAR.to_vec())?;
-    Ok(())
+mod _native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::buffers::_output_pool_stats;
+    #[pymodule_export]
+    use crate::filters::{sos_padlen, sosfilt_zi, sosfiltfilt};
+    #[pymodule_export]
+    use crate::inputs::model_inputs;
+    #[pymodule_export]
+    use crate::montage::{bipolar_montage, eeg_mel_spectrograms, eeg_scipy_spectrograms, PyEegMelRecipe};
+    #[pymodule_export]
+    use crate::runtime::{_panic_for_tests, get_num_threads, set_num_threads};
+    #[pymodule_export]
+    use crate::spectral::{get_window, mel_filterbank, melspectrogram, power_to_db, spectrogram, stft, PySpectrogram, PyStft};
+    #[pymodule_export]
+    use crate::stats::PyRunningStats;
+    #[pymodule_export]
+    use crate::transform::{
+        clip_log, clip_log_inplace, clip_log_normalize, clip_log_normalize_inplace, float16_to_float32, instance_normalize,
+    };
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("EEG_CHANNELS", hms_core::montage::EEG_CHANNELS.to_vec())?;
+        m.add("CHAINS", hms_core::montage::CHAINS.to_vec())?;
+        m.add("BIPOLAR", hms_core::montage::BIPOLAR.to_vec())
+    }
 }

@@ -1,34 +1,32 @@
 //! The bipolar montage and the EEG spectrogram recipes.
 
-use crate::arrays::{new_array, ArrayKernel, Float};
+use crate::arrays::{new_array, Float, FloatKernel};
+use crate::buffers::Init;
 use crate::errors::Result;
 use crate::filters::sos_arg;
-use crate::spectral::{mel_plan, spectrogram_plan, window_arg};
-use hms_core::mel::PowerToDb;
+use crate::spectral::{window_arg, PySpectrogram};
+use hms_core::filterbank::MelFilterbank;
+use hms_core::mel::{MelSpectrogram, PowerToDb};
 use hms_core::montage::{self, MelRecipe, Preprocessing, ScipyRecipe};
+use hms_core::spectral::{Framing, PadMode};
 use ndarray::ArrayViewD;
 use numpy::PyReadonlyArrayDyn;
 use pyo3::prelude::*;
 use std::sync::Arc;
 
-struct Montage {
-    pairs: Vec<(usize, usize)>,
-}
+/// The differences of channel pairs.
+struct Montage(Vec<(usize, usize)>);
 
-impl ArrayKernel for Montage {
-    type Out<T: Float> = T;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        montage::montage_shape(shape, &self.pairs)
-    }
+impl FloatKernel for Montage {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
-        montage::bipolar_montage_into(x, &self.pairs, out)
+        montage::bipolar_montage_into(x, &self.0, out)
     }
 }
 
 #[pyfunction]
 pub fn bipolar_montage<'py>(eeg: &Bound<'py, PyAny>, channels: Vec<String>) -> Result<Bound<'py, PyAny>> {
-    new_array(eeg, "eeg", &Montage { pairs: montage::bipolar_pairs(&channels)? })
+    let pairs = montage::bipolar_pairs(&channels)?;
+    new_array(eeg, "eeg", Init::Zeroed, |s| montage::montage_shape(s, &pairs), &Montage(pairs.clone()))
 }
 
 /// The recipes' preprocessing: the middle `n_samples`, then the filters.
@@ -74,8 +72,12 @@ impl PyEegMelRecipe {
         // Checked now (any hop), so that bad parameters are reported before any work; the
         // sampling rate by this recipe's name for it.
         hms_core::error::positive(fs, "fs")?;
-        let spec =
-            move |hop: usize| mel_plan(fs, n_fft, hop, win_length, &window, true, "constant", power, n_mels, fmin, fmax, false, true);
+        // librosa's defaults: centred frames padded with zeros, Slaney mels and norm.
+        let spec = move |hop: usize| {
+            let framing = Framing::new(n_fft, hop, true, PadMode::Constant)?;
+            let bank = MelFilterbank::new(fs, n_fft, n_mels, fmin, fmax, false, true)?;
+            MelSpectrogram::new(framing, &window, Some(win_length), bank, power)
+        };
         spec(hop_length.unwrap_or(1))?;
         let recipe = MelRecipe {
             pre,
@@ -94,12 +96,7 @@ impl PyEegMelRecipe {
     }
 }
 
-impl ArrayKernel for PyEegMelRecipe {
-    type Out<T: Float> = T;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        montage::mel_shape(shape, &self.recipe)
-    }
+impl FloatKernel for PyEegMelRecipe {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
         montage::mel_images_into(x, &self.pairs, &self.recipe, out)
     }
@@ -108,7 +105,7 @@ impl ArrayKernel for PyEegMelRecipe {
 /// The mel recipe: (..., 4, n_mels, width).
 #[pyfunction]
 pub fn eeg_mel_spectrograms<'py>(eeg: &Bound<'py, PyAny>, recipe: PyRef<'py, PyEegMelRecipe>) -> Result<Bound<'py, PyAny>> {
-    new_array(eeg, "eeg", &*recipe)
+    new_array(eeg, "eeg", Init::Zeroed, |s| montage::mel_shape(s, &recipe.recipe), &*recipe)
 }
 
 struct ScipyImages {
@@ -116,12 +113,7 @@ struct ScipyImages {
     recipe: ScipyRecipe,
 }
 
-impl ArrayKernel for ScipyImages {
-    type Out<T: Float> = T;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        montage::scipy_shape(shape, &self.recipe)
-    }
+impl FloatKernel for ScipyImages {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
         montage::scipy_images_into(x, &self.pairs, &self.recipe, out)
     }
@@ -129,25 +121,18 @@ impl ArrayKernel for ScipyImages {
 
 /// The scipy recipe: (..., 4, n_freq, n_segments), the bins up to `fmax` (None: all).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
 pub fn eeg_scipy_spectrograms<'py>(
     eeg: &Bound<'py, PyAny>,
     channels: Vec<String>,
     n_samples: Option<usize>,
     filters: Vec<PyReadonlyArrayDyn<'py, f64>>,
-    fs: f64,
-    window: &Bound<'py, PyAny>,
-    nperseg: usize,
-    noverlap: usize,
-    nfft: usize,
-    detrend: &str,
-    scaling: &str,
+    spec: PyRef<'py, PySpectrogram>,
     amin: f64,
     fmax: Option<f64>,
 ) -> Result<Bound<'py, PyAny>> {
     let pairs = montage::bipolar_pairs(&channels)?;
     let pre = preprocessing(n_samples, filters)?;
-    let spec = spectrogram_plan(fs, window, nperseg, noverlap, nfft, detrend, scaling)?;
-    let n_freq = fmax.map(|fmax| spec.bins_up_to(fs, fmax)).transpose()?;
-    new_array(eeg, "eeg", &ScipyImages { pairs, recipe: ScipyRecipe { pre, spec, amin, n_freq } })
+    let n_freq = fmax.map(|fmax| spec.plan.bins_up_to(spec.fs, fmax)).transpose()?;
+    let kernel = ScipyImages { pairs, recipe: ScipyRecipe { pre, spec: spec.plan.clone(), amin, n_freq } };
+    new_array(eeg, "eeg", Init::Zeroed, |s| montage::scipy_shape(s, &kernel.recipe), &kernel)
 }

@@ -1,12 +1,13 @@
 //! Windows, STFT, spectrograms, mel filterbanks and spectrograms, decibels.
 
-use crate::arrays::{new_array, ArrayKernel, Float};
+use crate::arrays::{filled_from, new_array, same_shape, with_float_array, Float, FloatKernel, WithFloatArray};
+use crate::buffers::Init;
 use crate::errors::{type_error, value_error, Result};
 use hms_core::filterbank::MelFilterbank;
 use hms_core::mel::{self, MelSpectrogram, PowerToDb};
 use hms_core::spectral::{Detrend, Framing, PadMode, Scaling, Spectrogram, Stft, Window};
 use ndarray::{Array2, ArrayViewD};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArrayDyn};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
 /// A window given as a name, a (name, parameter) tuple or a 1-D array of float64 values.
@@ -33,72 +34,66 @@ pub fn get_window<'py>(py: Python<'py>, window: &Bound<'py, PyAny>, n: usize) ->
     Ok(window_arg(window)?.periodic(n)?.into_pyarray(py))
 }
 
-impl ArrayKernel for Stft {
-    type Out<T: Float> = T::Complex;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        Stft::output_shape(self, shape)
+/// The STFT's output is complex: its own dispatch.
+impl<'py> WithFloatArray<'py> for &Stft {
+    type Output = Bound<'py, PyAny>;
+    fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Self::Output> {
+        let shape = |s: &[usize]| self.output_shape(s);
+        filled_from(x, Init::Zeroed, shape, |x, out: &mut [T::Complex]| self.compute_into(x, T::complex_mut(out)))
     }
-    fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T::Complex]) -> hms_core::Result<()> {
-        self.compute_into(x, T::complex_mut(out))
+}
+
+/// librosa's framing arguments, checked once, for `stft` and `melspectrogram`.
+#[pyclass(module = "hms._native", name = "StftPlan", frozen)]
+pub struct PyStft {
+    stft: Stft,
+    framing: Framing,
+    window: Window,
+    win_length: usize,
+}
+
+#[pymethods]
+impl PyStft {
+    #[new]
+    fn new(n_fft: usize, hop_length: usize, win_length: usize, window: &Bound<'_, PyAny>, center: bool, pad_mode: &str) -> Result<Self> {
+        let framing = Framing::new(n_fft, hop_length, center, PadMode::from_name(pad_mode)?)?;
+        let window = window_arg(window)?;
+        Ok(PyStft { stft: Stft::new(framing, &window, Some(win_length))?, framing, window, win_length })
     }
 }
 
 /// STFT with frames first: (..., n_frames, n_freq).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-pub fn stft<'py>(
-    x: &Bound<'py, PyAny>,
-    n_fft: usize,
-    hop_length: usize,
-    win_length: usize,
-    window: &Bound<'py, PyAny>,
-    center: bool,
-    pad_mode: &str,
-) -> Result<Bound<'py, PyAny>> {
-    let framing = Framing::new(n_fft, hop_length, center, PadMode::from_name(pad_mode)?)?;
-    new_array(x, "x", &Stft::new(framing, &window_arg(window)?, Some(win_length))?)
+pub fn stft<'py>(x: &Bound<'py, PyAny>, plan: PyRef<'py, PyStft>) -> Result<Bound<'py, PyAny>> {
+    with_float_array(x, "x", &plan.stft)
 }
 
-impl ArrayKernel for Spectrogram {
-    type Out<T: Float> = T;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        Spectrogram::output_shape(self, shape)
+/// scipy.signal.spectrogram's arguments, checked once (for `spectrogram` and the scipy recipe).
+#[pyclass(module = "hms._native", name = "SpectrogramPlan", frozen)]
+pub struct PySpectrogram {
+    pub plan: Spectrogram,
+    pub fs: f64,
+}
+
+#[pymethods]
+impl PySpectrogram {
+    #[new]
+    fn new(fs: f64, window: &Bound<'_, PyAny>, nperseg: usize, noverlap: usize, nfft: usize, detrend: &str, scaling: &str) -> Result<Self> {
+        let (detrend, scaling) = (Detrend::from_name(detrend)?, Scaling::from_name(scaling)?);
+        Ok(PySpectrogram { plan: Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)?, fs })
     }
+}
+
+impl FloatKernel for Spectrogram {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
         self.compute_into(x, out)
     }
 }
 
-/// scipy.signal.spectrogram's arguments, checked.
-pub fn spectrogram_plan(
-    fs: f64,
-    window: &Bound<'_, PyAny>,
-    nperseg: usize,
-    noverlap: usize,
-    nfft: usize,
-    detrend: &str,
-    scaling: &str,
-) -> Result<Spectrogram> {
-    let (detrend, scaling) = (Detrend::from_name(detrend)?, Scaling::from_name(scaling)?);
-    Ok(Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)?)
-}
-
 /// scipy.signal.spectrogram's Sxx with segments first: (..., n_segments, n_freq).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-pub fn spectrogram<'py>(
-    x: &Bound<'py, PyAny>,
-    fs: f64,
-    window: &Bound<'py, PyAny>,
-    nperseg: usize,
-    noverlap: usize,
-    nfft: usize,
-    detrend: &str,
-    scaling: &str,
-) -> Result<Bound<'py, PyAny>> {
-    new_array(x, "x", &spectrogram_plan(fs, window, nperseg, noverlap, nfft, detrend, scaling)?)
+pub fn spectrogram<'py>(x: &Bound<'py, PyAny>, plan: PyRef<'py, PySpectrogram>) -> Result<Bound<'py, PyAny>> {
+    new_array(x, "x", Init::Zeroed, |s| plan.plan.output_shape(s), &plan.plan)
 }
 
 #[pyfunction]
@@ -118,34 +113,7 @@ pub fn mel_filterbank<'py>(
     Ok(Array2::from_shape_vec((n_mels, mel.n_freq()), dense).expect("n_mels x n_freq").into_pyarray(py))
 }
 
-/// A mel spectrogram's arguments, checked.
-#[allow(clippy::too_many_arguments)]
-pub fn mel_plan(
-    sr: f64,
-    n_fft: usize,
-    hop_length: usize,
-    win_length: usize,
-    window: &Window,
-    center: bool,
-    pad_mode: &str,
-    power: f64,
-    n_mels: usize,
-    fmin: f64,
-    fmax: f64,
-    htk: bool,
-    slaney_norm: bool,
-) -> hms_core::Result<MelSpectrogram> {
-    let framing = Framing::new(n_fft, hop_length, center, PadMode::from_name(pad_mode)?)?;
-    let bank = MelFilterbank::new(sr, n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
-    MelSpectrogram::new(framing, window, Some(win_length), bank, power)
-}
-
-impl ArrayKernel for MelSpectrogram {
-    type Out<T: Float> = T;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        MelSpectrogram::output_shape(self, shape)
-    }
+impl FloatKernel for MelSpectrogram {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
         self.compute_into(x, out)
     }
@@ -156,13 +124,8 @@ impl ArrayKernel for MelSpectrogram {
 #[allow(clippy::too_many_arguments)]
 pub fn melspectrogram<'py>(
     x: &Bound<'py, PyAny>,
+    plan: PyRef<'py, PyStft>,
     sr: f64,
-    n_fft: usize,
-    hop_length: usize,
-    win_length: usize,
-    window: &Bound<'py, PyAny>,
-    center: bool,
-    pad_mode: &str,
     power: f64,
     n_mels: usize,
     fmin: f64,
@@ -170,17 +133,12 @@ pub fn melspectrogram<'py>(
     htk: bool,
     slaney_norm: bool,
 ) -> Result<Bound<'py, PyAny>> {
-    let window = window_arg(window)?;
-    let plan = mel_plan(sr, n_fft, hop_length, win_length, &window, center, pad_mode, power, n_mels, fmin, fmax, htk, slaney_norm)?;
-    new_array(x, "x", &plan)
+    let bank = MelFilterbank::new(sr, plan.framing.n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
+    let mel = MelSpectrogram::new(plan.framing, &plan.window, Some(plan.win_length), bank, power)?;
+    new_array(x, "x", Init::Zeroed, |s| mel.output_shape(s), &mel)
 }
 
-impl ArrayKernel for PowerToDb {
-    type Out<T: Float> = T;
-    const ZEROED: bool = true;
-    fn output_shape(&self, shape: &[usize]) -> hms_core::Result<Vec<usize>> {
-        Ok(shape.to_vec())
-    }
+impl FloatKernel for PowerToDb {
     fn fill<T: Float>(&self, x: ArrayViewD<'_, T>, out: &mut [T]) -> hms_core::Result<()> {
         mel::power_to_db_into(x, self, out)
     }
@@ -189,5 +147,5 @@ impl ArrayKernel for PowerToDb {
 /// power_to_db per 2-D spectrogram; `reference` None is each spectrogram's maximum.
 #[pyfunction]
 pub fn power_to_db<'py>(s: &Bound<'py, PyAny>, reference: Option<f64>, amin: f64, top_db: Option<f64>) -> Result<Bound<'py, PyAny>> {
-    new_array(s, "S", &PowerToDb::new(reference, amin, top_db)?)
+    new_array(s, "S", Init::Zeroed, same_shape, &PowerToDb::new(reference, amin, top_db)?)
 }
