@@ -307,7 +307,7 @@ def clip_log_normalize(
     return out
 
 
-# Columns of the native state (see rust/stats.rs, Moments).
+# Columns of the native state (see rust/core/src/stats.rs, Moments).
 _COUNT, _NAN, _MEAN, _MEAN_LO, _M2, _MIN, _MAX = range(7)
 
 
@@ -428,7 +428,7 @@ class RunningStats:
 
 # ---------------------------------------------------------------------------------------------
 # Spectral: STFT, spectrograms, mel spectrograms, the bipolar montage and the EEG recipes
-# (native kernels in rust/spectral.rs, rust/mel.rs, rust/montage.rs).
+# (native kernels in rust/core/src/spectral.rs, mel.rs, montage.rs).
 
 __all__ += [
     "BIPOLAR_PAIRS",

@@ -1,5 +1,5 @@
 //! The one dtype dispatch: kernels are generic over float64 and float32, and Python hands over
-//! either. A kernel is a small struct implementing [`ArrayKernel`] (a new output array),
+//! either. A kernel is a small struct implementing [`FloatKernel`] (a new output array),
 //! [`InPlaceKernel`] (an array changed in place) or, for anything else, [`WithFloatArray`].
 
 use crate::buffers::{output_array, Init};

@@ -15,7 +15,7 @@
 use crate::ensure;
 use crate::error::Result;
 use crate::filterbank::MelFilterbank;
-use crate::simd::simd_fma_fn;
+use crate::simd::simd_fn;
 use multiversion::target::selected_target;
 use std::f64::consts::PI;
 
@@ -216,7 +216,7 @@ impl BandMel {
     }
 }
 
-simd_fma_fn! {
+simd_fn! {
     /// All frames, with the widest panels the selected target holds in registers.
     fn run_frames<'a>(bm: &BandMel, padded: Padded<'a>, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) {
         // A full panel's 24 accumulators need AVX-512's 32 registers; with 16 (AVX2, NEON) half
