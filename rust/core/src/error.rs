@@ -11,10 +11,6 @@ impl CoreError {
     pub fn new(msg: impl Into<String>) -> Self {
         CoreError(msg.into())
     }
-
-    pub fn message(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Display for CoreError {
