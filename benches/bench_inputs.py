@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hms.config import build
-from hms.data import BIPOLAR_CHAINS, EEG_CHANNELS
+from hms.schema import BIPOLAR_CHAINS, EEG_CHANNELS
 from hms.inputs import InputPipeline
 from hms.recipes import CHAINS, KAGGLE_TO_CHAINS
 

@@ -7,7 +7,9 @@ import pytest
 from scipy.special import entr
 
 from hms import baselines
-from hms.data import EEG_CHANNELS, REGIONS, CompetitionData, make_folds, make_labels, targets_of
+from hms.competition import CompetitionData
+from hms.labels import make_folds, make_labels, targets_of
+from hms.schema import EEG_CHANNELS, REGIONS
 from hms.metric import kl_divergence
 
 N_BANDS = len(baselines.BANDS)

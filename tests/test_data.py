@@ -14,25 +14,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from hms import synth
-from hms import data as hd
-from hms.data import (
-    EEG_CHANNELS,
-    REGIONS,
-    SPEC_COLUMNS,
-    TRAIN_COLUMNS,
-    VOTE_COLUMNS,
-    CompetitionData,
+from hms import io as hio
+from hms import competition
+from hms import schema
+from hms.competition import CompetitionData
+from hms.labels import make_folds, make_labels
+from hms.readers import (
     DataValidationError,
     KaggleSpectrogram,
-    eeg_window,
-    make_folds,
-    make_labels,
     read_eeg,
     read_kaggle_spectrogram,
     read_test_csv,
     read_train_csv,
-    spectrogram_window,
 )
+from hms.schema import EEG_CHANNELS, REGIONS, SPEC_COLUMNS, TRAIN_COLUMNS, VOTE_COLUMNS
+from hms.windows import eeg_window, spectrogram_window
 from hms.synth_eeg import kaggle_spectrogram
 
 REAL_EEG = "train_eegs/1000913311.parquet"
@@ -80,7 +76,7 @@ def test_read_spectrogram_on_the_real_file(real_fixtures):
     assert np.all(np.diff(spec.freqs) > 0.18) and np.all(np.diff(spec.freqs) < 0.21)
     for r, region in enumerate(REGIONS):
         for f in (0, 37, 99):
-            column = f"{region}_{hd.SPEC_FREQ_LABELS[f]}"
+            column = f"{region}_{schema.SPEC_FREQ_LABELS[f]}"
             np.testing.assert_array_equal(spec.values[r, f], frame[column].to_numpy())
 
 
@@ -132,7 +128,7 @@ def test_synthetic_eeg_amplitudes_resemble_the_real_file(real_fixtures, tiny_dat
 
     def bipolar_std(eeg):
         index = {c: i for i, c in enumerate(EEG_CHANNELS)}
-        return np.median([np.nanstd(eeg[index[a]] - eeg[index[b]]) for r in REGIONS for a, b in hd.BIPOLAR_CHAINS[r]])
+        return np.median([np.nanstd(eeg[index[a]] - eeg[index[b]]) for r in REGIONS for a, b in schema.BIPOLAR_CHAINS[r]])
 
     assert 1 / 3 < bipolar_std(synthetic) / bipolar_std(real) < 3
     # Referential channels share a large common component in both.
@@ -188,7 +184,7 @@ def test_read_eeg_keeps_nan_runs(tmp_path):
 
 
 def spectrogram_columns(n_rows: int, regions=REGIONS, labels=None) -> dict[str, np.ndarray]:
-    labels = labels or hd.SPEC_FREQ_LABELS
+    labels = labels or schema.SPEC_FREQ_LABELS
     columns = {"time": np.arange(1, 2 * n_rows, 2, dtype=np.int64)}
     for region in regions:
         for label in labels:
@@ -290,7 +286,7 @@ def test_an_eeg_of_two_patients_is_rejected(train_frame, tmp_path):
 
 def test_read_test_csv(tiny_dataset, tmp_path):
     test = read_test_csv(tiny_dataset / "test.csv")
-    assert tuple(test.columns) == hd.TEST_COLUMNS and len(test) == 6
+    assert tuple(test.columns) == schema.TEST_COLUMNS and len(test) == 6
     duplicated = pd.concat([test, test.iloc[:1]])
     duplicated.to_csv(tmp_path / "test.csv", index=False)
     with pytest.raises(DataValidationError, match=r"test\.csv: column 'eeg_id' must be unique.*rows 0, 6"):
@@ -434,7 +430,7 @@ def test_make_labels_by_spectrogram_and_by_row():
     by_row = make_labels(hand_made_train(), "row")
     assert len(by_row) == 4 and list(by_row["n_votes"]) == [4, 3, 5, 12]
     assert by_row.loc[2, "grda_vote"] == pytest.approx(0.8)
-    assert tuple(by_row.columns) == hd.LABEL_COLUMNS
+    assert tuple(by_row.columns) == schema.LABEL_COLUMNS
     with pytest.raises(ValueError, match="grouping must be one of"):
         make_labels(hand_made_train(), "patient")
 
@@ -456,7 +452,7 @@ def test_make_labels_on_the_synthetic_train_set(tiny_dataset):
 def many_patient_labels(n_patients: int = 40, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     patients = np.repeat(np.arange(n_patients), rng.integers(1, 8, n_patients))
-    consensus = np.asarray(hd.CONSENSUS_NAMES)[rng.integers(0, 6, len(patients))]
+    consensus = np.asarray(schema.CONSENSUS_NAMES)[rng.integers(0, 6, len(patients))]
     return pd.DataFrame({"patient_id": patients + 1000, "expert_consensus": consensus})
 
 
@@ -500,7 +496,7 @@ def test_folds_on_the_synthetic_set_and_their_errors(tiny_dataset):
 @pytest.fixture
 def tiny_default(monkeypatch, tmp_path):
     """Point the cache at tmp_path and make the default set tiny; count generator calls."""
-    monkeypatch.setenv(hd.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(hio.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(synth, "DEFAULT_PARAMS", {"n_patients": 2, "n_eegs": 2, "n_test_eegs": 1, "seed": 5})
     calls = []
     real_generate = synth.generate
@@ -515,12 +511,12 @@ def tiny_default(monkeypatch, tmp_path):
 
 def test_default_data_dir_is_generated_once_then_reused(tiny_default):
     cache, calls = tiny_default
-    first = hd.default_data_dir(show_progress=False)
+    first = synth.default_data_dir(show_progress=False)
     assert first.parent == cache and first.name == synth.default_set_name()
     assert len(calls) == 1 and CompetitionData(first).is_synthetic
     stamp = (first / "train.csv").stat().st_mtime_ns
-    assert hd.default_data_dir(show_progress=False) == first
-    assert hd.resolve_data_dir(None) == first and hd.open_data().root == first
+    assert synth.default_data_dir(show_progress=False) == first
+    assert competition.resolve_data_dir(None) == first and competition.open_data().root == first
     assert len(calls) == 1 and (first / "train.csv").stat().st_mtime_ns == stamp
     assert [p.name for p in cache.iterdir()] == [first.name]  # no staging left behind
 
@@ -538,16 +534,16 @@ def test_default_data_dir_loses_a_race_gracefully(tiny_default, monkeypatch):
         return result
 
     monkeypatch.setattr(synth, "generate", generate_while_another_process_finishes)
-    path = hd.default_data_dir(show_progress=False)
+    path = synth.default_data_dir(show_progress=False)
     assert (path / "winner.txt").read_text() == "first"
     assert [p.name for p in cache.iterdir()] == [path.name]
 
 
 def test_cache_dir_default_and_override(monkeypatch, tmp_path):
-    monkeypatch.delenv(hd.CACHE_ENV, raising=False)
-    assert hd.cache_dir() == Path.home() / ".cache" / "hms"
-    monkeypatch.setenv(hd.CACHE_ENV, str(tmp_path))
-    assert hd.cache_dir() == tmp_path
+    monkeypatch.delenv(hio.CACHE_ENV, raising=False)
+    assert hio.cache_dir() == Path.home() / ".cache" / "hms"
+    monkeypatch.setenv(hio.CACHE_ENV, str(tmp_path))
+    assert hio.cache_dir() == tmp_path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,15 +555,15 @@ def test_atomic_output_leaves_no_partial_file(tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old")
     with pytest.raises(RuntimeError):
-        with hd.atomic_output(target) as tmp:
+        with hio.atomic_output(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.csv"]
-    with hd.atomic_output(target) as tmp:
+    with hio.atomic_output(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["out.csv"]
     # Not the 0600 of the temporary file: what a plain open() would have given.
-    assert target.stat().st_mode & 0o777 == 0o666 & ~hd._UMASK
+    assert target.stat().st_mode & 0o777 == 0o666 & ~hio._UMASK
 
 
 def png_size(path: Path) -> tuple[int, int]:

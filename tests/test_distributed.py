@@ -22,9 +22,12 @@ from torch.utils.data import DataLoader
 
 from _tiny_runs import tiny_args
 from hms import config, dsp, engine, inference, train
-from hms.data import make_folds, make_labels, open_data, targets_of
+from hms.competition import open_data
+from hms.labels import make_folds, make_labels, targets_of
 from hms.distributed import Distributed, DistributedError, cpu_threads, eval_shard, share_cpus, train_shard
+from hms.dataset import InputDataset
 from hms.metric import kl_divergence
+from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
 #: Long enough that each run is mid-training when a process is killed.
 LONG = {"epochs": 200}
@@ -113,11 +116,11 @@ def assert_complete_run(run_dir: Path, n_labels: int) -> None:
     assert np.isfinite(metrics[["train_loss", "val_kl", "samples_per_s"]].to_numpy()).all()
     oof = pd.read_parquet(run_dir / "oof.parquet")
     assert len(oof) == n_labels and oof["label_id"].is_unique, "duplicated or missing OOF rows"
-    preds = oof[list(train.PRED_COLUMNS)].to_numpy()
+    preds = oof[list(OOF_PRED_COLUMNS)].to_numpy()
     assert np.isfinite(preds).all()
     np.testing.assert_allclose(preds.sum(axis=1), 1.0, atol=1e-9)
     cv = json.loads((run_dir / "cv.json").read_text())
-    targets = oof[list(train.TARGET_COLUMNS)].to_numpy()
+    targets = oof[list(OOF_TARGET_COLUMNS)].to_numpy()
     assert cv["overall"]["model"]["kl_all"] == pytest.approx(kl_divergence(targets, preds))
 
 
@@ -215,8 +218,8 @@ def test_other_ranks_get_rank_0s_config_and_a_run_that_writes_nothing(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tiny_dataset, cache_dir, tmp_path_factory) -> tuple[Path, str, list[str]]:
-    """(run directory, stdout, audited writes as "RANK path") of a 2-process torchrun run."""
+def ddp_run(tiny_dataset, cache_dir, tmp_path_factory) -> tuple[Path, str, str, list[str]]:
+    """(run directory, stdout, stderr, audited writes as "RANK path") of a 2-process torchrun run."""
     root = tmp_path_factory.mktemp("ddp")
     entry, audit = root / "audited_train.py", root / "writes.txt"
     entry.write_text(AUDITED_ENTRY)
@@ -225,18 +228,18 @@ def ddp_run(tiny_dataset, cache_dir, tmp_path_factory) -> tuple[Path, str, list[
                        env=child_env(HMS_WRITE_AUDIT=str(audit)))  # fmt: skip
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err[-4000:]
-    return run_dir, out, audit.read_text().splitlines()
+    return run_dir, out, err, audit.read_text().splitlines()
 
 
 @pytest.mark.slow
 def test_ddp_run_directory_is_complete_with_one_writer(ddp_run, n_labels):
-    run_dir, out, writes = ddp_run
+    run_dir, out, err, writes = ddp_run
     assert_complete_run(run_dir, n_labels)
     assert {w.split(" ", 1)[0] for w in writes} == {"0"}, "a rank other than 0 wrote to the run directory"
     written = {Path(w.split(" ", 1)[1]).name for w in writes}
     assert set(RUN_FILES) | {"best.pt", "last.pt", "normalization.json"} <= written
-    assert out.count("CV ") == 1 and "x 2 processes" in out  # one report, from rank 0
-    assert len(re.findall(r"fold 0 stage 1 epoch 1/", out)) == 1  # one log line per epoch
+    assert out.count("CV ") == 1 and err.count("x 2 processes") == 1  # one report and one log, from rank 0
+    assert len(re.findall(r"fold 0 stage 1 epoch 1/", err)) == 1  # one log line per epoch
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["stage"].tolist() == [1, 1, 1, 2] * 2
 
@@ -254,10 +257,10 @@ def test_ddp_cv_equals_a_single_process_evaluation_of_the_saved_models(ddp_run, 
     assert [fm.fold for fm in loaded.folds] == [0, 1]
     for fm in loaded.folds:
         rows = labels[folds == fm.fold].reset_index(drop=True)
-        loader = DataLoader(fm.pipeline.dataset(rows, split="train", augment=False), batch_size=3)
+        loader = DataLoader(InputDataset(fm.pipeline, rows, split="train", augment=False), batch_size=3)
         probs = engine.validate(fm.model, loader, len(rows), device=cpu, precision=engine.resolve_precision("off", cpu))
         assert kl_divergence(targets_of(rows), probs) == pytest.approx(cv["per_fold"][str(fm.fold)]["model"]["kl_all"], abs=1e-6)
-        saved = oof.loc[oof["fold"] == fm.fold, list(train.PRED_COLUMNS)].to_numpy()
+        saved = oof.loc[oof["fold"] == fm.fold, list(OOF_PRED_COLUMNS)].to_numpy()
         np.testing.assert_allclose(probs, saved, rtol=0, atol=1e-6)
 
 
@@ -317,7 +320,7 @@ def test_folds_parallel_matches_one_fold_after_another(tiny_dataset, cache_dir, 
     parallel = subprocess.run([sys.executable, "-m", "hms.train", *args(tmp_path / "parallel", folds_parallel=2)],
                               capture_output=True, text=True, timeout=240, env=child_env(OMP_NUM_THREADS="1"))  # fmt: skip
     assert parallel.returncode == 0, parallel.stderr[-4000:]
-    assert "worker 0: folds [0], worker 1: folds [1]" in parallel.stdout and parallel.stdout.count("CV ") == 1
+    assert "worker 0: folds [0], worker 1: folds [1]" in parallel.stderr and parallel.stdout.count("CV ") == 1
     assert_complete_run(tmp_path / "parallel", n_labels)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hms import ensemble, predict
-from hms.data import VOTE_COLUMNS
+from hms.schema import VOTE_COLUMNS
 from hms.metric import kl_divergence
 
 from _tiny_runs import tiny_run

@@ -13,8 +13,11 @@ import torch
 
 from hms import augment, dsp, recipes
 from hms.config import ConfigError, build
-from hms.data import CompetitionData, eeg_window, make_labels
-from hms.inputs import EpochSampler, InputPipeline
+from hms.competition import CompetitionData
+from hms.labels import make_labels
+from hms.dataset import EpochSampler, InputDataset, loader_kwargs, rebalanced_order
+from hms.inputs import InputPipeline
+from hms.windows import eeg_window, label_windows
 
 @pytest.fixture
 def eeg_native():
@@ -113,7 +116,7 @@ def test_fill_nan_with_channel_mean():
 def test_input_shapes(data, labels, tmp_path, eeg_native, overrides, shape):
     pipeline = make(data, tmp_path, **overrides)
     assert pipeline.input_shape == shape and pipeline.in_chans == shape[0]
-    item = pipeline.dataset(labels, split="train", augment=False)[1]
+    item = InputDataset(pipeline, labels, split="train", augment=False)[1]
     assert item["input"].shape == shape and item["input"].dtype == torch.float32
     assert torch.isfinite(item["input"]).all()
     np.testing.assert_allclose(item["target"].numpy(), labels.iloc[1][[c for c in labels if c.endswith("_vote")]].to_numpy(float), rtol=1e-6)
@@ -123,7 +126,7 @@ def test_input_shapes(data, labels, tmp_path, eeg_native, overrides, shape):
 
 def test_test_split_items_have_zero_targets(data, tmp_path, eeg_native):
     pipeline = make(data, tmp_path, input="both")
-    dataset = pipeline.dataset(data.test, split="test", augment=False)
+    dataset = InputDataset(pipeline, data.test, split="test", augment=False)
     assert len(dataset) == len(data.test)
     item = dataset[2]
     assert item["input"].shape == (8, 128, 256)
@@ -140,10 +143,10 @@ def test_eeg_recipe_uses_the_labelled_50s_window_for_train_and_test(data, labels
     monkeypatch.setattr(dsp, "eeg_spectrograms", spy, raising=False)
     pipeline = make(data, tmp_path, input="eeg", cache=False)
     row = labels.iloc[3]
-    pipeline.dataset(labels, split="train", augment=False)[3]
+    InputDataset(pipeline, labels, split="train", augment=False)[3]
     recording = data.read_eeg("train", row["eeg_id"])
     np.testing.assert_array_equal(seen[-1][0], eeg_window(recording, row["eeg_label_offset_seconds"]))
-    pipeline.dataset(data.test, split="test", augment=False)[0]
+    InputDataset(pipeline, data.test, split="test", augment=False)[0]
     assert seen[-1].shape == (1, 20, 10_000)
     np.testing.assert_array_equal(seen[-1][0], data.read_eeg("test", data.test["eeg_id"].iloc[0]))
 
@@ -157,7 +160,7 @@ def test_eeg_options_reach_the_native_call(data, labels, tmp_path, eeg_native, m
 
     monkeypatch.setattr(dsp, "eeg_spectrograms", spy, raising=False)
     pipeline = make(data, tmp_path, input="eeg", cache=False, bandpass="0.5,20", notch=60, eeg_clip=5.0, eeg_recipe="scipy")
-    pipeline.dataset(labels, split="train", augment=False)[0]
+    InputDataset(pipeline, labels, split="train", augment=False)[0]
     eeg, kwargs = calls[-1]
     assert kwargs == {"recipe": "scipy", "bandpass": (0.5, 20.0), "notch": 60.0}
     assert np.nanmax(np.abs(eeg)) <= 5.0
@@ -165,7 +168,7 @@ def test_eeg_options_reach_the_native_call(data, labels, tmp_path, eeg_native, m
 
 def test_labels_missing_a_column_is_named(data, labels, tmp_path):
     with pytest.raises(ValueError, match="n_votes"):
-        make(data, tmp_path, input="kaggle").dataset(labels.drop(columns="n_votes"), split="train", augment=False)
+        InputDataset(make(data, tmp_path, input="kaggle"), labels.drop(columns="n_votes"), split="train", augment=False)
 
 
 # --- normalization ------------------------------------------------------------------------------
@@ -190,9 +193,7 @@ def _numpy_stats(pipeline, labels, source):
 
 
 def _rows(labels):
-    from hms.inputs import _label_rows
-
-    return _label_rows(labels, "train")
+    return label_windows(labels, "train")
 
 
 def test_datawide_statistics_come_from_training_rows_only(data, labels, tmp_path, eeg_native):
@@ -211,7 +212,7 @@ def test_datawide_statistics_come_from_training_rows_only(data, labels, tmp_path
     assert everything.stats["kaggle"]["mean"] != pytest.approx(pipeline.stats["kaggle"]["mean"], rel=1e-9)
     # Validation items are normalized with the training statistics, unchanged.
     before = json.dumps(pipeline.state_dict())
-    item = pipeline.dataset(validation, split="train", augment=False)[0]["input"].numpy()
+    item = InputDataset(pipeline, validation, split="train", augment=False)[0]["input"].numpy()
     assert json.dumps(pipeline.state_dict()) == before
     raw = pipeline.row_source("eeg", "train", _rows(validation)[0])
     s = pipeline.stats["eeg"]
@@ -224,8 +225,8 @@ def test_state_round_trip_rebuilds_identical_preprocessing(data, labels, tmp_pat
     state = json.loads(json.dumps(pipeline.state_dict()))
     rebuilt = InputPipeline.from_state(state, data)
     assert rebuilt.stats == pipeline.stats and rebuilt.params == pipeline.params
-    a = pipeline.dataset(labels, split="train", augment=False)[10]["input"]
-    b = rebuilt.dataset(labels, split="train", augment=False)[10]["input"]
+    a = InputDataset(pipeline, labels, split="train", augment=False)[10]["input"]
+    b = InputDataset(rebuilt, labels, split="train", augment=False)[10]["input"]
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="statistics"):
         InputPipeline.from_state({**state, "stats": None}, data)
@@ -275,9 +276,9 @@ def test_swap_rejects_a_foreign_shape(data, tmp_path):
 def test_training_augmentation_swaps_only_when_asked(data, labels, tmp_path):
     plain = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
     always = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", aug_swap_p=1.0)
-    reference = plain.dataset(labels, split="train", augment=False)[4]["input"]
-    assert torch.equal(always.dataset(labels, split="train", augment=False)[4]["input"], reference)
-    swapped = always.dataset(labels, split="train", augment=True)[4]["input"]
+    reference = InputDataset(plain, labels, split="train", augment=False)[4]["input"]
+    assert torch.equal(InputDataset(always, labels, split="train", augment=False)[4]["input"], reference)
+    swapped = InputDataset(always, labels, split="train", augment=True)[4]["input"]
     assert torch.equal(swapped, always.swap_hemispheres(reference[None])[0])
 
 
@@ -303,7 +304,7 @@ def test_shift_augmentation_changes_the_eeg_window(data, labels, tmp_path, eeg_n
     monkeypatch.setattr(dsp, "eeg_spectrograms", lambda eeg, **kw: seen.append(np.array(eeg).reshape(-1, 20, 10_000)) or eeg_native(eeg, **kw), raising=False)
     pipeline = make(data, tmp_path, input="eeg", aug_shift_s=20.0, aug_swap_p=0.0)
     torch.manual_seed(0)
-    dataset = pipeline.dataset(labels, split="train", augment=True)
+    dataset = InputDataset(pipeline, labels, split="train", augment=True)
     row = labels.iloc[0]
     recording = data.read_eeg("train", row["eeg_id"])
     for _ in range(4):
@@ -318,7 +319,7 @@ def test_shift_augmentation_changes_the_eeg_window(data, labels, tmp_path, eeg_n
 def test_seeded_items_depend_on_their_seed_and_position_only(data, labels, tmp_path):
     """(seed, position) keys: the same item in any order and under any global RNG state."""
     pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", aug_mask_p=1.0)
-    dataset = pipeline.dataset(labels, split="train", augment=True)
+    dataset = InputDataset(pipeline, labels, split="train", augment=True)
     torch.manual_seed(0)
     first = [dataset[(11, p)]["input"] for p in (0, 1, 2)]
     torch.manual_seed(1)
@@ -383,11 +384,10 @@ def test_rebalance_weights_equalize_classes(labels):
 
 
 def test_train_sampler_is_seeded_and_off_by_default(data, labels, tmp_path):
-    assert make(data, tmp_path).train_sampler(labels, 0) is None
-    pipeline = make(data, tmp_path, rebalance="consensus")
-    first = list(pipeline.train_sampler(labels, 5))
-    assert first == list(pipeline.train_sampler(labels, 5)) and len(first) == len(labels)
-    assert first != list(pipeline.train_sampler(labels, 6))
+    assert rebalanced_order(labels, make(data, tmp_path).params["rebalance"], 0) is None
+    first = rebalanced_order(labels, "consensus", 5)
+    assert first == rebalanced_order(labels, "consensus", 5) and len(first) == len(labels)
+    assert first != rebalanced_order(labels, "consensus", 6)
 
 
 # --- config, cache, workers ---------------------------------------------------------------------
@@ -407,20 +407,20 @@ def test_cache_is_used_and_keyed_by_every_parameter(data, labels, tmp_path):
     pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
     row = _rows(labels)[2]
     computed = pipeline.row_source("kaggle", "train", row)
-    cache = pipeline._caches["kaggle"]
-    path = cache.path("train", row["spectrogram_id"], row["spectrogram_offset"])
+    cache = pipeline.cache("kaggle")
+    path = cache.path("train", row.spectrogram_id, row.spectrogram_offset)
     assert path.is_file() and np.load(path).dtype == np.float16
     np.testing.assert_allclose(pipeline.row_source("kaggle", "train", row), computed, atol=1e-2)
     np.save(path, np.full((4, 100, 300), 7, dtype=np.float16))  # proves the next read is a cache hit
     assert np.all(pipeline.row_source("kaggle", "train", row) == 7)
     other = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", clip_hi=9.0)
-    assert other._caches["kaggle"].folder != cache.folder
+    assert other.cache("kaggle").folder != cache.folder
     assert np.all(other.row_source("kaggle", "train", row) <= 9.0)
-    eeg_a = make(data, tmp_path, input="eeg")._caches["eeg"].folder
+    eeg_a = make(data, tmp_path, input="eeg").cache("eeg").folder
     for change in ({"bandpass": "0.5,20"}, {"notch": 60}, {"eeg_recipe": "scipy"}, {"wavelet": "db8"}, {"eeg_clip": 500}):
-        assert make(data, tmp_path, input="eeg", **change)._caches["eeg"].folder != eeg_a
+        assert make(data, tmp_path, input="eeg", **change).cache("eeg").folder != eeg_a
     # Augmentation, layout and normalization settings do not change what is cached.
-    assert make(data, tmp_path, input="eeg", aug_swap_p=0.1, tile_layout="stack")._caches["eeg"].folder == eeg_a
+    assert make(data, tmp_path, input="eeg", aug_swap_p=0.1, tile_layout="stack").cache("eeg").folder == eeg_a
 
 
 class _NativeThreads(torch.utils.data.Dataset):
@@ -437,11 +437,11 @@ def test_dataloader_workers_share_the_native_threads(start_method, monkeypatch):
     monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
     try:
         dsp.set_num_threads(4)
-        kwargs = InputPipeline.loader_kwargs(2)
+        kwargs = loader_kwargs(2)
         loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=1, multiprocessing_context=start_method, **kwargs)
         assert [int(b) for b in loader] == [2, 2, 2, 2]
         dsp.set_num_threads(1)
-        loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=2, multiprocessing_context=start_method, **InputPipeline.loader_kwargs(2))
+        loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=2, multiprocessing_context=start_method, **loader_kwargs(2))
         assert [b.tolist() for b in loader] == [[1, 1], [1, 1]]
     finally:
         dsp.set_num_threads(None)
@@ -451,8 +451,8 @@ def test_dataloader_workers_share_the_native_threads(start_method, monkeypatch):
 def test_dataloader_with_worker_processes(data, labels, tmp_path, start_method):
     pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
     loader = torch.utils.data.DataLoader(
-        pipeline.dataset(labels.iloc[:8], split="train", augment=True), batch_size=4,
-        multiprocessing_context=start_method, **pipeline.loader_kwargs(1),
+        InputDataset(pipeline, labels.iloc[:8], split="train", augment=True), batch_size=4,
+        multiprocessing_context=start_method, **loader_kwargs(1),
     )
     batches = list(loader)
     assert [b["input"].shape for b in batches] == [(4, 4, 128, 256)] * 2

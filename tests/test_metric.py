@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import rel_entr
 
-from hms.data import VOTE_COLUMNS
+from hms.schema import VOTE_COLUMNS
 from hms.metric import EPSILON, kl_divergence, kl_divergence_per_row, validate_probabilities
 
 

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from hms import inference, predict
-from hms.data import VOTE_COLUMNS, open_data, spectrogram_window
+from hms.competition import open_data
+from hms.schema import VOTE_COLUMNS
+from hms.windows import spectrogram_window
 from hms.inputs import InputPipeline
 from hms.metric import kl_divergence
 from hms.models import create_model

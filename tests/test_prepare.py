@@ -7,8 +7,10 @@ import pytest
 
 from hms import dsp, input_cache, prepare
 from hms.config import build
-from hms.data import CompetitionData, make_labels
+from hms.competition import CompetitionData
+from hms.labels import make_labels
 from hms.inputs import InputPipeline
+from hms.windows import label_windows
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +50,9 @@ def test_interrupted_prepare_resumes_without_redoing_work(data, tmp_path, monkey
     again = prepare.prepare_cache(pipeline, labels, "train", show_progress=False)
     assert again == {s: {"computed": 0, "present": n_windows} for s in ("kaggle", "eeg")}
     # What the dataset reads is what prepare wrote.
-    row = {"eeg_id": int(labels.eeg_id[0]), "spectrogram_id": int(labels.spectrogram_id[0]),
-           "eeg_offset": float(labels.eeg_label_offset_seconds[0]),
-           "spectrogram_offset": float(labels.spectrogram_label_offset_seconds[0])}  # fmt: skip
-    cached = pipeline._caches["eeg"].load("train", row["eeg_id"], row["eeg_offset"])
-    fresh = pipeline.compute_source("eeg", "train", row["eeg_id"], [row["eeg_offset"]])[0]
+    row = label_windows(labels, "train")[0]
+    cached = pipeline.cache("eeg").load("train", row.eeg_id, row.eeg_offset)
+    fresh = pipeline.compute_source("eeg", "train", row.eeg_id, [row.eeg_offset])[0]
     np.testing.assert_allclose(cached, fresh, rtol=1e-2, atol=1e-3)
 
 

@@ -11,18 +11,12 @@ import pytest
 from scipy.signal import find_peaks, welch
 from scipy.stats import kurtosis
 
-from hms import data as hd
+from hms import io as hio
 from hms import synth
 from hms import synth_eeg as se
-from hms.data import (
-    CONSENSUS_NAMES,
-    EEG_CHANNELS,
-    SPEC_WINDOW_SECONDS,
-    VOTE_COLUMNS,
-    CompetitionData,
-    read_eeg,
-    read_kaggle_spectrogram,
-)
+from hms.competition import CompetitionData
+from hms.readers import read_eeg, read_kaggle_spectrogram
+from hms.schema import CONSENSUS_NAMES, EEG_CHANNELS, SPEC_WINDOW_SECONDS, VOTE_COLUMNS
 
 FS = se.FS
 LEFT = se.XY[:, 0] < -0.05
@@ -82,7 +76,7 @@ def test_layout_and_companion_files(tiny_dataset):
     np.testing.assert_allclose(solution[list(VOTE_COLUMNS)].sum(axis=1), 1.0)
     assert solution["n_votes"].between(3, 20).all()  # test rows: 3-20 experts
     assert not set(data.test["patient_id"]) & set(data.train["patient_id"])
-    assert tiny_dataset.stat().st_mode & 0o777 == 0o777 & ~hd._UMASK  # not tempfile's 0700
+    assert tiny_dataset.stat().st_mode & 0o777 == 0o777 & ~hio._UMASK  # not tempfile's 0700
     params = json.loads((tiny_dataset / "synthetic.json").read_text())
     assert params["seed"] == 7 and params["version"] == synth.SYNTH_VERSION
 

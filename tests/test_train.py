@@ -23,6 +23,7 @@ from hms.config import Config
 from hms.metric import kl_divergence
 from hms.optim import LrSchedule, create_optimizer, create_schedule
 from hms.rundir import RunDir, RunDirError
+from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
 
 def tiny_args(data_dir: Path, cache_dir: Path, run_dir: Path, **extra) -> list[str]:
@@ -298,8 +299,8 @@ def test_complete_run_directory(reference_run, tiny_dataset):
 def test_oof_and_cv_agree(reference_run):
     oof = pd.read_parquet(reference_run / "oof.parquet")
     cv = json.loads((reference_run / "cv.json").read_text())
-    preds = oof[list(train.PRED_COLUMNS)].to_numpy()
-    targets = oof[list(train.TARGET_COLUMNS)].to_numpy()
+    preds = oof[list(OOF_PRED_COLUMNS)].to_numpy()
+    targets = oof[list(OOF_TARGET_COLUMNS)].to_numpy()
     np.testing.assert_allclose(preds.sum(axis=1), 1.0, atol=1e-9)
     assert set(oof["fold"]) == {0, 1} and oof["label_id"].is_unique
     assert cv["overall"]["model"]["kl_all"] == pytest.approx(kl_divergence(targets, preds))
@@ -321,7 +322,7 @@ def test_best_checkpoint_holds_the_selected_predictions(reference_run):
     for fold in (0, 1):
         best = torch.load(reference_run / f"fold{fold}" / "best.pt", weights_only=True)
         rows = oof[oof["fold"] == fold]
-        np.testing.assert_array_equal(best["val_probs"].numpy(), rows[list(train.PRED_COLUMNS)].to_numpy())
+        np.testing.assert_array_equal(best["val_probs"].numpy(), rows[list(OOF_PRED_COLUMNS)].to_numpy())
         fold_rows = metrics[metrics["fold"] == fold]
         assert best["epoch"] + 1 == fold_rows.loc[fold_rows["best"], "epoch"].max()
         assert json.loads(best["inputs"])["params"]["image_size"] == 32

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hms.data import CONSENSUS_NAMES, SAMPLE_RATE, TARGET_COLUMNS
+from hms.schema import CONSENSUS_NAMES, SAMPLE_RATE, TARGET_COLUMNS
 from hms.recipes import HEMISPHERE_SWAP
 
 REBALANCE_MODES = ("none", "consensus", "mass")

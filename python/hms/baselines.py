@@ -23,24 +23,15 @@ import pandas as pd
 from scipy.signal import welch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
 from hms import CLASSES
-from hms.data import (
-    BIPOLAR_CHAINS,
-    EEG_CHANNELS,
-    GROUPINGS,
-    LABELLED_SECONDS,
-    REGIONS,
-    SAMPLE_RATE,
-    CompetitionData,
-    eeg_window,
-    make_folds,
-    make_labels,
-    open_data,
-    targets_of,
-)
+from hms.competition import CompetitionData, open_data
+from hms.labels import make_folds, make_labels, targets_of
+from hms.schema import BIPOLAR_CHAINS, EEG_CHANNELS, GROUPINGS, LABELLED_SECONDS, REGIONS, SAMPLE_RATE
+from hms.windows import eeg_window
+from hms import progress
 from hms.metric import kl_divergence
+from hms.progress import bar as progress_bar
 
 #: Frequency bands (Hz) of the band-power features: delta (two halves), theta, alpha, beta.
 BANDS: tuple[tuple[float, float], ...] = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0))
@@ -99,7 +90,7 @@ def band_power_features(
     features = np.empty((len(labels), N_FEATURES))
     offsets = labels["eeg_label_offset_seconds"] if "eeg_label_offset_seconds" in labels else pd.Series(0.0, index=labels.index)
     groups = labels.groupby("eeg_id", sort=False).indices
-    for eeg_id, rows in tqdm(groups.items(), desc="band powers", unit="eeg", disable=not show_progress):
+    for eeg_id, rows in progress_bar(groups.items(), desc="band powers", unit="eeg", show=show_progress):
         eeg = data.read_eeg(split, eeg_id)
         for row in rows:
             features[row] = window_band_powers(eeg_window(eeg, float(offsets.iloc[row])))
@@ -152,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    progress.configure()
     data = open_data(args.data_dir, require=("train",))
     labels = make_labels(data.train, args.grouping)
     folds = make_folds(labels, args.n_folds, args.seed)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from hms import CLASSES
 from hms.optim import LrSchedule
+from hms.progress import bar as progress_bar
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def train_one_epoch(
     total_loss, total_samples = 0.0, 0
     lr = schedule.lr
     started = time.perf_counter()
-    bar = tqdm(loader, total=n_batches, desc=desc, unit="batch", leave=False, disable=not progress)
+    bar = progress_bar(loader, total=n_batches, desc=desc, unit="batch", leave=False, show=progress)
     for i, batch in enumerate(bar):
         batch = _to_device(batch, device, channels_last)
         if batch_transform is not None:
@@ -245,7 +245,7 @@ def predict(
     probabilities of the input and of its hemisphere-swapped mirror (test-time augmentation)."""
     model.eval()
     indices, probs = [], []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+    for batch in progress_bar(loader, desc=desc, unit="batch", leave=False, show=progress):
         batch = _to_device(batch, device, channels_last)
         with precision.autocast():
             logits = model(batch["input"])

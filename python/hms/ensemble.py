@@ -31,12 +31,14 @@ import pandas as pd
 import torch
 from scipy.optimize import minimize
 from torch import nn
-from tqdm.auto import tqdm
 
-from hms.data import atomic_output, write_csv_atomic
+from hms.io import atomic_output, write_csv_atomic, write_json_atomic
 from hms.metric import kl_divergence
+from hms import progress
+from hms.progress import bar as progress_bar
 from hms.rundir import RunDir
-from hms.train import PRED_COLUMNS, TARGET_COLUMNS
+from hms.schema import OOF_PRED_COLUMNS as PRED_COLUMNS
+from hms.schema import OOF_TARGET_COLUMNS as TARGET_COLUMNS
 
 FEATURE_SETS = ("raw", "stats", "both")
 ENSEMBLE_FILE, WEIGHTS_FILE, META_MODEL_FILE = "ensemble.json", "weights.json", "meta_model.pt"
@@ -259,7 +261,7 @@ def evaluate_combiners(oof: OOFSet, settings: StackingSettings, min_votes: int, 
     rows.append(score_row("mean", oof.probs.mean(0), oof, min_votes))
     weights_cv = cross_fit(oof, lambda p, t, _: optimize_weights(p, t), lambda w, p: weighted_mean(p, w))
     rows.append(score_row("weights", weights_cv, oof, min_votes))
-    for feature_set in tqdm(feature_sets, desc="stacking", unit="feature set", leave=False):
+    for feature_set in progress_bar(feature_sets, desc="stacking", unit="feature set", leave=False):
         s = StackingSettings(**{**settings.__dict__, "feature_set": feature_set})
         stacked = cross_fit(oof, lambda p, t, pat: train_meta_model(p, t, pat, s), lambda m, p: m.predict(p))
         rows.append(score_row(f"stacking-{feature_set}", stacked, oof, min_votes))
@@ -298,8 +300,8 @@ class SavedEnsemble:
             with atomic_output(path / META_MODEL_FILE) as tmp:
                 torch.save({"mlp": self.meta_model.mlp.state_dict(), "mean": torch.from_numpy(self.meta_model.mean),
                             "std": torch.from_numpy(self.meta_model.std)}, tmp)  # fmt: skip
-        _write_json(path / WEIGHTS_FILE, {"members": members, "weights": self.weights.tolist()})
-        _write_json(path / ENSEMBLE_FILE, manifest)  # last: its presence marks a complete folder
+        write_json_atomic(path / WEIGHTS_FILE, {"members": members, "weights": self.weights.tolist()})
+        write_json_atomic(path / ENSEMBLE_FILE, manifest)  # last: its presence marks a complete folder
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SavedEnsemble":
@@ -328,11 +330,6 @@ def _relative_to(member: str, folder: Path) -> str:
         return os.path.relpath(Path(member).resolve(), folder.resolve())
     except ValueError:
         return str(Path(member).resolve())
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=2) + "\n")
 
 
 def fit_ensemble(oof: OOFSet, combiner: str, settings: StackingSettings) -> SavedEnsemble:
@@ -379,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.configure()
     settings = StackingSettings(hidden=args.hidden, ce_weight=args.ce_weight, kl_weight=args.kl_weight,
                                 lr=args.lr, max_epochs=args.max_epochs, patience=args.patience)  # fmt: skip
     out = Path(args.out) if args.out else Path("ensembles") / "+".join(Path(r).name for r in args.runs)

@@ -21,6 +21,7 @@ run directory; checkpoints it reads are broadcast to the others.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,18 +30,21 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from hms import engine
 from hms.config import Config
-from hms.data import CompetitionData, targets_of
+from hms.competition import CompetitionData
+from hms.labels import high_vote_mask, targets_of
 from hms.distributed import Distributed
-from hms.inputs import EpochSampler
+from hms.dataset import Augmentation, EpochSampler, InputDataset, loader_kwargs, rebalanced_order
+from hms.inputs import InputPipeline
 from hms.metric import kl_divergence
 from hms.models import create_model_from_config
+from hms.progress import bar as progress_bar
 from hms.optim import LrSchedule, create_optimizer, create_schedule
 from hms.rundir import RunDir
 
+log = logging.getLogger(__name__)
 
 #: derive_seed(seed, fold, epoch, stream): 1 mixup draws, 2 per-sample augmentations.
 _MIXUP_STREAM, _AUGMENT_STREAM = 1, 2
@@ -61,18 +65,13 @@ class Stage:
 
 @dataclass
 class Runtime:
-    """What the fold loop needs besides the config: where, how, and the input pipeline class."""
+    """What the fold loop needs besides the config: where and how it runs."""
 
     device: torch.device
     precision: engine.Precision
-    pipeline_class: Any  # hms.inputs.InputPipeline (swappable in tests)
     on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None  # (fold, history) after each epoch
     dist: Distributed = field(default_factory=Distributed)  # torchrun ranks (single process by default)
     progress: bool = True  # False: no progress bars whatever cfg.progress (non-main ranks, fold workers)
-
-
-def high_vote_mask(labels: pd.DataFrame, min_votes: int) -> np.ndarray:
-    return labels["n_votes"].to_numpy() >= min_votes
 
 
 def plan_stages(cfg: Config, train_labels: pd.DataFrame) -> list[Stage]:
@@ -82,7 +81,7 @@ def plan_stages(cfg: Config, train_labels: pd.DataFrame) -> list[Stage]:
         stage2_lr = cfg.stage2_lr if cfg.stage2_lr is not None else cfg.lr / 10
         stages.append(Stage(2, cfg.epochs, cfg.stage2_epochs, high, stage2_lr))
     elif cfg.stage2_epochs > 0:
-        tqdm.write(f"stage 2 skipped: no training row has >= {cfg.stage2_min_votes} votes")
+        log.info("stage 2 skipped: no training row has >= %d votes", cfg.stage2_min_votes)
     return stages
 
 
@@ -118,24 +117,24 @@ class FoldTrainer:
         last = self._load("last")
         if last is not None and last["finished"]:
             return last["oof"].numpy(), last["history"]
-        pipeline = self.pipeline = self._pipeline(last)
+        pipeline = self._pipeline(last)
         torch.manual_seed(engine.derive_seed(self.cfg.seed, self.fold))  # same init, resumed or not
         model = create_model_from_config(self.cfg, pipeline.in_chans).to(self.rt.device)
         if dist.rank:
             torch.manual_seed(dist.seed(self.cfg.seed, self.fold))  # its own augmentation draws
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        val_set = pipeline.dataset(self.val_labels, split="train", augment=False)
+        val_set: torch.utils.data.Dataset = InputDataset(pipeline, self.val_labels, split="train", augment=False)
         if dist.enabled:
             val_set = torch.utils.data.Subset(val_set, list(dist.eval_shard(len(val_set))))
         val_loader = DataLoader(
             val_set,
             batch_size=self.cfg.eval_batch_size or 2 * self.cfg.batch_size,
             shuffle=False,
-            **self._worker_kwargs(pipeline),
+            **loader_kwargs(self.cfg.num_workers),
         )
         swap = pipeline.swap_hemispheres if self.cfg.tta else None
-        train_set = pipeline.dataset(self.train_labels, split="train", augment=True)
+        train_set = InputDataset(pipeline, self.train_labels, split="train", augment=True)
 
         state = self._initial_state()
         optimizer = schedule = scaler = None
@@ -153,8 +152,8 @@ class FoldTrainer:
         # what is evaluated and checkpointed (same format as single-process runs).
         train_model = dist.wrap(model, self.rt.device)
 
-        epochs_bar = tqdm(total=self.total_epochs, initial=state["epoch"], desc=f"fold {self.fold}",
-                          unit="epoch", leave=False, disable=not self.progress)  # fmt: skip
+        epochs_bar = progress_bar(total=self.total_epochs, initial=state["epoch"], desc=f"fold {self.fold}",
+                                  unit="epoch", leave=False, show=self.progress)  # fmt: skip
         loader_stage = None
         while state["epoch"] < self.total_epochs:
             epoch = state["epoch"]
@@ -170,7 +169,7 @@ class FoldTrainer:
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if self.cfg.patience is not None and state["bad_epochs"] >= self.cfg.patience:
-                tqdm.write(f"fold {self.fold}: early stop of stage {stage.number} after {epoch + 1 - stage.start} epoch(s)")
+                log.info("fold %d: early stop of stage %d after %d epoch(s)", self.fold, stage.number, epoch + 1 - stage.start)
                 state["epoch"] = stage.end
             self._save_last(model, optimizer, schedule, scaler, state, pipeline)
             if self.rt.on_epoch is not None:
@@ -200,15 +199,11 @@ class FoldTrainer:
 
     def _pipeline(self, last: dict | None):
         if last is not None:
-            return self.rt.pipeline_class.from_state(json.loads(last["inputs"]), self.data)
-        pipeline = self.rt.pipeline_class(self.cfg, self.data)
-        pipeline.fit(self.train_labels)  # data-wide statistics of the training rows only
+            return InputPipeline.from_state(json.loads(last["inputs"]), self.data)
+        pipeline = InputPipeline(self.cfg, self.data)
+        pipeline.fit(self.train_labels, show_progress=self.progress)  # data-wide statistics of the training rows only
         self.run.write_json(f"fold{self.fold}/normalization.json", pipeline.state_dict())
         return pipeline
-
-    def _worker_kwargs(self, pipeline) -> dict[str, Any]:
-        kwargs = getattr(pipeline, "loader_kwargs", None)
-        return kwargs(self.cfg.num_workers) if kwargs is not None else {"num_workers": self.cfg.num_workers}
 
     def _initial_state(self) -> dict[str, Any]:
         return {"epoch": 0, "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
@@ -248,7 +243,7 @@ class FoldTrainer:
 
         def order_of(epoch: int) -> list[int]:
             seed = engine.derive_seed(self.cfg.seed, self.fold, epoch)
-            drawn = self.pipeline.train_sampler(stage_labels, seed)
+            drawn = rebalanced_order(stage_labels, self.cfg.rebalance, seed)
             if drawn is None:
                 drawn = torch.randperm(len(stage_labels), generator=torch.Generator().manual_seed(seed)).tolist()
             positions = [int(stage.train_rows[i]) for i in drawn]
@@ -262,7 +257,7 @@ class FoldTrainer:
             batch_size=self.cfg.batch_size,
             sampler=sampler,
             generator=torch.Generator().manual_seed(dist.seed(self.cfg.seed, self.fold, stage.number)),
-            **self._worker_kwargs(self.pipeline),
+            **loader_kwargs(self.cfg.num_workers),
             # BatchNorm cannot train on a final batch of one sample (equal shards: all ranks agree).
             drop_last=n % self.cfg.batch_size == 1,
         )
@@ -274,12 +269,12 @@ class FoldTrainer:
         set to ``epoch``), then validation of ``model``."""
         cfg, rt, dist = self.cfg, self.rt, self.rt.dist
         mixup_generator = torch.Generator().manual_seed(dist.seed(cfg.seed, self.fold, epoch, _MIXUP_STREAM))
-        mixup = getattr(pipeline, "mixup", None)
+        augmentation = Augmentation.of(pipeline)
         stats = engine.train_one_epoch(
             train_model, loader, optimizer, schedule,
             device=rt.device, precision=rt.precision, scaler=scaler, accum_steps=cfg.accum_steps,
             grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
-            batch_transform=(lambda b: mixup(b, mixup_generator)) if mixup is not None else None,
+            batch_transform=lambda b: augmentation.mixup(b, mixup_generator),
             channels_last=self.channels_last, progress=self.progress, desc=f"fold {self.fold} epoch {epoch + 1}",
         )  # fmt: skip
         stats = self._global_stats(stats)
@@ -310,7 +305,7 @@ class FoldTrainer:
             "val_loss": val_loss, "val_kl": kl_all, "val_kl_high_votes": kl_high, "lr": stats.lr,
             "samples_per_s": stats.samples_per_s, "train_seconds": stats.seconds, "best": improved,
         }  # fmt: skip
-        tqdm.write(
+        log.info(
             f"fold {self.fold} stage {stage.number} epoch {epoch + 1}/{self.total_epochs}: "
             f"train {stats.loss:.4f}  val KL {kl_all:.4f} (>= {cfg.stage2_min_votes} votes {kl_high:.4f})  "
             f"lr {stats.lr:.2e}  {stats.samples_per_s:.1f} samples/s{'  *best' if improved else ''}"

@@ -19,20 +19,24 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from hms import config, engine
 from hms.config import Config
-from hms.data import EEG_WINDOW_SAMPLES, CompetitionData, read_eeg
+from hms.competition import CompetitionData
+from hms.dataset import InputDataset
+from hms.inputs import InputPipeline
 from hms.models import create_model_from_config
+from hms.progress import bar as progress_bar
+from hms.readers import read_eeg
 from hms.rundir import RunDir, RunDirError
+from hms.windows import central_eeg_window
 
 
 @dataclass
 class FoldModel:
     fold: int
     model: torch.nn.Module
-    pipeline: Any  # hms.inputs.InputPipeline restored from the fold's checkpoint
+    pipeline: InputPipeline  # restored from the fold's checkpoint
 
 
 @dataclass
@@ -67,15 +71,12 @@ def trained_folds(run: RunDir, cfg: Config) -> list[int]:
 
 def load_run(path: str | os.PathLike, data: CompetitionData | None, device: torch.device | str = "cpu") -> LoadedRun:
     """Every fold model of a run, in eval mode on ``device``, with its own input pipeline."""
-    from hms.train import default_pipeline_class
-
     run = RunDir.open(path)
     cfg = run_config(run)
-    pipeline_class = default_pipeline_class()
     loaded = LoadedRun(run.path, cfg)
     for fold in trained_folds(run, cfg):
         state = run.load_checkpoint(fold, "best")
-        pipeline = pipeline_class.from_state(json.loads(state["inputs"]), data)
+        pipeline = InputPipeline.from_state(json.loads(state["inputs"]), data)
         model = create_model_from_config(cfg, pipeline.in_chans)
         model.load_state_dict(state["model"])
         loaded.folds.append(FoldModel(fold, model.to(device).eval(), pipeline))
@@ -90,17 +91,11 @@ def predict_labels(loaded: LoadedRun, labels: pd.DataFrame, *, split: str = "tes
     device = torch.device(device)
     precision = engine.resolve_precision("off", device)
     total = np.zeros((len(labels), 6))
-    for fm in tqdm(loaded.folds, desc=f"{loaded.path.name} folds", unit="fold", disable=not progress, leave=False):
-        loader = DataLoader(fm.pipeline.dataset(labels, split=split, augment=False), batch_size=batch_size, shuffle=False)
+    for fm in progress_bar(loaded.folds, desc=f"{loaded.path.name} folds", unit="fold", show=progress, leave=False):
+        loader = DataLoader(InputDataset(fm.pipeline, labels, split=split, augment=False), batch_size=batch_size, shuffle=False)
         total += engine.validate(fm.model, loader, len(labels), device=device, precision=precision,
                                  swap=fm.pipeline.swap_hemispheres if tta else None)  # fmt: skip
     return total / len(loaded.folds)
-
-
-def central_eeg_window(recording: np.ndarray) -> np.ndarray:
-    """The central 50 s of a recording (the part a Kaggle test file of exactly 50 s is)."""
-    start = (recording.shape[-1] - EEG_WINDOW_SAMPLES) // 2
-    return recording[:, start : start + EEG_WINDOW_SAMPLES]
 
 
 def predict_eeg_file(loaded: LoadedRun, path: str | os.PathLike, *, tta: bool = False) -> np.ndarray:

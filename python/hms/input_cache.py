@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hms import __version__, dsp
-from hms.data import atomic_output, cache_dir
+from hms.io import atomic_output, cache_dir, write_json_atomic
 
 #: Bump when what a cached array holds changes without a parameter changing.
 CACHE_FORMAT = 1
@@ -120,8 +120,7 @@ class SourceCache:
         path = self.path(split, file_id, offset_seconds)
         if not (self.folder / "params.json").is_file():
             # Human-readable record of what the hashed folder holds.
-            with atomic_output(self.folder / "params.json") as tmp:
-                tmp.write_text(json.dumps(self._params, indent=2, sort_keys=True) + "\n")
+            write_json_atomic(self.folder / "params.json", self._params, sort_keys=True)
         with atomic_output(path) as tmp:
             with open(tmp, "wb") as handle:  # a file object: np.save would append .npy to a path
                 np.save(handle, stored)

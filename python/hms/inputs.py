@@ -1,4 +1,4 @@
-"""Model inputs: recipes, normalization, augmentation and the torch Dataset, from one Config.
+"""Model inputs: the recipes that turn label rows or raw windows into normalized tensors.
 
 Recipes (``cfg.input``), per sample, all float32, chain order LL, LP, RL, RP (see hms.recipes):
 
@@ -14,10 +14,7 @@ Tiles are laid out by ``tile_layout``: ``"channels"`` (4 x 128 x 256, or 8 x 128
 ``both``: cheapest for a CNN) or ``"stack"`` (each source's 4 tiles stacked into 512 x 256, sources
 side by side: 1 x 512 x 256, or the widely used 1 x 512 x 512 for ``both``).
 
-Normalization (per source, so Kaggle log power and EEG dB share no scale): ``instance`` standardizes
-each sample's source by its own mean/std; ``datawide`` uses one mean/std per source computed by
-:meth:`InputPipeline.fit` in one streaming pass (native RunningStats) over the training rows it is
-given, stored in :meth:`InputPipeline.state_dict` and reused unchanged for validation and inference.
+Normalization: :mod:`hms.normalization`; datasets, samplers and augmentation: :mod:`hms.dataset`.
 Padding and masks are zeros, the post-normalization mean.
 """
 
@@ -25,29 +22,27 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from hms import augment, dsp, recipes
+from hms.competition import CompetitionData
 from hms.config import Config
-from hms.data import (
-    EEG_WINDOW_SAMPLES,
-    TARGET_COLUMNS,
-    CompetitionData,
-    KaggleSpectrogram,
-    _offset_to_sample,
-    spectrogram_window,
-)
 from hms.input_cache import SourceCache
+from hms.normalization import EPS as NORM_EPS
+from hms.normalization import Normalization
+from hms.progress import bar as progress_bar
+from hms.readers import KaggleSpectrogram
+from hms.schema import EEG_WINDOW_SAMPLES
+from hms.windows import LabelWindow, eeg_window, label_windows, spectrogram_window
 
-#: The Config fields that define the inputs (what state_dict records).
+#: The Config fields that define the inputs (what state_dict records; the training-only ones
+#: are read by hms.dataset).
 INPUT_FIELDS: tuple[str, ...] = (
     "input", "normalization", "clip_lo", "clip_hi", "kaggle_layout", "image_size", "tile_layout",
     "eeg_recipe", "bandpass", "notch", "wavelet", "wavelet_level", "wavelet_sigma", "eeg_clip",
@@ -56,7 +51,6 @@ INPUT_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 SOURCES_OF_INPUT = {"kaggle": ("kaggle",), "eeg": ("eeg",), "both": ("kaggle", "eeg")}
 STATE_VERSION = 1
-NORM_EPS = 1e-6
 _RECORDINGS_KEPT = 8  # per process: rows of one file are usually neighbours
 
 
@@ -68,11 +62,11 @@ class InputPipeline:
         self.params = {name: getattr(cfg, name) for name in INPUT_FIELDS}
         self.data = data
         self.sources: tuple[str, ...] = SOURCES_OF_INPUT[cfg.input]
-        self.stats: dict[str, dict[str, float]] | None = None
+        self.normalization = Normalization(cfg.normalization, self.sources)
         self._caches = {
             s: SourceCache(cfg.cache_dir, s, self.source_params(s), data.root) for s in self.sources
-        } if cfg.cache and data is not None else {}
-        self._reader = _RecordingReader(data)
+        } if cfg.cache and data is not None else {}  # fmt: skip
+        self._reader = _RecordingReader(data) if data is not None else None
 
     # shape ---------------------------------------------------------------------------------
     @property
@@ -97,6 +91,11 @@ class InputPipeline:
     def in_chans(self) -> int:
         return self.input_shape[0]
 
+    @property
+    def stats(self) -> dict[str, dict[str, float]] | None:
+        """The data-wide statistics per source (None until fitted, and for instance normalization)."""
+        return self.normalization.stats
+
     def source_params(self, source: str) -> dict[str, Any]:
         """Every parameter that shapes a source's cached array (the cache key)."""
         p = self.params
@@ -104,6 +103,10 @@ class InputPipeline:
             return {"clip_lo": p["clip_lo"], "clip_hi": p["clip_hi"]}
         wavelet = {"wavelet": p["wavelet"], "wavelet_level": p["wavelet_level"], "wavelet_sigma": p["wavelet_sigma"]} if p["wavelet"] else {"wavelet": None}
         return {"eeg_recipe": p["eeg_recipe"], "bandpass": p["bandpass"], "notch": p["notch"], "eeg_clip": p["eeg_clip"], **wavelet}
+
+    def cache(self, source: str) -> SourceCache | None:
+        """The on-disk cache of ``source`` (None when caching is off or there is no data folder)."""
+        return self._caches.get(source)
 
     # sources from raw windows (batch-first) ------------------------------------------------
     def kaggle_source(self, windows: np.ndarray) -> np.ndarray:
@@ -120,41 +123,24 @@ class InputPipeline:
         return recipes.eeg_chain_spectrograms(x, p["eeg_recipe"], p["bandpass"], p["notch"])
 
     # sources to model input ----------------------------------------------------------------
-    def normalize(self, source: str, x: np.ndarray) -> np.ndarray:
-        """One source, (..., 4, F, T), standardized per sample or with the fitted statistics."""
-        if self.params["normalization"] == "instance":
-            return dsp.instance_normalize(x, (-3, -2, -1), eps=NORM_EPS).astype(np.float32, copy=False)
-        if self.stats is None:
-            raise RuntimeError("normalization='datawide' needs fit(train_labels) or from_state(...) first")
-        s = self.stats[source]
-        return ((x - np.float32(s["mean"])) / np.float32(s["std"])).astype(np.float32, copy=False)
-
-    def assemble(self, sources: dict[str, np.ndarray], rng: np.random.Generator | None = None) -> np.ndarray:
-        """Unnormalized sources (batch-first) -> model input (..., C, H, W) float32; with ``rng``
-        (training only) the masking and hemisphere-swap augmentations are applied."""
-        p = self.params
+    def assemble(self, sources: dict[str, np.ndarray]) -> np.ndarray:
+        """Unnormalized sources (batch-first) -> normalized model input (..., C, H, W) float32."""
         lead = sources[self.sources[0]].shape[:-3]
         out = np.zeros(lead + self.input_shape, dtype=np.float32)
         for g, source in enumerate(self.sources):
-            x = self.normalize(source, sources[source])
-            target = self._group_view(out, g)  # each source is written straight into the output
+            x = self.normalization.normalize(source, sources[source])
+            target = self.source_view(out, g)  # each source is written straight into the output
             if source == "kaggle" and self.layout == "image":
-                target[...] = recipes.kaggle_image(x, p["image_size"])
+                target[...] = recipes.kaggle_image(x, self.params["image_size"])
             elif source == "kaggle":
                 recipes.kaggle_tiles(x, out=target)
             else:
                 target[...] = x
-            if rng is not None and p["aug_mask_p"] > 0 and rng.random() < p["aug_mask_p"]:
-                # Image layout: masks within the 4 region blocks, like the tiles.
-                view = target.reshape(target.shape[:-3] + (4, target.shape[-2] // 4, target.shape[-1])) if self.layout == "image" else target
-                augment.mask_time_freq(view, rng, p["aug_mask_time"], p["aug_mask_freq"])
-        if rng is not None and rng.random() < p["aug_swap_p"]:
-            out = np.ascontiguousarray(augment.swap_hemispheres(out, self.layout))
         return out
 
-    def _group_view(self, out: np.ndarray, group: int) -> np.ndarray:
-        """The (..., 4, 128, 256) view of ``out`` holding source ``group`` ((..., 1, S, S) for the
-        Kaggle image)."""
+    def source_view(self, out: np.ndarray, group: int) -> np.ndarray:
+        """The (..., 4, 128, 256) view of a model input ``out`` holding source number ``group``
+        ((..., 1, S, S) for the Kaggle image)."""
         if self.layout == "image":
             return out
         if self.layout == "channels":
@@ -182,7 +168,7 @@ class InputPipeline:
             return False
         if "eeg" in self.sources and (p["eeg_recipe"] != "mel" or p["wavelet"] or p["eeg_clip"] is not None):
             return False
-        return p["normalization"] == "instance" or self.stats is not None
+        return self.normalization.ready
 
     def _native_transform(self, raw: dict[str, np.ndarray | None]) -> np.ndarray:
         p = self.params
@@ -195,9 +181,6 @@ class InputPipeline:
             shape = np.shape(raw["eeg"])
             if len(shape) < 2 or shape[-2] != 20 or shape[-1] != EEG_WINDOW_SAMPLES:
                 raise ValueError(f"EEG windows must have shape (..., 20, {EEG_WINDOW_SAMPLES}), got {shape}")
-        stats = None
-        if p["normalization"] != "instance":
-            stats = [(self.stats[s]["mean"], self.stats[s]["std"]) for s in self.sources]
         return dsp.model_inputs(
             list(self.sources),
             eeg=raw.get("eeg") if "eeg" in self.sources else None,
@@ -207,7 +190,7 @@ class InputPipeline:
             clip=(math.exp(p["clip_lo"]), math.exp(p["clip_hi"]), -1.0),
             layout=self.layout,
             eps=NORM_EPS,
-            stats=stats,
+            stats=self.normalization.native_stats(),
         )
 
     def swap_hemispheres(self, batch_inputs: torch.Tensor) -> torch.Tensor:
@@ -216,19 +199,14 @@ class InputPipeline:
             raise ValueError(f"inputs must have shape (B, {self.input_shape}), got {tuple(batch_inputs.shape)}")
         return augment.swap_hemispheres(batch_inputs, self.layout)
 
-    def mixup(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Training batch with mixup (mixup_alpha, mixup_p): soft targets; identity when off."""
-        return augment.mixup(batch, self.params["mixup_alpha"], self.params["mixup_p"], generator)
+    # sources of label rows -----------------------------------------------------------------
+    def recording(self, split: str, eeg_id: int) -> np.ndarray:
+        """A whole EEG recording (20, samples) of the data folder (the last few are kept)."""
+        return self._require_reader().eeg(split, eeg_id)
 
-    # per-row sources -----------------------------------------------------------------------
-    def row_source(self, source: str, split: str, row: dict[str, Any], rng: np.random.Generator | None = None) -> np.ndarray:
+    def row_source(self, source: str, split: str, window: LabelWindow) -> np.ndarray:
         """A label row's unnormalized source array, from the cache when possible (filling it)."""
-        shift = rng is not None and source == "eeg" and self.params["aug_shift_s"] > 0
-        file_id, offset = (row["eeg_id"], row["eeg_offset"]) if source == "eeg" else (row["spectrogram_id"], row["spectrogram_offset"])
-        if shift:  # a shifted window is a fresh array each time: nothing to cache
-            recording = self._reader.eeg(split, file_id)
-            start = augment.shifted_start(_offset_to_sample(offset), recording.shape[-1], EEG_WINDOW_SAMPLES, self.params["aug_shift_s"], rng)
-            return self.eeg_source(recording[:, start : start + EEG_WINDOW_SAMPLES])
+        file_id, offset = window.source(source)
         cache = self._caches.get(source)
         if cache is not None:
             cached = cache.load(split, file_id, offset)
@@ -244,38 +222,40 @@ class InputPipeline:
 
     def compute_source(self, source: str, split: str, file_id: int, offsets: list[float]) -> np.ndarray:
         """The source arrays of several windows of one file (one read, one native call)."""
+        reader = self._require_reader()
         if source == "eeg":
-            recording = self._reader.eeg(split, file_id)
-            windows = np.stack([_eeg_window_checked(recording, o, self.data.eeg_path(split, file_id)) for o in offsets])
-            return self.eeg_source(windows)
-        spectrogram = self._reader.spectrogram(split, file_id)
+            recording = reader.eeg(split, file_id)
+            path = reader.data.eeg_path(split, file_id)
+            return self.eeg_source(np.stack([eeg_window(recording, o, path) for o in offsets]))
+        spectrogram = reader.spectrogram(split, file_id)
         return self.kaggle_source(np.stack([spectrogram_window(spectrogram, o) for o in offsets]))
+
+    def label_sources(self, labels: pd.DataFrame, split: str) -> Iterator[dict[str, np.ndarray]]:
+        """The unnormalized sources of every label row, in order."""
+        for window in label_windows(labels, split):
+            yield {source: self.row_source(source, split, window) for source in self.sources}
+
+    def _require_reader(self) -> _RecordingReader:
+        if self._reader is None:
+            raise ValueError("this input pipeline has no data folder (data=None): pass windows to transform_windows")
+        return self._reader
 
     # normalization statistics --------------------------------------------------------------
     def fit(self, train_labels: pd.DataFrame, *, show_progress: bool = True) -> None:
         """Data-wide mean/std per source over exactly these training rows (no-op for "instance")."""
-        if self.params["normalization"] != "datawide":
+        if self.normalization.mode != "datawide":
             return
-        rows = _label_rows(train_labels, "train")
-        if not len(rows):
+        if not len(train_labels):
             raise ValueError("fit needs at least one training row")
-        running = {s: dsp.RunningStats() for s in self.sources}
-        for row in tqdm(rows, desc="input statistics", unit="row", disable=not show_progress):
-            for source in self.sources:
-                running[source].update(self.row_source(source, "train", row))
-        stats = {}
-        for source, rs in running.items():
-            if not rs.std > 0:
-                raise ValueError(f"datawide statistics of source {source!r} have std {rs.std}; cannot normalize")
-            stats[source] = {"mean": float(rs.mean), "std": float(rs.std), "count": int(rs.count)}
-        self.stats = stats
+        samples = self.label_sources(train_labels, "train")
+        self.normalization.fit(progress_bar(samples, total=len(train_labels), desc="input statistics", unit="row", show=show_progress))
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable recipe parameters and normalization statistics."""
-        return {"version": STATE_VERSION, "params": dict(self.params), "stats": self.stats}
+        return {"version": STATE_VERSION, "params": dict(self.params), "stats": self.normalization.state()}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], data: CompetitionData) -> InputPipeline:
+    def from_state(cls, state: dict[str, Any], data: CompetitionData | None) -> InputPipeline:
         """The pipeline ``state_dict`` described, statistics included (never refitted)."""
         if state.get("version") != STATE_VERSION or "params" not in state:
             raise ValueError(f"not an InputPipeline state of version {STATE_VERSION}: keys {sorted(state)}")
@@ -283,74 +263,8 @@ class InputPipeline:
         if unknown:
             raise ValueError(f"InputPipeline state has unknown parameters {unknown}")
         pipeline = cls(Config(**state["params"]), data)
-        stats = state.get("stats")
-        if pipeline.params["normalization"] == "datawide":
-            if not stats or set(stats) != set(pipeline.sources):
-                raise ValueError(f"datawide state needs statistics for sources {pipeline.sources}, got {stats}")
-        pipeline.stats = {s: dict(v) for s, v in stats.items()} if stats else None
+        pipeline.normalization = Normalization.from_state(pipeline.params["normalization"], pipeline.sources, state.get("stats"))
         return pipeline
-
-    # torch ---------------------------------------------------------------------------------
-    def dataset(self, labels: pd.DataFrame, *, split: Literal["train", "test"], augment: bool) -> InputDataset:
-        """Items: {"input" (C,H,W) float32, "target" (6,) float32, "n_votes" float32, "index" int64}."""
-        return InputDataset(self, labels, split, augment)
-
-    @staticmethod
-    def loader_kwargs(num_workers: int) -> dict[str, Any]:
-        """DataLoader keyword arguments for ``num_workers`` (persistent workers: their file
-        handles and per-process caches outlive an epoch)."""
-        if num_workers <= 0:
-            return {"num_workers": 0}
-        threads = max(1, dsp.get_num_threads() // num_workers)  # this process's threads, shared
-        return {
-            "num_workers": num_workers, "persistent_workers": True,
-            "worker_init_fn": functools.partial(_worker_native_threads, threads),
-        }  # fmt: skip
-
-    def train_sampler(self, labels: pd.DataFrame, seed: int) -> torch.utils.data.Sampler | None:
-        """A seeded sampler rebalancing the training rows (None when rebalance="none")."""
-        weights = augment.rebalance_weights(labels, self.params["rebalance"])
-        if weights is None:
-            return None
-        generator = torch.Generator().manual_seed(int(seed))
-        return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights), replacement=True, generator=generator)
-
-
-class InputDataset(torch.utils.data.Dataset):
-    """Model inputs of label rows; picklable, so it works with DataLoader workers."""
-
-    def __init__(self, pipeline: InputPipeline, labels: pd.DataFrame, split: str, augment: bool):
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        self.pipeline, self.split, self.augment = pipeline, split, augment
-        self.rows = _label_rows(labels, split)
-        if split == "train":
-            self.targets = labels[list(TARGET_COLUMNS)].to_numpy(dtype=np.float32)
-            self.n_votes = labels["n_votes"].to_numpy(dtype=np.float32)
-        else:
-            self.targets = np.zeros((len(labels), len(TARGET_COLUMNS)), dtype=np.float32)
-            self.n_votes = np.zeros(len(labels), dtype=np.float32)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        """``key``: a position, or ``(seed, position)`` as :class:`EpochSampler` yields them. With a
-        seed, the item's augmentations come from (seed, position) alone, whichever worker draws
-        it; with a bare position, from torch's global RNG (seeded per worker by DataLoader)."""
-        seed, index = key if isinstance(key, tuple) else (None, key)
-        rng = None
-        if self.augment:
-            entropy = [int(seed), int(index)] if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
-            rng = np.random.default_rng(entropy)
-        row = self.rows[index]
-        sources = {s: self.pipeline.row_source(s, self.split, row, rng) for s in self.pipeline.sources}
-        return {
-            "input": torch.from_numpy(self.pipeline.assemble(sources, rng)),
-            "target": torch.from_numpy(self.targets[index]),
-            "n_votes": torch.tensor(self.n_votes[index], dtype=torch.float32),
-            "index": torch.tensor(index, dtype=torch.int64),
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,34 +284,6 @@ def _eeg_recipe(bandpass: tuple[float, float] | None, notch: float | None) -> An
     return dsp.eeg_mel_recipe(**kwargs)
 
 
-def _label_rows(labels: pd.DataFrame, split: str) -> list[dict[str, Any]]:
-    """Ids and window offsets per row; test rows (no offset columns) use offset 0."""
-    if split == "train":
-        required = ["eeg_id", "spectrogram_id", "eeg_label_offset_seconds", "spectrogram_label_offset_seconds", "n_votes", *TARGET_COLUMNS]
-    else:
-        required = ["eeg_id", "spectrogram_id"]
-    missing = [c for c in required if c not in labels]
-    if missing:
-        raise ValueError(f"{split} labels lack column(s) {missing}; have {list(labels.columns)}")
-    n = len(labels)
-    eeg_offsets = labels["eeg_label_offset_seconds"].to_numpy(np.float64) if "eeg_label_offset_seconds" in labels else np.zeros(n)
-    spec_offsets = labels["spectrogram_label_offset_seconds"].to_numpy(np.float64) if "spectrogram_label_offset_seconds" in labels else np.zeros(n)
-    return [
-        {"eeg_id": int(e), "spectrogram_id": int(s), "eeg_offset": float(eo), "spectrogram_offset": float(so)}
-        for e, s, eo, so in zip(labels["eeg_id"].to_numpy(), labels["spectrogram_id"].to_numpy(), eeg_offsets, spec_offsets)
-    ]
-
-
-def _eeg_window_checked(recording: np.ndarray, offset: float, path: Any) -> np.ndarray:
-    start = _offset_to_sample(offset)
-    if start + EEG_WINDOW_SAMPLES > recording.shape[-1]:
-        raise ValueError(
-            f"{path}: EEG window at offset {offset:g} s needs {start + EEG_WINDOW_SAMPLES} samples; "
-            f"the recording has {recording.shape[-1]}"
-        )
-    return recording[:, start : start + EEG_WINDOW_SAMPLES]
-
-
 class _RecordingReader:
     """Reads EEG and spectrogram files, keeping the last few per process (rows of one file are
     neighbours in label order); picklable (workers start with an empty memory)."""
@@ -409,7 +295,7 @@ class _RecordingReader:
     def __getstate__(self) -> dict[str, Any]:
         return {"data": self.data, "_kept": OrderedDict()}
 
-    def _get(self, key: tuple, read) -> Any:
+    def _get(self, key: tuple, read: Callable[[], Any]) -> Any:
         if key in self._kept:
             self._kept.move_to_end(key)
             return self._kept[key]
@@ -424,38 +310,3 @@ class _RecordingReader:
 
     def spectrogram(self, split: str, spectrogram_id: int) -> KaggleSpectrogram:
         return self._get(("spec", split, spectrogram_id), lambda: self.data.read_spectrogram(split, spectrogram_id))
-
-
-def _worker_native_threads(threads: int, worker_id: int) -> None:
-    """DataLoader worker start: its share of the native core's threads, as torch runs one thread
-    per worker (several full pools per machine would fight over the CPUs). RAYON_NUM_THREADS,
-    where set, wins."""
-    if "RAYON_NUM_THREADS" not in os.environ:
-        dsp.set_num_threads(threads)
-
-
-class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
-    """Training keys ``(seed, position)`` of one epoch at a time, for a DataLoader that lives for
-    several epochs (so that persistent workers do): ``set_epoch`` before each. ``order_of(epoch)``
-    gives the epoch's positions, ``seed_of(epoch)`` its augmentation seed, ``length`` how many
-    positions every epoch has. Items then depend on (epoch, position) only: the same with any
-    number of workers, and a resumed run draws what an uninterrupted one does."""
-
-    def __init__(self, order_of: Callable[[int], Sequence[int]], seed_of: Callable[[int], int], length: int):
-        self.order_of, self.seed_of, self.length = order_of, seed_of, int(length)
-        self.epoch: int | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.epoch is None:
-            raise RuntimeError("EpochSampler: call set_epoch(epoch) before iterating")
-        order = [int(p) for p in self.order_of(self.epoch)]
-        if len(order) != self.length:
-            raise RuntimeError(f"epoch {self.epoch} has {len(order)} positions, the sampler was made for {self.length}")
-        seed = int(self.seed_of(self.epoch))
-        return iter([(seed, p) for p in order])
-
-    def __len__(self) -> int:
-        return self.length

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hms import CLASSES
-from hms.data import VOTE_COLUMNS
+from hms.schema import VOTE_COLUMNS
 
 EPSILON = 1e-15
 # Row sums are compared with np.isclose's default tolerances (rtol 1e-5, atol 1e-8): float32

@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from hms.data import CONSENSUS_NAMES, DataValidationError, open_data
+from hms import progress
+from hms.competition import open_data
+from hms.readers import DataValidationError
+from hms.schema import CONSENSUS_NAMES
 from hms.plots import EXPERT_VOTES, dataset_overview, plot_dataset_overview
 
 
@@ -24,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="competition folder (default: the synthetic set)")
     parser.add_argument("--out", type=Path, default=Path("dataset_overview.png"), help="PNG to write (default %(default)s)")
     args = parser.parse_args(argv)
+    progress.configure()
     try:
         data = open_data(args.data_dir, require=("train",))
     except (FileNotFoundError, DataValidationError) as exc:

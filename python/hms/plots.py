@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,17 +18,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hms import CLASSES  # noqa: E402
-from hms.data import CONSENSUS_NAMES, VOTE_COLUMNS, atomic_output, make_labels  # noqa: E402
+from hms.io import atomic_output
+from hms.labels import make_labels
+from hms.schema import CONSENSUS_NAMES, VOTE_COLUMNS  # noqa: E402
 
 EXPERT_VOTES = 10  # rows with at least this many votes resemble the test set
 
 
-def save_figure(figure: plt.Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Write ``figure`` as PNG atomically and close it."""
+def save_figure(figure: plt.Figure, path: str | os.PathLike, dpi: int = 100, **savefig: Any) -> Path:
+    """Write ``figure`` as PNG atomically (``savefig``: more of matplotlib's options) and close it."""
     path = Path(path)
     try:
         with atomic_output(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=dpi)
+            figure.savefig(tmp, format="png", dpi=dpi, **savefig)
     finally:
         plt.close(figure)
     return path

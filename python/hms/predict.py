@@ -22,19 +22,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hms import CLASSES
-from hms.data import VOTE_COLUMNS, open_data, write_csv_atomic
+from hms import CLASSES, progress
+from hms.competition import open_data
+from hms.io import write_csv_atomic
 from hms.inference import load_run, predict_eeg_file, predict_labels
 from hms.metric import validate_probabilities
-
-SUBMISSION_COLUMNS = ("eeg_id", *VOTE_COLUMNS)
+from hms.schema import SUBMISSION_COLUMNS
 
 
 def submission_frame(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
     """The submission table, after the metric's probability checks (nothing renormalized)."""
     probs = validate_probabilities(probs, "submission")
-    frame = pd.DataFrame(probs, columns=list(VOTE_COLUMNS))
-    frame.insert(0, "eeg_id", np.asarray(eeg_ids, dtype=np.int64))
+    frame = pd.DataFrame(probs, columns=list(SUBMISSION_COLUMNS[1:]))
+    frame.insert(0, SUBMISSION_COLUMNS[0], np.asarray(eeg_ids, dtype=np.int64))
     return frame
 
 
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.configure(progress=not args.no_progress)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         if args.eeg is not None:

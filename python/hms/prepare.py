@@ -18,31 +18,31 @@ from collections import defaultdict
 from typing import Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
-
 from hms.config import add_config_arguments, parse_args
-from hms.data import make_labels, open_data
-from hms.inputs import InputPipeline, _label_rows
+from hms.competition import open_data
+from hms.labels import make_labels
+from hms import progress
+from hms.inputs import InputPipeline
+from hms.windows import label_windows
 
 
 def prepare_cache(
     pipeline: InputPipeline, labels: pd.DataFrame, split: str, *, show_progress: bool = True
 ) -> dict[str, dict[str, int]]:
     """Fills the cache for these label rows; returns {source: {"computed": n, "present": n}}."""
-    if not pipeline._caches:
-        raise ValueError("the input cache is off (cache=false); nothing to prepare")
-    rows = _label_rows(labels, split)
+    rows = label_windows(labels, split)
     report = {}
     for source in pipeline.sources:
-        cache = pipeline._caches[source]
-        id_key, offset_key = ("eeg_id", "eeg_offset") if source == "eeg" else ("spectrogram_id", "spectrogram_offset")
-        windows = {(row[id_key], row[offset_key]) for row in rows}
+        cache = pipeline.cache(source)
+        if cache is None:
+            raise ValueError("the input cache is off (cache=false); nothing to prepare")
+        windows = {row.source(source) for row in rows}
         missing: dict[int, list[float]] = defaultdict(list)
         for file_id, offset in sorted(windows):
             if not cache.contains(split, file_id, offset):
                 missing[file_id].append(offset)
         n_missing = sum(len(v) for v in missing.values())
-        with tqdm(total=n_missing, desc=f"{split} {source}", unit="window", disable=not show_progress) as bar:
+        with progress.bar(total=n_missing, desc=f"{split} {source}", unit="window", show=show_progress) as bar:
             for file_id, offsets in missing.items():
                 arrays = pipeline.compute_source(source, split, file_id, offsets)
                 for offset, array in zip(offsets, arrays):
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, cfg = parse_args(parser, argv)
+    progress.configure(progress=cfg.progress)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "test")]
     if bad or not splits:
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = prepare_cache(pipeline, labels, split)
         for source, counts in report.items():
             print(f"{split} {source}: {counts['computed']} computed, {counts['present']} already cached "
-                  f"-> {pipeline._caches[source].folder}")
+                  f"-> {pipeline.cache(source).folder}")
     return 0
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hms import dsp
-from hms.data import EEG_WINDOW_SAMPLES, REGIONS, SPEC_WINDOW_FRAMES
+from hms.schema import EEG_WINDOW_SAMPLES, REGIONS, SPEC_WINDOW_FRAMES
 
 CHAINS: tuple[str, ...] = ("LL", "LP", "RL", "RP")
 #: Index into the Kaggle files' region axis that yields CHAINS order.

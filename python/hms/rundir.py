@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from hms.data import atomic_output, write_csv_atomic
+from hms.io import atomic_output, write_csv_atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"

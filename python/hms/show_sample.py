@@ -11,11 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
+from hms import progress
 from hms.config import add_config_arguments, parse_args
-from hms.data import BIPOLAR_CHAINS, CONSENSUS_NAMES, EEG_CHANNELS, TARGET_COLUMNS, make_labels, open_data
-from hms.inputs import InputPipeline, _eeg_window_checked, _label_rows
+from hms.competition import open_data
+from hms.labels import make_labels
+from hms.schema import BIPOLAR_CHAINS, CONSENSUS_NAMES, EEG_CHANNELS, TARGET_COLUMNS
+from hms.inputs import InputPipeline
 from hms.plots import plot_input_sample, save_figure
 from hms.recipes import CHAINS
+from hms.windows import eeg_window, label_windows
 
 
 def render_sample(pipeline: InputPipeline, labels, row_index: int, split: str, out: str) -> str:
@@ -23,9 +27,8 @@ def render_sample(pipeline: InputPipeline, labels, row_index: int, split: str, o
     pipeline's state (fit it first for "datawide")."""
     if not 0 <= row_index < len(labels):
         raise IndexError(f"row {row_index} is out of range: the {split} labels have {len(labels)} rows")
-    row = _label_rows(labels.iloc[[row_index]], split)[0]
-    recording = pipeline._reader.eeg(split, row["eeg_id"])
-    window = _eeg_window_checked(recording, row["eeg_offset"], pipeline.data.eeg_path(split, row["eeg_id"]))
+    row = label_windows(labels.iloc[[row_index]], split)[0]
+    window = eeg_window(pipeline.recording(split, row.eeg_id), row.eeg_offset, pipeline.data.eeg_path(split, row.eeg_id))
     names, traces = [], []
     for chain in CHAINS:
         for a, b in BIPOLAR_CHAINS[chain]:
@@ -33,7 +36,7 @@ def render_sample(pipeline: InputPipeline, labels, row_index: int, split: str, o
             traces.append(window[EEG_CHANNELS.index(a)] - window[EEG_CHANNELS.index(b)])
     sources = {s: pipeline.row_source(s, split, row) for s in pipeline.sources}
     model_input = pipeline.assemble({s: v[None] for s, v in sources.items()})[0]
-    title = f"{split} eeg_id {row['eeg_id']} @ {row['eeg_offset']:g} s, spectrogram_id {row['spectrogram_id']}"
+    title = f"{split} eeg_id {row.eeg_id} @ {row.eeg_offset:g} s, spectrogram_id {row.spectrogram_id}"
     if split == "train":
         votes = labels.iloc[row_index][list(TARGET_COLUMNS)].to_numpy(dtype=float)
         shares = ", ".join(f"{n} {v:.2f}" for n, v in zip(CONSENSUS_NAMES, votes))
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, cfg = parse_args(parser, argv)
+    progress.configure(progress=cfg.progress)
     data = open_data(cfg.data_dir)
     labels = make_labels(data.train, cfg.grouping) if args.split == "train" else data.test
     row_index = args.row

@@ -41,9 +41,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
-from hms.data import (
+from hms import progress
+from hms.io import atomic_output, cache_dir, publish_permissions, write_csv_atomic
+from hms.progress import bar as progress_bar
+from hms.schema import (
     CONSENSUS_NAMES,
     EEG_CHANNELS,
     EEG_WINDOW_SECONDS,
@@ -54,9 +56,6 @@ from hms.data import (
     TEST_COLUMNS,
     TRAIN_COLUMNS,
     VOTE_COLUMNS,
-    atomic_output,
-    publish_permissions,
-    write_csv_atomic,
 )
 from hms.synth_eeg import PATTERNS, PatientTraits, PatternEvent, RecordingFaults, kaggle_spectrogram, synthesize_recording
 
@@ -363,7 +362,7 @@ def render_recording(recording: RecordingPlan, root: Path) -> None:
 
 
 def _render_all(recordings: Sequence[RecordingPlan], root: Path, workers: int, show_progress: bool) -> None:
-    bar = tqdm(total=len(recordings), desc="synthetic recordings", unit="rec", disable=not show_progress)
+    bar = progress_bar(total=len(recordings), desc="synthetic recordings", unit="rec", show=show_progress)
     # Threads, not processes: the heavy parts (random draws, FFTs, matrix products, parquet
     # writes) release the GIL, and threads avoid the start-up cost and __main__ pitfalls of
     # spawned processes. BLAS is held to one thread: its products here are small, and its own
@@ -432,6 +431,32 @@ def generate(
     return out_dir
 
 
+def default_data_dir(*, show_progress: bool = True) -> Path:
+    """The default synthetic competition folder under :func:`hms.io.cache_dir`, generated on
+    first use and then reused.
+
+    Generation goes to a private temporary folder that is renamed into place at the end, so a
+    crashed run leaves no half-written set, and when two processes race the first rename wins
+    and the other discards its own copy.
+    """
+    root = cache_dir()
+    target = root / default_set_name()
+    if (target / "train.csv").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        generate(staging / "set", **DEFAULT_PARAMS, show_progress=show_progress)
+        try:
+            os.rename(staging / "set", target)
+        except OSError:
+            if not (target / "train.csv").is_file():
+                raise  # not a lost race: a real failure
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
@@ -460,6 +485,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    progress.configure(progress=not args.quiet)
     started = time.perf_counter()
     try:
         out = generate(

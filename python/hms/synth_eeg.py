@@ -1,7 +1,7 @@
 """Signal models of the synthetic dataset: EEG background, EKG, artifacts, class patterns, and
 the Kaggle-style spectrogram computed from the EEG.
 
-All signals are in microvolts at 200 Hz, channels in :data:`hms.data.EEG_CHANNELS` order (19
+All signals are in microvolts at 200 Hz, channels in :data:`hms.schema.EEG_CHANNELS` order (19
 scalp channels, then EKG). Amplitudes are calibrated so that bipolar derivations have the real
 files' order of magnitude (about 15-30 uV std, spectrogram values ~10 at 1 Hz down to ~0.05 at
 20 Hz) and referential channels share a large common-mode component, as real ones do.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from hms.data import (
+from hms.schema import (
     BIPOLAR_CHAINS,
     EEG_CHANNELS,
     REGIONS,
@@ -27,7 +27,6 @@ from hms.data import (
 
 FS = SAMPLE_RATE
 N_SCALP = 19
-EKG_INDEX = EEG_CHANNELS.index("EKG")
 PATTERNS = ("seizure", "lpd", "gpd", "lrda", "grda", "other")
 
 # Approximate 10-20 positions on a unit disc (x: left -1 .. right +1, y: occiput -1 .. nose +1).

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+import logging
 import traceback
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,18 +28,17 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from hms import CLASSES, config, engine
+from hms import CLASSES, config, engine, progress
 from hms.config import Config
-from hms.data import make_folds, make_labels, open_data, targets_of
+from hms.competition import open_data
+from hms.labels import high_vote_mask, make_folds, make_labels, targets_of
 from hms.distributed import Distributed, DistributedError, MainRankError, share_cpus
-from hms.folds import FoldTrainer, Runtime, high_vote_mask, score_subsets
+from hms.folds import FoldTrainer, Runtime, score_subsets
 from hms.rundir import CONFIG_FILE, CV_FILE, RunDir, default_run_name
+from hms.schema import OOF_ID_COLUMNS, OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
-PRED_COLUMNS = tuple(f"pred_{c}" for c in CLASSES)
-TARGET_COLUMNS = tuple(f"target_{c}" for c in CLASSES)
-OOF_ID_COLUMNS = ("label_id", "eeg_id", "spectrogram_id", "patient_id", "expert_consensus", "n_votes", "fold")
+log = logging.getLogger("hms.train")  # not __name__: it is __main__ under python -m
 #: Config keys a resumed run may change: they affect where and how visibly it runs, not results.
 RESUME_OVERRIDABLE = ("device", "num_workers", "progress", "eval_batch_size", "dist_timeout_s", "folds_parallel")
 
@@ -47,18 +47,12 @@ class FoldWorkerError(RuntimeError):
     """A ``folds_parallel`` worker process failed; the message names its fold and exit status."""
 
 
-def default_pipeline_class():
-    from hms.inputs import InputPipeline
-
-    return InputPipeline
-
-
 # ---------------------------------------------------------------------------------------------
 # Cross-validation
 # ---------------------------------------------------------------------------------------------
 
 
-def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None, dist: Distributed | None = None) -> dict[str, Any] | None:
+def train_cv(cfg: Config, run: RunDir, *, dist: Distributed | None = None) -> dict[str, Any] | None:
     """Trains every selected fold (resuming what ``run`` already holds), writes the OOF
     predictions, metrics, CV summary and plots; returns the summary written to cv.json.
 
@@ -69,16 +63,16 @@ def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None, dist: Distributed
     dist = dist or Distributed()
     check_launch(cfg, dist)
     device = dist.device_for(engine.resolve_device(cfg.device))
-    rt, data, labels, folds = _fold_setup(cfg, device, pipeline_class, dist, progress=dist.is_main)
+    rt, data, labels, folds = _fold_setup(cfg, device, dist, progress=dist.is_main)
     selected = cfg.folds if cfg.folds is not None else list(range(cfg.n_folds))
     if dist.is_main:
         processes = f" x {dist.world_size} processes" if dist.enabled else ""
-        tqdm.write(
+        log.info(
             f"{data.root}: {len(labels)} samples ({cfg.grouping} grouping), folds {selected} of {cfg.n_folds}; "
             f"model {cfg.model}, device {device}{processes}{'' if rt.precision.dtype is None else f' ({rt.precision.dtype})'}; run {run.path}"
         )
     if cfg.folds_parallel > 1 and len(selected) > 1:
-        train_folds_in_parallel(cfg, run, selected, pipeline_class)
+        train_folds_in_parallel(cfg, run, selected)
 
     histories: dict[int, list[dict[str, Any]]] = {}
 
@@ -89,7 +83,7 @@ def train_cv(cfg: Config, run: RunDir, *, pipeline_class=None, dist: Distributed
     rt.on_epoch = write_metrics
     oof = np.full((len(labels), len(CLASSES)), np.nan)
     started = time.perf_counter()
-    for fold in tqdm(selected, desc="folds", unit="fold", disable=not (cfg.progress and rt.progress)):
+    for fold in progress.bar(selected, desc="folds", unit="fold", show=cfg.progress and rt.progress):
         probs, history = FoldTrainer(cfg, run, data, labels, folds, fold, rt).run_fold()
         oof[folds == fold] = probs
         write_metrics(fold, history)
@@ -112,12 +106,12 @@ def check_launch(cfg: Config, dist: Distributed) -> None:
                          f"({dist.world_size} processes): use one or the other")  # fmt: skip
 
 
-def _fold_setup(cfg: Config, device: torch.device, pipeline_class, dist: Distributed, *, progress: bool):
+def _fold_setup(cfg: Config, device: torch.device, dist: Distributed, *, progress: bool):
     """(Runtime, data, labels, fold of each label) as every fold loop process needs them."""
     engine.set_deterministic(cfg.deterministic)
     engine.seed_everything(cfg.seed)
     precision = engine.resolve_precision(cfg.amp, device)
-    rt = Runtime(device, precision, pipeline_class or default_pipeline_class(), dist=dist, progress=progress)
+    rt = Runtime(device, precision, dist=dist, progress=progress)
     data = open_data(cfg.data_dir, require=("train",))
     labels = make_labels(data.train, cfg.grouping)
     return rt, data, labels, make_folds(labels, cfg.n_folds, cfg.seed)
@@ -128,7 +122,7 @@ def _fold_setup(cfg: Config, device: torch.device, pipeline_class, dist: Distrib
 # ---------------------------------------------------------------------------------------------
 
 
-def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int], pipeline_class=None) -> None:
+def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int]) -> None:
     """Trains ``selected`` in ``cfg.folds_parallel`` worker processes: the i-th fold in worker
     i mod N, worker w on GPU w mod (number of GPUs) on CUDA, else on CPU with its share of the
     cores. Workers write only their folds' files (each fold's checkpoints hold its results); a
@@ -137,8 +131,8 @@ def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int], pipel
 
     n = min(cfg.folds_parallel, len(selected))
     assignment = [selected[w::n] for w in range(n)]
-    tqdm.write(f"training folds in {n} processes: " + ", ".join(f"worker {w}: folds {a}" for w, a in enumerate(assignment)))
-    context = mp.start_processes(_fold_worker, args=(cfg, str(run.path), assignment, pipeline_class),
+    log.info("training folds in %d processes: %s", n, ", ".join(f"worker {w}: folds {a}" for w, a in enumerate(assignment)))
+    context = mp.start_processes(_fold_worker, args=(cfg, str(run.path), assignment),
                                  nprocs=n, join=False, start_method="spawn")  # fmt: skip
     try:
         while not context.join():
@@ -149,7 +143,7 @@ def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int], pipel
         if isinstance(exc, mp.ProcessExitedException):
             status = f"exit status {exc.exit_code}" + (f" ({exc.signal_name})" if exc.signal_name else "")
         else:  # ProcessRaisedException: the worker's traceback
-            tqdm.write(str(exc).strip(), file=sys.stderr)
+            log.error("%s", str(exc).strip())
             status = "exception " + str(exc).strip().splitlines()[-1]
         fold = f"fold {unfinished[0]}" if unfinished else f"folds {assignment[worker]}"
         raise FoldWorkerError(f"{fold} failed: fold worker {worker} (pid {exc.error_pid}, folds {assignment[worker]}) "
@@ -164,13 +158,13 @@ def _fold_finished(run: RunDir, fold: int) -> bool:
     return last is not None and bool(last["finished"])
 
 
-def _fold_worker(worker: int, cfg: Config, run_path: str, assignment: list[list[int]], pipeline_class) -> None:
+def _fold_worker(worker: int, cfg: Config, run_path: str, assignment: list[list[int]]) -> None:
     device = engine.resolve_device(cfg.device)
     if device.type == "cuda":
         device = torch.device("cuda", worker % torch.cuda.device_count())
         torch.cuda.set_device(device)
     share_cpus(len(assignment))
-    rt, data, labels, folds = _fold_setup(cfg, device, pipeline_class, Distributed(), progress=False)
+    rt, data, labels, folds = _fold_setup(cfg, device, Distributed(), progress=False)
     run = RunDir.open(run_path)
     for fold in assignment[worker]:
         FoldTrainer(cfg, run, data, labels, folds, fold, rt).run_fold()
@@ -184,10 +178,10 @@ def _fold_worker(worker: int, cfg: Config, run_path: str, assignment: list[list[
 def oof_frame(labels: pd.DataFrame, folds: np.ndarray, oof: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
     frame = labels.loc[rows, list(OOF_ID_COLUMNS[:-1])].reset_index(drop=True)
     frame["fold"] = folds[rows]
-    for j, column in enumerate(PRED_COLUMNS):
+    for j, column in enumerate(OOF_PRED_COLUMNS):
         frame[column] = oof[rows, j]
     targets = targets_of(labels)[rows]
-    for j, column in enumerate(TARGET_COLUMNS):
+    for j, column in enumerate(OOF_TARGET_COLUMNS):
         frame[column] = targets[:, j]
     return frame
 
@@ -314,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    progress.configure(progress=cfg.progress, verbose=dist.is_main)  # one set of log lines: rank 0's
     try:
         with contextlib.ExitStack() as stack:
             if not dist.is_main:  # one report, one set of log lines: rank 0's

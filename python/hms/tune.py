@@ -34,6 +34,7 @@ directory), ``trials.csv``, ``best.toml`` (the --config values plus the best tri
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import random
@@ -46,8 +47,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hms import config, engine
-from hms.data import atomic_output, write_csv_atomic
+from hms import config, engine, progress
+from hms.io import write_csv_atomic, write_text_atomic
 from hms.search_space import Param, SearchSpaceError, apply_params, load_space
 
 JOURNAL_PREFIX = "journal:"
@@ -55,6 +56,8 @@ JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 #: Config keys a trial always sets itself: where it runs and what it costs.
 TRIAL_KEYS = ("run_dir", "folds", "epochs", "stage2_epochs", "progress", "patience")
 EXIT_NO_RESULT = 3
+
+log = logging.getLogger("hms.tune")  # not __name__: it is __main__ under python -m
 
 
 @dataclass
@@ -180,8 +183,8 @@ def _first_line(exc: BaseException) -> str:
 
 def report_stale_trial(study, trial) -> None:
     """Heartbeat callback: a RUNNING trial of a killed worker has just been marked FAIL."""
-    print(f"study {study.study_name}: trial {trial.number} had no heartbeat for the grace period "
-          f"(its worker was killed or lost): marked FAIL", file=sys.stderr, flush=True)  # fmt: skip
+    log.warning("study %s: trial %d had no heartbeat for the grace period (its worker was killed or lost): marked FAIL",
+                study.study_name, trial.number)
 
 
 def _stale_callback_arg() -> str:
@@ -242,14 +245,14 @@ def trial_config(settings: TuneSettings, space: list[Param], values: dict[str, A
     return config.build({**settings.base_values, **apply_params(space, values), **budget})
 
 
-def objective_for(settings: TuneSettings, space: list[Param], pipeline_class=None):
+def objective_for(settings: TuneSettings, space: list[Param]):
     import optuna
 
-    from hms.data import make_folds, make_labels, open_data, targets_of
+    from hms.competition import open_data
+    from hms.labels import make_folds, make_labels, targets_of
     from hms.folds import FoldTrainer, Runtime
     from hms.metric import kl_divergence
     from hms.rundir import RunDir
-    from hms.train import default_pipeline_class
 
     def objective(trial: optuna.Trial) -> float:
         values = {p.name: p.suggest(trial) for p in space}
@@ -271,7 +274,7 @@ def objective_for(settings: TuneSettings, space: list[Param], pipeline_class=Non
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step} (fold {fold_index}, epoch {len(history)}): KL {value:.4f}")
 
-        rt = Runtime(device, engine.resolve_precision(cfg.amp, device), pipeline_class or default_pipeline_class())
+        rt = Runtime(device, engine.resolve_precision(cfg.amp, device))
         data = open_data(cfg.data_dir, require=("train",))
         labels = make_labels(data.train, cfg.grouping)
         folds = make_folds(labels, cfg.n_folds, cfg.seed)
@@ -291,7 +294,7 @@ def objective_for(settings: TuneSettings, space: list[Param], pipeline_class=Non
 # ---------------------------------------------------------------------------------------------
 
 
-def run_study(settings: TuneSettings, space: list[Param], *, pipeline_class=None, worker_trials: list | None = None):
+def run_study(settings: TuneSettings, space: list[Param], *, worker_trials: list | None = None):
     """Creates or resumes the study and runs up to ``settings.trials`` more trials; returns it.
     ``worker_trials``, when given, receives ``(number, state name)`` of each trial this call ran."""
     import optuna
@@ -314,7 +317,7 @@ def run_study(settings: TuneSettings, space: list[Param], *, pipeline_class=None
                         f"{settings.tune_epochs}+{settings.tune_stage2_epochs} epochs")  # fmt: skip
     callbacks = [] if worker_trials is None else [lambda _study, t: worker_trials.append((t.number, t.state.name))]
     study.optimize(
-        objective_for(settings, space, pipeline_class), n_trials=settings.trials, timeout=settings.timeout,
+        objective_for(settings, space), n_trials=settings.trials, timeout=settings.timeout,
         catch=(config.ConfigError,), gc_after_trial=True, callbacks=callbacks,
     )  # fmt: skip
     fail_stale_trials(study)
@@ -370,8 +373,7 @@ def write_outputs(study, settings: TuneSettings, space: list[Param]) -> dict[str
     values = best_config_values(settings, space, best.params)
     header = (f"# hms.tune study '{settings.study}', trial {best.number}: mean validation KL {best.value:.5f}\n"
               f"# ({settings.tune_folds} folds x {settings.tune_epochs} epochs). Train it: python -m hms.train --config best.toml\n")  # fmt: skip
-    with atomic_output(out / "best.toml") as tmp:
-        Path(tmp).write_text(header + config.to_toml(values))
+    write_text_atomic(out / "best.toml", header + config.to_toml(values))
     summary["best"] = {"number": best.number, "value": best.value, "params": best.params}
     summary["plots"] = write_plots(study, out / "plots")
     return summary
@@ -382,8 +384,9 @@ def write_plots(study, folder: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
+
+    from hms.plots import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -398,13 +401,11 @@ def write_plots(study, folder: Path) -> list[str]:
             try:
                 axes = view(study)
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of 1 trial
-                print(f"plot {name} skipped: {exc}", file=sys.stderr)
+                log.warning("plot %s skipped: %s", name, exc)
                 continue
             figure = np.ravel(axes)[0].figure
             figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
-            with atomic_output(folder / f"{name}.png") as tmp:
-                figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-            plt.close(figure)
+            save_figure(figure, folder / f"{name}.png", bbox_inches="tight")
             written.append(f"{name}.png")
     return written
 
@@ -480,6 +481,7 @@ def settings_from_args(args: argparse.Namespace) -> TuneSettings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.configure()
     started = time.perf_counter()
     try:
         settings = settings_from_args(args)
