@@ -31,6 +31,21 @@ def test_command_line_forms_are_equivalent():
     assert (a.model, a.lr, a.epochs, a.n_folds, a.folds) == ("resnet34d", 0.002, 3, 4, [0, 2])
 
 
+def test_an_option_value_may_contain_an_equals_sign():
+    _, cfg = _parse(["--run_dir", "runs/lr=3e-3", "--data-dir", "data/a=b", "lr=3e-3"])
+    assert (cfg.run_dir, cfg.data_dir, cfg.lr) == ("runs/lr=3e-3", "data/a=b", 3e-3)
+    _, cfg = _parse(["--run_dir=runs/x=1", "epochs=2"])
+    assert (cfg.run_dir, cfg.epochs) == ("runs/x=1", 2)
+
+
+def test_flags_take_no_value():
+    parser = argparse.ArgumentParser(prog="test")
+    parser.add_argument("--dry-run", action="store_true")
+    config.add_config_arguments(parser)
+    args, cfg = config.parse_args(parser, ["--dry-run", "epochs=2"])
+    assert args.dry_run and cfg.epochs == 2
+
+
 def test_file_then_command_line_precedence(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('model = "efficientnet_b0"\nepochs = 7\nscheduler = "onecycle"\n')

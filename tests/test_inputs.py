@@ -470,3 +470,7 @@ def test_show_sample_renders_a_png(data, tmp_path, eeg_native, capsys):
     with pytest.raises(SystemExit):
         show_sample.main(argv[:3] + ["999", "--out", str(tmp_path / "x.png"), f"cache_dir={tmp_path}"])
     assert not (tmp_path / "x.png").exists()
+    by_id = tmp_path / "by_id.png"
+    eeg_id = int(make_labels(data.train, "eeg")["eeg_id"].iloc[2])
+    assert show_sample.main(["--data-dir", str(data.root), "--eeg-id", str(eeg_id), "--out", str(by_id), f"cache_dir={tmp_path}"]) == 0
+    assert by_id.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(by_id) in capsys.readouterr().out

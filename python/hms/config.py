@@ -267,6 +267,9 @@ def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
 
 
+_FIELD_NAMES = frozenset(field_names())
+
+
 def _check_keys(keys: typing.Iterable[str], source: str) -> None:
     names = field_names()
     for key in keys:
@@ -336,17 +339,38 @@ def _toml_value(value: Any) -> str:
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
-def _normalize_argv(argv: list[str]) -> list[str]:
-    """``key=value`` tokens become ``--key=value``; ``--some-key`` becomes ``--some_key``."""
+def _normalize_argv(argv: list[str], flags: frozenset[str] = frozenset()) -> list[str]:
+    """``key=value`` tokens become ``--key=value``; ``--some-key`` becomes ``--some_key`` for config
+    keys. The
+    token after an option that takes a value is that value, kept as is (``--run_dir runs/lr=3e-3``);
+    ``flags`` are the options that take none."""
     out = []
+    value_next = False
     for token in argv:
+        if value_next:
+            out.append(token)
+            value_next = False
+            continue
         if not token.startswith("-") and "=" in token:
             token = "--" + token
         if token.startswith("--"):
             key, eq, rest = token[2:].partition("=")
-            token = "--" + key.replace("-", "_") + eq + rest
+            if key.replace("-", "_") in _FIELD_NAMES:
+                token = "--" + key.replace("-", "_") + eq + rest
+            value_next = not eq and token.partition("=")[0] not in flags
         out.append(token)
     return out
+
+
+def _flag_options(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """The parser's long options that take no value (e.g. --help)."""
+    return frozenset(
+        option
+        for action in parser._actions
+        if action.nargs == 0
+        for option in action.option_strings
+        if option.startswith("--")
+    )
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -369,7 +393,7 @@ def parse_args(
     parser: argparse.ArgumentParser, argv: list[str] | None = None
 ) -> tuple[argparse.Namespace, Config]:
     """Parses the command line into (namespace of the other options, resolved Config)."""
-    argv = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    argv = _normalize_argv(list(sys.argv[1:] if argv is None else argv), _flag_options(parser))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         names = field_names()

@@ -448,7 +448,7 @@ __all__ += [
     "stft",
 ]
 
-# The competition's channel order (hms.data has the public constant; kept private here so that
+# The competition's channel order (hms.schema has the public constant; kept private here so that
 # the signal layer does not depend on the data layer). The native core holds the definitions.
 _EEG_CHANNELS: tuple[str, ...] = tuple(_native.EEG_CHANNELS)
 
