@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import typing
 from pathlib import Path
 
 import optuna
@@ -63,6 +64,21 @@ def states(storage_url: str, study: str = "t") -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Search space
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", tune.TRIAL_KEYS)
+def test_keys_each_trial_sets_cannot_be_searched(tiny_setup, tmp_path, capsys, key):
+    """A sampled epochs/folds/... would be overwritten by the trial budget and then reported as
+    the best value: the space is refused before any trial, naming the entry."""
+    hint = typing.get_type_hints(config.Config)[key]
+    entry = {bool: 'type = "categorical"\nchoices = [true, false]', str | None: 'type = "categorical"\nchoices = ["a", "b"]'}
+    space = tmp_path / "space.toml"
+    space.write_text(TINY_SPACE + f"\n[{key}]\n" + entry.get(hint, 'type = "int"\nlow = 1\nhigh = 3') + "\n")
+    studies = tmp_path / "studies"
+    argv = ["--config", str(tiny_setup["config"]), "--space", str(space), "--studies-dir", str(studies), "--trials", "1"]
+    assert tune.main(argv) == 2
+    assert f"[{key}] ({key})" in capsys.readouterr().err
+    assert not (studies / "hms" / "best.toml").exists()
 
 
 def test_default_space_samples_valid_configs():

@@ -232,6 +232,17 @@ def make_pruner(settings: TuneSettings):
 # ---------------------------------------------------------------------------------------------
 
 
+def check_space(space: list[Param]) -> None:
+    """Refuses entries for the keys every trial sets itself: their sampled values would be
+    overwritten, never trained, yet recorded as the study's parameters."""
+    taken = [f"[{p.name}] ({p.key})" for p in space if p.key in TRIAL_KEYS]
+    if taken:
+        raise SearchSpaceError(
+            f"search space entries {', '.join(taken)} set keys that each trial sets itself "
+            f"({', '.join(TRIAL_KEYS)}); use --tune-folds, --tune-epochs and --tune-stage2-epochs for the trial budget"
+        )
+
+
 def trial_config(settings: TuneSettings, space: list[Param], values: dict[str, Any], run_dir: Path | None) -> config.Config:
     """The config one trial trains: base values, the sampled parameters, the reduced budget."""
     base = config.build(settings.base_values)
@@ -299,6 +310,7 @@ def run_study(settings: TuneSettings, space: list[Param], *, worker_trials: list
     ``worker_trials``, when given, receives ``(number, state name)`` of each trial this call ran."""
     import optuna
 
+    check_space(space)
     base = config.build(settings.base_values)  # fails now, naming the key, not in every trial
     trial_config(settings, space, {}, None)
     storage = open_storage(settings)
