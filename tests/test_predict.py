@@ -123,3 +123,19 @@ def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path
     assert predict.main(["--model", str(run_eeg), "--eeg", str(longer)]) == 0
     printed = [float(v) for v in capsys.readouterr().out.split()[1::2]]
     np.testing.assert_allclose(printed, lone, atol=1e-4)
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_auto_picks_what_training_picks(monkeypatch, cuda, mps, expected):
+    """predict's ``--device auto`` follows the trainer's rule (cuda, then mps, then cpu)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    seen = {}
+
+    def fake_predict_test(**kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(predict, "predict_test", fake_predict_test)
+    assert predict.main(["--model", "runs/a", "--data-dir", "data"]) == 2
+    assert seen["device"] == expected

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hms import CLASSES, progress
+from hms import CLASSES, engine, progress
 from hms.competition import open_data
 from hms.io import write_csv_atomic
 from hms.inference import load_run, predict_eeg_file, predict_labels
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="submission.csv", help="where to write the submission (default: %(default)s)")
     parser.add_argument("--eeg", metavar="FILE.parquet", help="predict one EEG recording (EEG-only models) and print it")
     parser.add_argument("--tta", action="store_true", help="average in the left/right hemisphere-swapped input")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="auto: cuda, then mps, then cpu (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -89,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure(progress=not args.no_progress)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
+        device = str(engine.resolve_device(args.device))  # the trainer's rule: cuda, then mps, then cpu
         if args.eeg is not None:
             return _predict_one_eeg(args)
         frame, samples_per_s = predict_test(model=args.model, ensemble=args.ensemble, data_dir=args.data_dir,
