@@ -8,6 +8,7 @@ tqdm, so they do not tear an active progress bar.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Iterable
@@ -28,10 +29,15 @@ class _TqdmHandler(logging.Handler):
 
 
 def configure(*, progress: bool = True, verbose: bool = True) -> None:
-    """Turn progress bars on or off and show hms's log lines on stderr (INFO and up, or WARNING
-    and up when not ``verbose``); calling it again replaces the earlier settings."""
+    """Turn progress bars on or off, show hms's log lines on stderr (INFO and up, or WARNING
+    and up when not ``verbose``) and make stdout line-buffered; calling it again replaces the
+    earlier settings."""
     global _bars
     _bars = progress
+    # Printed lines reach a redirected log file (e.g. a tuning worker's) as they are printed,
+    # not when a block buffer fills; PYTHONUNBUFFERED cannot do this once Python has started.
+    if isinstance(sys.stdout, io.TextIOWrapper) and not sys.stdout.line_buffering:
+        sys.stdout.reconfigure(line_buffering=True)
     logger = logging.getLogger("hms")
     for handler in [h for h in logger.handlers if isinstance(h, _TqdmHandler)]:
         logger.removeHandler(handler)
