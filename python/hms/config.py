@@ -20,12 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-INPUTS = ("kaggle", "eeg", "both")
-NORMALIZATIONS = ("instance", "datawide")
-GROUPINGS = ("eeg", "spectrogram", "row")
 SCHEDULERS = ("cosine", "onecycle", "plateau", "step")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 #: The seed design's ensemble members with its settings: Kaggle spectrograms as one 512 x 512
