@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import scipy.signal as ss
-from conftest import LOG_HI, LOG_LO, eeg_batch, spectrogram_batch
 
+from conftest import LOG_HI, LOG_LO, eeg_batch, spectrogram_batch
 from hms import dsp
 
 EEG = eeg_batch()

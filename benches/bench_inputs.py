@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from hms.config import build
-from hms.schema import BIPOLAR_CHAINS, EEG_CHANNELS
 from hms.inputs import InputPipeline
 from hms.recipes import CHAINS, KAGGLE_TO_CHAINS
+from hms.schema import BIPOLAR_CHAINS, EEG_CHANNELS
 
 N = 64
 LOG_LO, LOG_HI = math.exp(-6), math.exp(10)
@@ -33,7 +33,9 @@ def windows(n=N, seed=0):
     return eeg, kaggle
 
 
-PIPELINE = InputPipeline(build({"input": "both", "tile_layout": "stack", "normalization": "instance", "cache": False}), None)
+PIPELINE = InputPipeline(
+    build({"input": "both", "tile_layout": "stack", "normalization": "instance", "cache": False}), None
+)
 _PAIRS = [[(EEG_CHANNELS.index(a), EEG_CHANNELS.index(b)) for a, b in BIPOLAR_CHAINS[c]] for c in CHAINS]
 
 
@@ -57,7 +59,9 @@ def reference_both(eeg, kaggle):
                 x = eeg[i, a] - eeg[i, b]
                 mean = np.nanmean(x) if not np.isnan(x).all() else 0.0
                 x = np.where(np.isnan(x), mean, x)
-                mel = librosa.feature.melspectrogram(y=x, sr=200, hop_length=len(x) // 256, n_fft=1024, n_mels=128, fmin=0, fmax=20, win_length=128)
+                mel = librosa.feature.melspectrogram(
+                    y=x, sr=200, hop_length=len(x) // 256, n_fft=1024, n_mels=128, fmin=0, fmax=20, win_length=128
+                )
                 db = librosa.power_to_db(mel, ref=np.max).astype(np.float32)[:, :256]
                 chains[c] += (db + 40) / 40 / 4
         logged = np.log(np.clip(np.nan_to_num(kaggle[i][list(KAGGLE_TO_CHAINS)], nan=-1.0), LOG_LO, LOG_HI))

@@ -1,7 +1,7 @@
 """Native spectral core vs its references, in the same run (pytest-benchmark groups).
 
-    PYTHONPATH=python python -m pytest benches/bench_spectral.py --benchmark-only
-    PYTHONPATH=python python benches/bench_spectral.py      # prints the ratios only
+PYTHONPATH=python python -m pytest benches/bench_spectral.py --benchmark-only
+PYTHONPATH=python python benches/bench_spectral.py      # prints the ratios only
 """
 
 from __future__ import annotations
@@ -19,10 +19,39 @@ librosa = pytest.importorskip("librosa")
 
 BATCH = 64  # EEGs per batch of the recipe benchmark
 MEL = dict(sr=200, n_fft=1024, hop_length=39, win_length=128, n_mels=128, fmin=0, fmax=20)
-CHAINS = [["Fp1", "F7", "T3", "T5", "O1"], ["Fp1", "F3", "C3", "P3", "O1"],
-          ["Fp2", "F8", "T4", "T6", "O2"], ["Fp2", "F4", "C4", "P4", "O2"]]
-INDEX = {c: i for i, c in enumerate(["Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz", "Fp2",
-                                     "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG"])}
+CHAINS = [
+    ["Fp1", "F7", "T3", "T5", "O1"],
+    ["Fp1", "F3", "C3", "P3", "O1"],
+    ["Fp2", "F8", "T4", "T6", "O2"],
+    ["Fp2", "F4", "C4", "P4", "O2"],
+]
+INDEX = {
+    c: i
+    for i, c in enumerate(
+        [
+            "Fp1",
+            "F3",
+            "C3",
+            "P3",
+            "F7",
+            "T3",
+            "T5",
+            "O1",
+            "Fz",
+            "Cz",
+            "Pz",
+            "Fp2",
+            "F4",
+            "C4",
+            "P4",
+            "F8",
+            "T4",
+            "T6",
+            "O2",
+            "EKG",
+        ]
+    )
+}
 
 
 def eeg_batch(n=BATCH, seed=0):
@@ -62,15 +91,30 @@ def signals(n, length=10_000, seed=1):
 def comparisons():
     return {
         "eeg-mel-recipe": (native_recipe, reference_recipe, eeg_batch, 25),
-        "melspectrogram": (lambda x: dsp.melspectrogram(x, **MEL),
-                           lambda x: librosa.feature.melspectrogram(y=x, **MEL), lambda: signals(256), 15),
-        "stft": (lambda x: dsp.stft(x, n_fft=256, hop_length=64),
-                 lambda x: ss.stft(x, nperseg=256, noverlap=192), lambda: signals(64), 5),
-        "spectrogram": (lambda x: dsp.spectrogram(x, fs=200, nperseg=256, noverlap=224),
-                        lambda x: ss.spectrogram(x, fs=200, nperseg=256, noverlap=224), lambda: signals(64), None),
-        "power_to_db": (lambda s: dsp.power_to_db(s),
-                        lambda s: np.stack([librosa.power_to_db(m, ref=np.max) for m in s]),
-                        lambda: np.random.default_rng(2).random((256, 128, 257)).astype(np.float32) ** 4, None),
+        "melspectrogram": (
+            lambda x: dsp.melspectrogram(x, **MEL),
+            lambda x: librosa.feature.melspectrogram(y=x, **MEL),
+            lambda: signals(256),
+            15,
+        ),
+        "stft": (
+            lambda x: dsp.stft(x, n_fft=256, hop_length=64),
+            lambda x: ss.stft(x, nperseg=256, noverlap=192),
+            lambda: signals(64),
+            5,
+        ),
+        "spectrogram": (
+            lambda x: dsp.spectrogram(x, fs=200, nperseg=256, noverlap=224),
+            lambda x: ss.spectrogram(x, fs=200, nperseg=256, noverlap=224),
+            lambda: signals(64),
+            None,
+        ),
+        "power_to_db": (
+            lambda s: dsp.power_to_db(s),
+            lambda s: np.stack([librosa.power_to_db(m, ref=np.max) for m in s]),
+            lambda: np.random.default_rng(2).random((256, 128, 257)).astype(np.float32) ** 4,
+            None,
+        ),
     }
 
 

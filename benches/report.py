@@ -23,8 +23,18 @@ def run_benchmarks(extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         cmd = [
-            sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
-            "-o", "python_files=bench_*.py", "--benchmark-only", f"--benchmark-json={out}", *extra,
+            sys.executable,
+            "-m",
+            "pytest",
+            str(HERE),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "python_files=bench_*.py",
+            "--benchmark-only",
+            f"--benchmark-json={out}",
+            *extra,
         ]
         subprocess.run(cmd, check=True, cwd=HERE.parent, env={**os.environ})
         return json.loads(out.read_text())

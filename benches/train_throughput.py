@@ -31,8 +31,17 @@ MODES = {  # name: (autocast dtype, channels_last)
 }
 
 
-def measure(model_name: str, shape: tuple[int, ...], batch_size: int, mode: str, *, steps: int, warmup: int,
-            input_pool: int, device: torch.device) -> dict:  # fmt: skip
+def measure(
+    model_name: str,
+    shape: tuple[int, ...],
+    batch_size: int,
+    mode: str,
+    *,
+    steps: int,
+    warmup: int,
+    input_pool: int,
+    device: torch.device,
+) -> dict:
     dtype, channels_last = MODES[mode]
     torch.manual_seed(0)
     model = create_model(model_name, shape[0], input_pool=input_pool).to(device)
@@ -70,9 +79,16 @@ def measure(model_name: str, shape: tuple[int, ...], batch_size: int, mode: str,
     sync()
     seconds = time.perf_counter() - started
     peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
-    return {"model": model_name, "shape": list(shape), "input_pool": input_pool, "batch_size": batch_size,
-            "mode": mode, "samples_per_s": round(steps * batch_size / seconds, 1), "peak_gib": peak,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}  # fmt: skip
+    return {
+        "model": model_name,
+        "shape": list(shape),
+        "input_pool": input_pool,
+        "batch_size": batch_size,
+        "mode": mode,
+        "samples_per_s": round(steps * batch_size / seconds, 1),
+        "peak_gib": peak,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
 
 
 def main() -> None:
@@ -95,8 +111,16 @@ def main() -> None:
     for mode in args.modes.split(","):
         if device.type != "cuda" and MODES[mode][0] is not None:
             continue
-        result = measure(args.model, shape, args.batch_size, mode, steps=args.steps, warmup=args.warmup,
-                         input_pool=args.input_pool, device=device)  # fmt: skip
+        result = measure(
+            args.model,
+            shape,
+            args.batch_size,
+            mode,
+            steps=args.steps,
+            warmup=args.warmup,
+            input_pool=args.input_pool,
+            device=device,
+        )
         print(json.dumps(result), flush=True)
 
 

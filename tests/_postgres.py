@@ -41,8 +41,11 @@ def search_dirs() -> list[str]:
     if explicit is not None:
         return [] if explicit.lower() in ("", "none") else [explicit]
     path = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                      key=lambda d: [int(p) if p.isdigit() else 0 for p in Path(d).parent.name.split(".")], reverse=True)  # fmt: skip
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda d: [int(p) if p.isdigit() else 0 for p in Path(d).parent.name.split(".")],
+        reverse=True,
+    )
     return path + versions
 
 
@@ -78,8 +81,10 @@ def unavailable_reason(dirs: list[str] | None = None) -> str | None:
         try:
             pwd.getpwnam(SERVER_USER)
         except KeyError:
-            return (f"running as root and there is no '{SERVER_USER}' system user to run the PostgreSQL "
-                    f"server as ({INSTALL_HINT}: the Debian package creates it)")  # fmt: skip
+            return (
+                f"running as root and there is no '{SERVER_USER}' system user to run the PostgreSQL "
+                f"server as ({INSTALL_HINT}: the Debian package creates it)"
+            )
         if not (shutil.which("runuser") or shutil.which("su")):
             return "running as root and neither runuser nor su is available to run PostgreSQL as another user"
     return None
@@ -118,8 +123,14 @@ class PostgresServer:
                 cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
             else:
                 cmd = ["su", SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(cmd)]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.root,
-                              env={**os.environ, "LC_ALL": "C", "LANG": "C"})  # fmt: skip
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        )
 
     def _check(self, done: subprocess.CompletedProcess, what: str) -> None:
         if done.returncode != 0:
@@ -127,14 +138,32 @@ class PostgresServer:
             raise RuntimeError(f"PostgreSQL {what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{log}")
 
     def start(self) -> None:
-        self._check(self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                              "--locale=C", "--no-sync"), "initdb")  # fmt: skip
+        self._check(
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"
+            ),
+            "initdb",
+        )
         for attempt in range(3):  # the free port may be taken by someone else before the server binds it
             self.port = self.port if attempt == 0 else free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root} "
-                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")  # fmt: skip
-            done = self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w",
-                             "-t", str(START_TIMEOUT_S), "-o", options, timeout=START_TIMEOUT_S + 10)  # fmt: skip
+            options = (
+                f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            )
+            done = self._run(
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "-o",
+                options,
+                timeout=START_TIMEOUT_S + 10,
+            )
             if done.returncode == 0 or "already in use" not in (self.log.read_text() if self.log.exists() else ""):
                 break
             self.log.unlink(missing_ok=True)

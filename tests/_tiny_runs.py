@@ -20,10 +20,20 @@ _trained: dict[tuple[Path, str], Path] = {}
 def tiny_args(data_dir: Path, cache_dir: Path, run_dir: Path, **settings) -> list[str]:
     """hms.train arguments of a tiny run (32 x 32 Kaggle images, timm's test_resnet, 2 folds)."""
     values = {
-        "data_dir": data_dir, "cache_dir": cache_dir, "run_dir": run_dir, "input": "kaggle",
-        "kaggle_layout": "image", "image_size": 32, "model": "test_resnet", "n_folds": 2,
-        "stage2_epochs": 0, "batch_size": 4, "progress": "false", "seed": 3, **settings,
-    }  # fmt: skip
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "run_dir": run_dir,
+        "input": "kaggle",
+        "kaggle_layout": "image",
+        "image_size": 32,
+        "model": "test_resnet",
+        "n_folds": 2,
+        "stage2_epochs": 0,
+        "batch_size": 4,
+        "progress": "false",
+        "seed": 3,
+        **settings,
+    }
     return [f"{k}={v}" for k, v in values.items()]
 
 

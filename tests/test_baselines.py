@@ -9,8 +9,8 @@ from scipy.special import entr
 from hms import baselines
 from hms.competition import CompetitionData
 from hms.labels import make_folds, make_labels, targets_of
-from hms.schema import EEG_CHANNELS, REGIONS
 from hms.metric import kl_divergence
+from hms.schema import EEG_CHANNELS, REGIONS
 
 N_BANDS = len(baselines.BANDS)
 

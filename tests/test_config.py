@@ -10,8 +10,20 @@ import pytest
 from hms import config
 from hms.config import Config, ConfigError
 
-REQUIRED_NAMES = ("model", "epochs", "n_folds", "folds", "batch_size", "lr", "input", "normalization",
-                  "data_dir", "run_dir", "seed", "device")  # fmt: skip
+REQUIRED_NAMES = (
+    "model",
+    "epochs",
+    "n_folds",
+    "folds",
+    "batch_size",
+    "lr",
+    "input",
+    "normalization",
+    "data_dir",
+    "run_dir",
+    "seed",
+    "device",
+)
 
 
 def _parse(argv):

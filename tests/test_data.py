@@ -13,10 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hms import synth
+from hms import competition, schema, synth
 from hms import io as hio
-from hms import competition
-from hms import schema
 from hms.competition import CompetitionData
 from hms.labels import make_folds, make_labels
 from hms.readers import (
@@ -28,8 +26,8 @@ from hms.readers import (
     read_train_csv,
 )
 from hms.schema import EEG_CHANNELS, REGIONS, SPEC_COLUMNS, TRAIN_COLUMNS, VOTE_COLUMNS
-from hms.windows import eeg_window, spectrogram_window
 from hms.synth_eeg import kaggle_spectrogram
+from hms.windows import eeg_window, spectrogram_window
 
 REAL_EEG = "train_eegs/1000913311.parquet"
 REAL_SPEC = "train_spectrograms/1000189855.parquet"
@@ -128,7 +126,9 @@ def test_synthetic_eeg_amplitudes_resemble_the_real_file(real_fixtures, tiny_dat
 
     def bipolar_std(eeg):
         index = {c: i for i, c in enumerate(EEG_CHANNELS)}
-        return np.median([np.nanstd(eeg[index[a]] - eeg[index[b]]) for r in REGIONS for a, b in schema.BIPOLAR_CHAINS[r]])
+        return np.median(
+            [np.nanstd(eeg[index[a]] - eeg[index[b]]) for r in REGIONS for a, b in schema.BIPOLAR_CHAINS[r]]
+        )
 
     assert 1 / 3 < bipolar_std(synthetic) / bipolar_std(real) < 3
     # Referential channels share a large common component in both.
@@ -337,7 +337,9 @@ def test_windows_of_a_label_row_agree_between_modalities(tiny_dataset):
     data = CompetitionData(tiny_dataset)
     for row in data.train.sample(6, random_state=0).itertuples():
         window = eeg_window(data.read_eeg("train", row.eeg_id), row.eeg_label_offset_seconds)
-        spec = spectrogram_window(data.read_spectrogram("train", row.spectrogram_id), row.spectrogram_label_offset_seconds)
+        spec = spectrogram_window(
+            data.read_spectrogram("train", row.spectrogram_id), row.spectrogram_label_offset_seconds
+        )
         # The EEG window starts 275 s into the spectrogram window; frames there are 2 s on the
         # odd-second grid, so skip the window's first second to align them.
         recomputed, _ = kaggle_spectrogram(window[:, 200:].astype(np.float64))
@@ -372,7 +374,7 @@ def test_competition_data_names_missing_files_and_folders(tiny_dataset, tmp_path
     test_only = CompetitionData(root, require=("test",))  # the broken train split is not needed
     assert len(test_only.test) == 6
     with pytest.raises(DataValidationError, match="have no file"):
-        test_only.train  # ... until it is used
+        _ = test_only.train  # ... until it is used
     shutil.rmtree(root / "test_spectrograms")
     with pytest.raises(FileNotFoundError, match="test_spectrograms: folder of the test split missing"):
         CompetitionData(root, require=("test",))
@@ -389,7 +391,7 @@ def test_competition_data_with_only_a_test_split(tiny_dataset, tmp_path):
     data = CompetitionData(root, require=("test",))
     assert data.has_split("test") and not data.has_split("train")
     with pytest.raises(FileNotFoundError, match="train split is not present"):
-        data.train
+        _ = data.train
     with pytest.raises(FileNotFoundError, match="train.csv"):
         CompetitionData(root)
 
@@ -460,8 +462,12 @@ def test_folds_never_split_a_patient_and_are_deterministic():
     labels = many_patient_labels()
     folds = make_folds(labels, 5, seed=3)
     assert set(folds) == set(range(5))
-    assert (labels.groupby("patient_id").apply(lambda g: folds[g.index].tolist(), include_groups=False)
-            .map(lambda f: len(set(f))) == 1).all()  # fmt: skip
+    assert (
+        labels.groupby("patient_id")
+        .apply(lambda g: folds[g.index].tolist(), include_groups=False)
+        .map(lambda f: len(set(f)))
+        == 1
+    ).all()
     np.testing.assert_array_equal(folds, make_folds(labels, 5, seed=3))
     assert not np.array_equal(folds, make_folds(labels, 5, seed=4))
     sizes = np.bincount(folds)

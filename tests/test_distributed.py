@@ -3,7 +3,6 @@ folds_parallel, and the shard logic of hms.distributed. Tiny settings (tests/_ti
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -23,9 +22,9 @@ from torch.utils.data import DataLoader
 from _tiny_runs import tiny_args
 from hms import config, dsp, engine, inference, train
 from hms.competition import open_data
-from hms.labels import make_folds, make_labels, targets_of
-from hms.distributed import Distributed, DistributedError, cpu_threads, eval_shard, share_cpus, train_shard
 from hms.dataset import InputDataset
+from hms.distributed import Distributed, DistributedError, cpu_threads, eval_shard, share_cpus, train_shard
+from hms.labels import make_folds, make_labels, targets_of
 from hms.metric import kl_divergence
 from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
@@ -33,7 +32,15 @@ from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 LONG = {"epochs": 200}
 #: Stage 2 too, so its start (stage 1's best weights, read by rank 0 and broadcast) is covered.
 DDP_SETTINGS = {"epochs": 3, "stage2_epochs": 1, "stage2_min_votes": 20, "lr": 3e-3}
-RUN_FILES = ("config.json", "metrics.csv", "oof.parquet", "cv.json", "loss_curves.png", "confusion.png", "class_distributions.png")
+RUN_FILES = (
+    "config.json",
+    "metrics.csv",
+    "oof.parquet",
+    "cv.json",
+    "loss_curves.png",
+    "confusion.png",
+    "class_distributions.png",
+)
 
 #: Runs hms.train, logging every run-directory write with the writing process's RANK.
 AUDITED_ENTRY = """
@@ -59,7 +66,11 @@ def cpu_args(data_dir: Path, cache_dir: Path, run_dir: Path, **settings) -> list
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     return {**env, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", **extra}
 
 
@@ -224,8 +235,11 @@ def ddp_run(tiny_dataset, cache_dir, tmp_path_factory) -> tuple[Path, str, str, 
     entry, audit = root / "audited_train.py", root / "writes.txt"
     entry.write_text(AUDITED_ENTRY)
     run_dir = root / "run"
-    process = torchrun([str(entry)], cpu_args(tiny_dataset, cache_dir, run_dir, **DDP_SETTINGS),
-                       env=child_env(HMS_WRITE_AUDIT=str(audit)))  # fmt: skip
+    process = torchrun(
+        [str(entry)],
+        cpu_args(tiny_dataset, cache_dir, run_dir, **DDP_SETTINGS),
+        env=child_env(HMS_WRITE_AUDIT=str(audit)),
+    )
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err[-4000:]
     return run_dir, out, err, audit.read_text().splitlines()
@@ -259,7 +273,9 @@ def test_ddp_cv_equals_a_single_process_evaluation_of_the_saved_models(ddp_run, 
         rows = labels[folds == fm.fold].reset_index(drop=True)
         loader = DataLoader(InputDataset(fm.pipeline, rows, split="train", augment=False), batch_size=3)
         probs = engine.validate(fm.model, loader, len(rows), device=cpu, precision=engine.resolve_precision("off", cpu))
-        assert kl_divergence(targets_of(rows), probs) == pytest.approx(cv["per_fold"][str(fm.fold)]["model"]["kl_all"], abs=1e-6)
+        assert kl_divergence(targets_of(rows), probs) == pytest.approx(
+            cv["per_fold"][str(fm.fold)]["model"]["kl_all"], abs=1e-6
+        )
         saved = oof.loc[oof["fold"] == fm.fold, list(OOF_PRED_COLUMNS)].to_numpy()
         np.testing.assert_allclose(probs, saved, rtol=0, atol=1e-6)
 
@@ -267,8 +283,9 @@ def test_ddp_cv_equals_a_single_process_evaluation_of_the_saved_models(ddp_run, 
 @pytest.mark.slow
 def test_killed_rank_ends_the_torchrun_job_with_a_clear_error(tiny_dataset, cache_dir, tmp_path):
     run_dir = tmp_path / "killed"
-    process = torchrun(["-m", "hms.train"], cpu_args(tiny_dataset, cache_dir, run_dir, **LONG, dist_timeout_s=30),
-                       env=child_env())  # fmt: skip
+    process = torchrun(
+        ["-m", "hms.train"], cpu_args(tiny_dataset, cache_dir, run_dir, **LONG, dist_timeout_s=30), env=child_env()
+    )
     try:
         wait_for(run_dir / "metrics.csv", process)  # mid-training: an epoch is done
         (rank1,) = [pid for pid in children(process.pid) if env_of(pid).get("RANK") == "1"]
@@ -289,11 +306,23 @@ def test_hung_rank_makes_the_other_fail_after_the_timeout(tiny_dataset, cache_di
     run_dir, port = tmp_path / "hung", str(free_port())
     args = cpu_args(tiny_dataset, cache_dir, run_dir, **LONG, dist_timeout_s=5)
     ranks = [
-        subprocess.Popen([sys.executable, "-m", "hms.train", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=child_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1"))
+        subprocess.Popen(
+            [sys.executable, "-m", "hms.train", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(
+                RANK=str(r),
+                LOCAL_RANK=str(r),
+                WORLD_SIZE="2",
+                LOCAL_WORLD_SIZE="2",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=port,
+                OMP_NUM_THREADS="1",
+            ),
+        )
         for r in (0, 1)
-    ]  # fmt: skip
+    ]
     try:
         wait_for(run_dir / "metrics.csv", ranks[0])
         os.kill(ranks[1].pid, signal.SIGSTOP)
@@ -317,8 +346,13 @@ def test_hung_rank_makes_the_other_fail_after_the_timeout(tiny_dataset, cache_di
 def test_folds_parallel_matches_one_fold_after_another(tiny_dataset, cache_dir, tmp_path, n_labels):
     args = lambda run_dir, **extra: cpu_args(tiny_dataset, cache_dir, run_dir, **DDP_SETTINGS, **extra)  # noqa: E731
     # One thread everywhere: CPU results depend on the thread count, not on the process.
-    parallel = subprocess.run([sys.executable, "-m", "hms.train", *args(tmp_path / "parallel", folds_parallel=2)],
-                              capture_output=True, text=True, timeout=240, env=child_env(OMP_NUM_THREADS="1"))  # fmt: skip
+    parallel = subprocess.run(
+        [sys.executable, "-m", "hms.train", *args(tmp_path / "parallel", folds_parallel=2)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=child_env(OMP_NUM_THREADS="1"),
+    )
     assert parallel.returncode == 0, parallel.stderr[-4000:]
     assert "worker 0: folds [0], worker 1: folds [1]" in parallel.stderr and parallel.stdout.count("CV ") == 1
     assert_complete_run(tmp_path / "parallel", n_labels)
@@ -337,11 +371,18 @@ def test_folds_parallel_matches_one_fold_after_another(tiny_dataset, cache_dir, 
 @pytest.mark.slow
 def test_failed_fold_worker_stops_the_others_and_names_its_fold(tiny_dataset, cache_dir, tmp_path):
     run_dir = tmp_path / "failing"
-    process = subprocess.Popen([sys.executable, "-m", "hms.train", *cpu_args(tiny_dataset, cache_dir, run_dir, **LONG, folds_parallel=2)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hms.train", *cpu_args(tiny_dataset, cache_dir, run_dir, **LONG, folds_parallel=2)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
     try:
         wait_for(run_dir / "fold1" / "last.pt", process)
-        workers = [pid for pid in children(process.pid) if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+        workers = [
+            pid for pid in children(process.pid) if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
         assert len(workers) == 2, workers
         os.kill(workers[0], signal.SIGKILL)
         _, err = process.communicate(timeout=60)
@@ -349,8 +390,11 @@ def test_failed_fold_worker_stops_the_others_and_names_its_fold(tiny_dataset, ca
         process.kill()
     assert process.returncode == 1
     # Each worker trains one fold here: the failed fold is the killed worker's.
-    failure = re.search(r"error: fold (\d) failed: fold worker (\d) \(pid (\d+), folds \[(\d)\]\) "
-                        r"ended with exit status -9 \(SIGKILL\)", err)  # fmt: skip
+    failure = re.search(
+        r"error: fold (\d) failed: fold worker (\d) \(pid (\d+), folds \[(\d)\]\) "
+        r"ended with exit status -9 \(SIGKILL\)",
+        err,
+    )
     assert failure and failure[1] == failure[2] == failure[4] and int(failure[3]) == workers[0], err[-3000:]
     deadline = time.monotonic() + 10
     while Path(f"/proc/{workers[1]}").exists():

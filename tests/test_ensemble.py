@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hms import ensemble, predict
-from hms.schema import VOTE_COLUMNS
-from hms.metric import kl_divergence
-
 from _tiny_runs import tiny_run
+from hms import ensemble, predict
+from hms.metric import kl_divergence
+from hms.schema import VOTE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +38,14 @@ def synthetic_oof(n_rows=120, n_folds=3, seed=0) -> ensemble.OOFSet:
     good = 0.8 * targets + 0.2 / 6
     noise = random_probs(rng, (n_rows, 6), 2.0)
     patients = np.arange(n_rows) // 4
-    return ensemble.OOFSet([ensemble.Path("good"), ensemble.Path("noise")], np.stack([good, noise]), targets,
-                           patients % n_folds, patients, rng.integers(1, 20, n_rows))  # fmt: skip
+    return ensemble.OOFSet(
+        [ensemble.Path("good"), ensemble.Path("noise")],
+        np.stack([good, noise]),
+        targets,
+        patients % n_folds,
+        patients,
+        rng.integers(1, 20, n_rows),
+    )
 
 
 def test_optimized_weights_are_on_the_simplex_and_favour_the_better_member():
@@ -49,7 +54,9 @@ def test_optimized_weights_are_on_the_simplex_and_favour_the_better_member():
     assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
     assert weights[0] > 0.9
     # Never worse than the mean it starts from.
-    assert kl_divergence(oof.targets, ensemble.weighted_mean(oof.probs, weights)) <= kl_divergence(oof.targets, oof.probs.mean(0))
+    assert kl_divergence(oof.targets, ensemble.weighted_mean(oof.probs, weights)) <= kl_divergence(
+        oof.targets, oof.probs.mean(0)
+    )
 
 
 def test_cross_fit_never_shows_a_fold_its_own_rows():
@@ -134,7 +141,18 @@ def test_saved_ensemble_moves_with_its_runs(tmp_path):
 @pytest.mark.parametrize("combiner", ["weights", "stacking-both"])
 def test_command_saves_an_ensemble_that_predict_loads(runs, tiny_dataset, tmp_path, combiner):
     out = tmp_path / "ens"
-    args = ["--runs", *map(str, runs), "--out", str(out), "--combiner", combiner, "--max-epochs", "30", "--patience", "5"]
+    args = [
+        "--runs",
+        *map(str, runs),
+        "--out",
+        str(out),
+        "--combiner",
+        combiner,
+        "--max-epochs",
+        "30",
+        "--patience",
+        "5",
+    ]
     assert ensemble.main(args) == 0
     table = pd.read_csv(out / "cv.csv")
     assert {"mean", "weights", "stacking-raw", "stacking-stats", "stacking-both"} <= set(table["combiner"])
@@ -143,13 +161,43 @@ def test_command_saves_an_ensemble_that_predict_loads(runs, tiny_dataset, tmp_pa
     assert saved.combiner == combiner and saved.weights.sum() == pytest.approx(1.0)
 
     submission_path = tmp_path / "submission.csv"
-    assert predict.main(["--ensemble", str(out), "--data-dir", str(tiny_dataset), "--out", str(submission_path), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        predict.main(
+            [
+                "--ensemble",
+                str(out),
+                "--data-dir",
+                str(tiny_dataset),
+                "--out",
+                str(submission_path),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     submission = pd.read_csv(submission_path)
     # The ensemble combines the members' own submissions exactly as saved.
     members = []
     for i, run in enumerate(runs):
         path = tmp_path / f"member{i}.csv"
-        assert predict.main(["--model", str(run), "--data-dir", str(tiny_dataset), "--out", str(path), "--no-progress", "--device", "cpu"]) == 0
+        assert (
+            predict.main(
+                [
+                    "--model",
+                    str(run),
+                    "--data-dir",
+                    str(tiny_dataset),
+                    "--out",
+                    str(path),
+                    "--no-progress",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
         members.append(pd.read_csv(path)[list(VOTE_COLUMNS)].to_numpy())
     np.testing.assert_allclose(submission[list(VOTE_COLUMNS)].to_numpy(), saved.combine(members), atol=1e-6)
     assert submission["eeg_id"].tolist() == pd.read_csv(tiny_dataset / "test.csv")["eeg_id"].tolist()

@@ -62,7 +62,11 @@ def test_notch_filter_equals_scipy():
 @pytest.mark.parametrize("axis", [0, 1, 2, -1, -2])
 def test_any_axis(axis):
     sos = dsp.butter_sos(4, (0.5, 40.0), "bandpass", FS)
-    x = np.random.default_rng(2).standard_normal((120, 110, 3)) if axis in (0, 1, -2) else np.random.default_rng(2).standard_normal((3, 4, 200))
+    x = (
+        np.random.default_rng(2).standard_normal((120, 110, 3))
+        if axis in (0, 1, -2)
+        else np.random.default_rng(2).standard_normal((3, 4, 200))
+    )
     assert_filter_close(dsp.sosfiltfilt(sos, x, axis=axis), ss.sosfiltfilt(sos, x, axis=axis))
 
 

@@ -12,12 +12,13 @@ import pywt
 import torch
 
 from hms import augment, dsp, recipes
-from hms.config import ConfigError, build
 from hms.competition import CompetitionData
-from hms.labels import make_labels
+from hms.config import ConfigError, build
 from hms.dataset import EpochSampler, InputDataset, loader_kwargs, rebalanced_order
 from hms.inputs import InputPipeline
+from hms.labels import make_labels
 from hms.windows import eeg_window, label_windows
+
 
 @pytest.fixture
 def eeg_native():
@@ -119,7 +120,9 @@ def test_input_shapes(data, labels, tmp_path, eeg_native, overrides, shape):
     item = InputDataset(pipeline, labels, split="train", augment=False)[1]
     assert item["input"].shape == shape and item["input"].dtype == torch.float32
     assert torch.isfinite(item["input"]).all()
-    np.testing.assert_allclose(item["target"].numpy(), labels.iloc[1][[c for c in labels if c.endswith("_vote")]].to_numpy(float), rtol=1e-6)
+    np.testing.assert_allclose(
+        item["target"].numpy(), labels.iloc[1][[c for c in labels if c.endswith("_vote")]].to_numpy(float), rtol=1e-6
+    )
     assert item["target"].dtype == torch.float32 and float(item["target"].sum()) == pytest.approx(1.0)
     assert float(item["n_votes"]) == labels["n_votes"].iloc[1] and item["index"].dtype == torch.int64
 
@@ -159,7 +162,9 @@ def test_eeg_options_reach_the_native_call(data, labels, tmp_path, eeg_native, m
         return eeg_native(eeg, **kwargs)
 
     monkeypatch.setattr(dsp, "eeg_spectrograms", spy, raising=False)
-    pipeline = make(data, tmp_path, input="eeg", cache=False, bandpass="0.5,20", notch=60, eeg_clip=5.0, eeg_recipe="scipy")
+    pipeline = make(
+        data, tmp_path, input="eeg", cache=False, bandpass="0.5,20", notch=60, eeg_clip=5.0, eeg_recipe="scipy"
+    )
     InputDataset(pipeline, labels, split="train", augment=False)[0]
     eeg, kwargs = calls[-1]
     assert kwargs == {"recipe": "scipy", "bandpass": (0.5, 20.0), "notch": 60.0}
@@ -220,7 +225,9 @@ def test_datawide_statistics_come_from_training_rows_only(data, labels, tmp_path
 
 
 def test_state_round_trip_rebuilds_identical_preprocessing(data, labels, tmp_path):
-    pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", normalization="datawide", clip_lo=-5, clip_hi=9)
+    pipeline = make(
+        data, tmp_path, input="kaggle", kaggle_layout="tiles", normalization="datawide", clip_lo=-5, clip_hi=9
+    )
     pipeline.fit(labels.iloc[:8], show_progress=False)
     state = json.loads(json.dumps(pipeline.state_dict()))
     rebuilt = InputPipeline.from_state(state, data)
@@ -301,7 +308,12 @@ def test_window_shift_stays_inside_the_recording_and_moves():
 
 def test_shift_augmentation_changes_the_eeg_window(data, labels, tmp_path, eeg_native, monkeypatch):
     seen = []
-    monkeypatch.setattr(dsp, "eeg_spectrograms", lambda eeg, **kw: seen.append(np.array(eeg).reshape(-1, 20, 10_000)) or eeg_native(eeg, **kw), raising=False)
+    monkeypatch.setattr(
+        dsp,
+        "eeg_spectrograms",
+        lambda eeg, **kw: seen.append(np.array(eeg).reshape(-1, 20, 10_000)) or eeg_native(eeg, **kw),
+        raising=False,
+    )
     pipeline = make(data, tmp_path, input="eeg", aug_shift_s=20.0, aug_swap_p=0.0)
     torch.manual_seed(0)
     dataset = InputDataset(pipeline, labels, split="train", augment=True)
@@ -312,7 +324,9 @@ def test_shift_augmentation_changes_the_eeg_window(data, labels, tmp_path, eeg_n
     labelled = eeg_window(recording, row["eeg_label_offset_seconds"])
     assert any(not np.array_equal(w[0], labelled) for w in seen)
     for window in seen:  # every shifted window is a real 50-s stretch of the recording
-        starts = [s for s in range(recording.shape[1] - 9_999) if np.array_equal(recording[0, s : s + 10], window[0, 0, :10])]
+        starts = [
+            s for s in range(recording.shape[1] - 9_999) if np.array_equal(recording[0, s : s + 10], window[0, 0, :10])
+        ]
         assert starts
 
 
@@ -395,8 +409,14 @@ def test_train_sampler_is_seeded_and_off_by_default(data, labels, tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, key",
-    [({"clip_lo": 3, "clip_hi": 2}, "clip_lo"), ({"bandpass": "20,5"}, "bandpass"), ({"image_size": 30}, "image_size"),
-     ({"aug_swap_p": 1.5}, "aug_swap_p"), ({"wavelet": "nope"}, "wavelet"), ({"notch": 200}, "notch")],
+    [
+        ({"clip_lo": 3, "clip_hi": 2}, "clip_lo"),
+        ({"bandpass": "20,5"}, "bandpass"),
+        ({"image_size": 30}, "image_size"),
+        ({"aug_swap_p": 1.5}, "aug_swap_p"),
+        ({"wavelet": "nope"}, "wavelet"),
+        ({"notch": 200}, "notch"),
+    ],
 )
 def test_config_rejects_bad_input_settings(overrides, key):
     with pytest.raises(ConfigError, match=key):
@@ -417,7 +437,13 @@ def test_cache_is_used_and_keyed_by_every_parameter(data, labels, tmp_path):
     assert other.cache("kaggle").folder != cache.folder
     assert np.all(other.row_source("kaggle", "train", row) <= 9.0)
     eeg_a = make(data, tmp_path, input="eeg").cache("eeg").folder
-    for change in ({"bandpass": "0.5,20"}, {"notch": 60}, {"eeg_recipe": "scipy"}, {"wavelet": "db8"}, {"eeg_clip": 500}):
+    for change in (
+        {"bandpass": "0.5,20"},
+        {"notch": 60},
+        {"eeg_recipe": "scipy"},
+        {"wavelet": "db8"},
+        {"eeg_clip": 500},
+    ):
         assert make(data, tmp_path, input="eeg", **change).cache("eeg").folder != eeg_a
     # Augmentation, layout and normalization settings do not change what is cached.
     assert make(data, tmp_path, input="eeg", aug_swap_p=0.1, tile_layout="stack").cache("eeg").folder == eeg_a
@@ -438,10 +464,14 @@ def test_dataloader_workers_share_the_native_threads(start_method, monkeypatch):
     try:
         dsp.set_num_threads(4)
         kwargs = loader_kwargs(2)
-        loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=1, multiprocessing_context=start_method, **kwargs)
+        loader = torch.utils.data.DataLoader(
+            _NativeThreads(), batch_size=1, multiprocessing_context=start_method, **kwargs
+        )
         assert [int(b) for b in loader] == [2, 2, 2, 2]
         dsp.set_num_threads(1)
-        loader = torch.utils.data.DataLoader(_NativeThreads(), batch_size=2, multiprocessing_context=start_method, **loader_kwargs(2))
+        loader = torch.utils.data.DataLoader(
+            _NativeThreads(), batch_size=2, multiprocessing_context=start_method, **loader_kwargs(2)
+        )
         assert [b.tolist() for b in loader] == [[1, 1], [1, 1]]
     finally:
         dsp.set_num_threads(None)
@@ -451,8 +481,10 @@ def test_dataloader_workers_share_the_native_threads(start_method, monkeypatch):
 def test_dataloader_with_worker_processes(data, labels, tmp_path, start_method):
     pipeline = make(data, tmp_path, input="kaggle", kaggle_layout="tiles")
     loader = torch.utils.data.DataLoader(
-        InputDataset(pipeline, labels.iloc[:8], split="train", augment=True), batch_size=4,
-        multiprocessing_context=start_method, **loader_kwargs(1),
+        InputDataset(pipeline, labels.iloc[:8], split="train", augment=True),
+        batch_size=4,
+        multiprocessing_context=start_method,
+        **loader_kwargs(1),
     )
     batches = list(loader)
     assert [b["input"].shape for b in batches] == [(4, 4, 128, 256)] * 2
@@ -472,5 +504,10 @@ def test_show_sample_renders_a_png(data, tmp_path, eeg_native, capsys):
     assert not (tmp_path / "x.png").exists()
     by_id = tmp_path / "by_id.png"
     eeg_id = int(make_labels(data.train, "eeg")["eeg_id"].iloc[2])
-    assert show_sample.main(["--data-dir", str(data.root), "--eeg-id", str(eeg_id), "--out", str(by_id), f"cache_dir={tmp_path}"]) == 0
+    assert (
+        show_sample.main(
+            ["--data-dir", str(data.root), "--eeg-id", str(eeg_id), "--out", str(by_id), f"cache_dir={tmp_path}"]
+        )
+        == 0
+    )
     assert by_id.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(by_id) in capsys.readouterr().out

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import rel_entr
 
-from hms.schema import VOTE_COLUMNS
 from hms.metric import EPSILON, kl_divergence, kl_divergence_per_row, validate_probabilities
+from hms.schema import VOTE_COLUMNS
 
 
 def reference_kl(solution: np.ndarray, submission: np.ndarray) -> float:

@@ -23,7 +23,13 @@ def test_presets_are_timm_models():
 
 def test_preset_applies_the_seed_settings_under_the_command_line(tmp_path):
     cfg = build({"preset": "efficientnet_b1"})
-    assert (cfg.model, cfg.input, cfg.grouping, cfg.beta1, cfg.drop_rate) == ("efficientnet_b1", "kaggle", "spectrogram", 0.5, 0.18)
+    assert (cfg.model, cfg.input, cfg.grouping, cfg.beta1, cfg.drop_rate) == (
+        "efficientnet_b1",
+        "kaggle",
+        "spectrogram",
+        0.5,
+        0.18,
+    )
     assert cfg.normalization == "datawide" and cfg.input_pool == 1
     # The file and the command line override the preset; the preset may come from the file.
     (tmp_path / "run.toml").write_text('preset = "resnet34d"\nlr = 5e-4\n')

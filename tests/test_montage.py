@@ -15,8 +15,28 @@ from hms import dsp
 librosa = pytest.importorskip("librosa")
 pd = pytest.importorskip("pandas")
 
-CHANNELS = ["Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
-            "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG"]
+CHANNELS = [
+    "Fp1",
+    "F3",
+    "C3",
+    "P3",
+    "F7",
+    "T3",
+    "T5",
+    "O1",
+    "Fz",
+    "Cz",
+    "Pz",
+    "Fp2",
+    "F4",
+    "C4",
+    "P4",
+    "F8",
+    "T4",
+    "T6",
+    "O2",
+    "EKG",
+]
 CHAINS = {
     "LL": ["Fp1", "F7", "T3", "T5", "O1"],
     "LP": ["Fp1", "F3", "C3", "P3", "O1"],
@@ -41,7 +61,7 @@ def filled_difference(eeg, a, b):
 def mel_reference(eeg, filters=()):
     """The public notebook's recipe (with its chain names corrected), (4, 128, 256)."""
     middle = (len(eeg) - 10_000) // 2
-    eeg = eeg.iloc[middle:middle + 10_000]
+    eeg = eeg.iloc[middle : middle + 10_000]
     img = np.zeros((4, 128, 256), dtype=np.float32)
     for k, cols in enumerate(CHAINS.values()):
         for kk in range(4):
@@ -50,8 +70,9 @@ def mel_reference(eeg, filters=()):
                 x = ss.sosfiltfilt(sos, x).astype(x.dtype)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                mel = librosa.feature.melspectrogram(y=x, sr=200, hop_length=len(x) // 256, n_fft=1024, n_mels=128,
-                                                     fmin=0, fmax=20, win_length=128)
+                mel = librosa.feature.melspectrogram(
+                    y=x, sr=200, hop_length=len(x) // 256, n_fft=1024, n_mels=128, fmin=0, fmax=20, win_length=128
+                )
             width = (mel.shape[1] // 32) * 32
             db = librosa.power_to_db(mel, ref=np.max).astype(np.float32)[:, :width]
             img[k] += (db + 40) / 40
@@ -61,11 +82,13 @@ def mel_reference(eeg, filters=()):
 
 def scipy_reference(eeg, n_samples, amin=1e-10, **kw):
     middle = (len(eeg) - n_samples) // 2
-    eeg = eeg.iloc[middle:middle + n_samples].astype(np.float64)  # as the native core: in float64
+    eeg = eeg.iloc[middle : middle + n_samples].astype(np.float64)  # as the native core: in float64
     out = []
     for cols in CHAINS.values():
-        logs = [np.log(np.maximum(ss.spectrogram(filled_difference(eeg, a, b), **kw)[2], amin))
-                for a, b in zip(cols[:-1], cols[1:])]
+        logs = [
+            np.log(np.maximum(ss.spectrogram(filled_difference(eeg, a, b), **kw)[2], amin))
+            for a, b in zip(cols[:-1], cols[1:])
+        ]
         out.append(np.mean(logs, axis=0))
     return np.stack(out)
 
@@ -81,13 +104,18 @@ def synthetic_eeg(n, seed=0, dtype=np.float32):
     """(n, 20) microvolt-scale EEG: rhythms, noise, drift, and a few spikes of thousands."""
     rng = np.random.default_rng(seed)
     t = np.arange(n) / 200
-    x = (rng.standard_normal((n, 20)) * 15 + 40 * np.sin(2 * np.pi * rng.uniform(0.5, 15, 20) * t[:, None])
-         + rng.uniform(-50, 50, 20) + 10 * t[:, None])
+    x = (
+        rng.standard_normal((n, 20)) * 15
+        + 40 * np.sin(2 * np.pi * rng.uniform(0.5, 15, 20) * t[:, None])
+        + rng.uniform(-50, 50, 20)
+        + 10 * t[:, None]
+    )
     x[rng.integers(0, n, 5), rng.integers(0, 20, 5)] = 3000.0
     return pd.DataFrame(x.astype(dtype), columns=CHANNELS)
 
 
 # --- montage -------------------------------------------------------------------------------------
+
 
 def test_constants_match_the_competition():
     assert dsp.CHAIN_NAMES == ("LL", "LP", "RL", "RP")
@@ -141,6 +169,7 @@ def test_bipolar_montage_refuses_bad_channels(eeg, channels, error, match):
 
 # --- the mel recipe ------------------------------------------------------------------------------
 
+
 def test_mel_recipe_equals_the_public_recipe_on_real_eeg(real_eeg):
     expected = mel_reference(real_eeg)
     got = dsp.eeg_spectrograms(real_eeg.to_numpy().T)
@@ -184,12 +213,14 @@ def test_mel_recipe_with_band_pass_and_notch():
 
 def test_mel_recipe_parameters_are_settable():
     df = synthetic_eeg(4000, seed=5, dtype=np.float64)
-    got = dsp.eeg_spectrograms(df, n_samples=3000, n_mels=64, fmax=30.0, hop_length=20, width_multiple=8,
-                               top_db=60.0, offset=0.0, scale=1.0).images
+    got = dsp.eeg_spectrograms(
+        df, n_samples=3000, n_mels=64, fmax=30.0, hop_length=20, width_multiple=8, top_db=60.0, offset=0.0, scale=1.0
+    ).images
     x = df.to_numpy().T[:, 500:3500]
     diffs = dsp.bipolar_montage(x)
-    mel = librosa.feature.melspectrogram(y=diffs, sr=200, n_fft=1024, hop_length=20, win_length=128, n_mels=64,
-                                         fmin=0, fmax=30)
+    mel = librosa.feature.melspectrogram(
+        y=diffs, sr=200, n_fft=1024, hop_length=20, win_length=128, n_mels=64, fmin=0, fmax=30
+    )
     db = np.stack([librosa.power_to_db(m, ref=np.max, top_db=60.0) for m in mel])
     width = mel.shape[-1] // 8 * 8
     expected = db[..., :width].reshape(4, 4, 64, width).mean(axis=1)
@@ -198,6 +229,7 @@ def test_mel_recipe_parameters_are_settable():
 
 
 # --- the scipy recipe ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "kw", [dict(), dict(nperseg=400, noverlap=360, nfft=1024, window="hann", detrend="linear", scaling="spectrum")]
@@ -240,8 +272,11 @@ BAD = [
     (dict(bandpass=(40.0, 0.5)), ValueError, "increasing"),
     (dict(bandpass=5.0), ValueError, "bandpass must be a pair"),
     (dict(notch=120.0), ValueError, "freq must lie strictly between"),
-    (dict(n_samples=20, bandpass=(0.5, 40.0), hop_length=1, win_length=8, n_fft=16, width_multiple=1), ValueError,
-     "filters need more than"),
+    (
+        dict(n_samples=20, bandpass=(0.5, 40.0), hop_length=1, win_length=8, n_fft=16, width_multiple=1),
+        ValueError,
+        "filters need more than",
+    ),
     (dict(recipe="scipy", nperseg=20_000, n_samples=None), ValueError, "fewer than nperseg"),
     (dict(recipe="scipy", fmax=-1.0), ValueError, "keeps no frequency bin"),
     (dict(recipe="scipy", detrend="cubic"), ValueError, "detrend"),
@@ -265,6 +300,7 @@ def test_eeg_with_inf_is_refused():
 
 # --- fuzzing -------------------------------------------------------------------------------------
 
+
 @settings(max_examples=12, deadline=None)
 @given(
     batch=st.lists(st.integers(1, 2), min_size=0, max_size=2),
@@ -279,7 +315,7 @@ def test_mel_recipe_fuzz(batch, n, n_samples, dtype, reverse, nan_run, seed):
     rng = np.random.default_rng(seed)
     full = (rng.standard_normal((*batch, 20, n)) * 30).astype(dtype)
     start = rng.integers(0, n)
-    full[..., start:start + nan_run] = np.nan
+    full[..., start : start + nan_run] = np.nan
     eeg = full[..., ::-1] if reverse else full
     got = dsp.eeg_spectrograms(eeg, n_samples=n_samples).images
     kept = n if n_samples is None else n_samples
@@ -288,14 +324,15 @@ def test_mel_recipe_fuzz(batch, n, n_samples, dtype, reverse, nan_run, seed):
     assert np.all(np.isfinite(got))
     # One recording of the batch against the reference, cropped the same way.
     one = np.ascontiguousarray(eeg.reshape(-1, 20, n)[-1]).T
-    kept_df = pd.DataFrame(one[(n - kept) // 2:(n - kept) // 2 + kept], columns=CHANNELS)
+    kept_df = pd.DataFrame(one[(n - kept) // 2 : (n - kept) // 2 + kept], columns=CHANNELS)
     expected = np.zeros((4, 128, width))
     for k, cols in enumerate(CHAINS.values()):
         for a, b in zip(cols[:-1], cols[1:]):
             x = filled_difference(kept_df, a, b)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                mel = librosa.feature.melspectrogram(y=x, sr=200, hop_length=kept // 256, n_fft=1024, n_mels=128,
-                                                     fmin=0, fmax=20, win_length=128)
+                mel = librosa.feature.melspectrogram(
+                    y=x, sr=200, hop_length=kept // 256, n_fft=1024, n_mels=128, fmin=0, fmax=20, win_length=128
+                )
             expected[k] += (librosa.power_to_db(mel, ref=np.max)[:, :width] + 40) / 160
     assert np.abs(got.reshape(-1, 4, 128, width)[-1] - expected).max() < 1e-4

@@ -53,12 +53,23 @@ def test_module_constants_are_used_somewhere():
         tree = ast.parse(sources[path])
         exported = set()
         for node in tree.body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
                 exported = set(ast.literal_eval(node.value))
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
             for target in targets:
-                if not (isinstance(target, ast.Name) and target.id.isupper() and len(target.id) > 1) or target.id in exported:
+                if (
+                    not (isinstance(target, ast.Name) and target.id.isupper() and len(target.id) > 1)
+                    or target.id in exported
+                ):
                     continue
                 pattern = re.compile(rf"\b{target.id}\b")
                 uses = sum(len(pattern.findall(text)) for text in sources.values())

@@ -11,16 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
+from _tiny_runs import tiny_run
 from hms import inference, predict
 from hms.competition import open_data
-from hms.schema import VOTE_COLUMNS
-from hms.windows import spectrogram_window
 from hms.inputs import InputPipeline
 from hms.metric import kl_divergence
 from hms.models import create_model
 from hms.rundir import RunDir
-
-from _tiny_runs import tiny_run
+from hms.schema import VOTE_COLUMNS
+from hms.windows import spectrogram_window
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,22 @@ def run_a(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def submission(run_a, tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "submission.csv"
-    assert predict.main(["--model", str(run_a), "--data-dir", str(tiny_dataset), "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        predict.main(
+            [
+                "--model",
+                str(run_a),
+                "--data-dir",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return pd.read_csv(out)
 
 
@@ -57,7 +71,9 @@ def recompute_from_checkpoints(run_path, data_dir) -> np.ndarray:
         model = create_model(cfg["model"], pipeline.in_chans, input_pool=cfg["input_pool"])
         model.load_state_dict(state["model"])
         with torch.no_grad():
-            probs.append(model.eval()(torch.from_numpy(pipeline.transform_windows(kaggle=windows))).double().softmax(1).numpy())
+            probs.append(
+                model.eval()(torch.from_numpy(pipeline.transform_windows(kaggle=windows))).double().softmax(1).numpy()
+            )
     return np.mean(probs, axis=0)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hms import dsp, input_cache, prepare
-from hms.config import build
+from hms import input_cache, prepare
 from hms.competition import CompetitionData
-from hms.labels import make_labels
+from hms.config import build
 from hms.inputs import InputPipeline
+from hms.labels import make_labels
 from hms.windows import label_windows
 
 
@@ -79,7 +79,10 @@ def test_eeg_cache_of_the_whole_competition_fits_in_4_5_gb(data, tmp_path):
     prepare.prepare_cache(pipeline, labels, "train", show_progress=False)
     files = [p for p in _files(tmp_path) if p.suffix == ".npy"]
     assert len(files) == labels["eeg_id"].nunique() == len(labels)
-    assert all(np.load(p, mmap_mode="r").dtype == np.float16 and np.load(p, mmap_mode="r").shape == (4, 128, 256) for p in files)
+    assert all(
+        np.load(p, mmap_mode="r").dtype == np.float16 and np.load(p, mmap_mode="r").shape == (4, 128, 256)
+        for p in files
+    )
     largest = max(p.stat().st_size for p in files)
     assert largest <= 4 * 128 * 256 * 2 + 128  # the array and the .npy header
     assert 17_089 * largest <= 4.5e9

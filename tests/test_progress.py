@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hms import ensemble, predict, prepare, progress, synth, train, tune
+from hms import ensemble, predict, prepare, synth, train, tune
 
 
 @pytest.fixture

@@ -34,9 +34,23 @@ def signal(shape, dtype=np.float64, seed=0):
 
 # --- windows -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    "window", ["hann", "hamming", "blackman", "boxcar", "bartlett", "tukey", ("tukey", 0.25), ("tukey", 1.0),
-               ("tukey", 0.0), ("kaiser", 8.0), "cosine", ("gaussian", 7.0)]
+    "window",
+    [
+        "hann",
+        "hamming",
+        "blackman",
+        "boxcar",
+        "bartlett",
+        "tukey",
+        ("tukey", 0.25),
+        ("tukey", 1.0),
+        ("tukey", 0.0),
+        ("kaiser", 8.0),
+        "cosine",
+        ("gaussian", 7.0),
+    ],
 )
 @pytest.mark.parametrize("n", [1, 2, 7, 128, 255])
 def test_get_window_equals_scipy(window, n):
@@ -77,16 +91,25 @@ def test_stft_signal_shorter_than_the_window_when_centred():
     for mode in ("reflect", "edge", "symmetric"):
         np.testing.assert_allclose(
             dsp.stft(x, n_fft=16, hop_length=2, pad_mode=mode),
-            np.fft.rfft(librosa.util.frame(np.pad(x, 8, mode=mode), frame_length=16, hop_length=2).T
-                        * ss.get_window("hann", 16), axis=-1).T,
-            rtol=1e-10, atol=1e-10,
+            np.fft.rfft(
+                librosa.util.frame(np.pad(x, 8, mode=mode), frame_length=16, hop_length=2).T
+                * ss.get_window("hann", 16),
+                axis=-1,
+            ).T,
+            rtol=1e-10,
+            atol=1e-10,
         )
 
 
 @pytest.mark.parametrize(
     "make",
-    [lambda b: b[:, ::2], lambda b: b[:, ::-1], lambda b: np.asfortranarray(b), lambda b: b.T.copy().T,
-     lambda b: b.reshape(2, 3, -1)],
+    [
+        lambda b: b[:, ::2],
+        lambda b: b[:, ::-1],
+        lambda b: np.asfortranarray(b),
+        lambda b: b.T.copy().T,
+        lambda b: b.reshape(2, 3, -1),
+    ],
     ids=["strided", "reversed", "fortran", "transposed-copy", "batch-3d"],
 )
 def test_stft_any_layout_and_batch_shape(make):
@@ -138,6 +161,7 @@ def test_spectrogram_strided_and_batched():
 
 # --- mel filterbank, mel spectrogram -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -185,6 +209,7 @@ def test_melspectrogram_band_path_elementwise_in_float64():
 
 
 # --- power_to_db ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
@@ -259,7 +284,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("func, args, kwargs, error, match", BAD, ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "func, args, kwargs, error, match", BAD, ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)]
+)
 def test_bad_input_raises_naming_the_argument(func, args, kwargs, error, match):
     with pytest.raises(error, match=match):
         func(*args, **kwargs)
@@ -268,6 +295,7 @@ def test_bad_input_raises_naming_the_argument(func, args, kwargs, error, match):
 
 
 # --- fuzzing -------------------------------------------------------------------------------------
+
 
 @settings(max_examples=40, deadline=None)
 @given(
@@ -319,8 +347,16 @@ def test_melspectrogram_fuzz(n, n_fft, hop, win_frac, n_mels, fmax_frac, power, 
     x = signal((2, n), dtype, seed)
     if transpose:  # the same values through a non-contiguous view
         x = np.asfortranarray(x)
-    kw = dict(sr=200.0, n_fft=n_fft, hop_length=hop, win_length=max(1, int(n_fft * win_frac)),
-              n_mels=n_mels, fmin=0.0, fmax=100.0 * fmax_frac, power=power)
+    kw = dict(
+        sr=200.0,
+        n_fft=n_fft,
+        hop_length=hop,
+        win_length=max(1, int(n_fft * win_frac)),
+        n_mels=n_mels,
+        fmin=0.0,
+        fmax=100.0 * fmax_frac,
+        power=power,
+    )
     got = dsp.melspectrogram(x, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -343,8 +379,15 @@ def test_melspectrogram_fuzz(n, n_fft, hop, win_frac, n_mels, fmax_frac, power, 
 )
 def test_spectrogram_fuzz(n, nperseg, overlap_frac, extra, detrend, scaling, window, dtype, seed):
     x = signal((2, n), dtype, seed)
-    kw = dict(fs=200.0, window=window, nperseg=nperseg, noverlap=int(nperseg * overlap_frac),
-              nfft=nperseg + extra, detrend=detrend, scaling=scaling)
+    kw = dict(
+        fs=200.0,
+        window=window,
+        nperseg=nperseg,
+        noverlap=int(nperseg * overlap_frac),
+        nfft=nperseg + extra,
+        detrend=detrend,
+        scaling=scaling,
+    )
     if n < nperseg:
         with pytest.raises(ValueError, match="nperseg"):
             dsp.spectrogram(x, **kw)

@@ -30,8 +30,16 @@ def channel(name: str) -> int:
 def quiet_traits(**changes) -> se.PatientTraits:
     """A patient without eye or muscle artifacts and line noise (unless asked for)."""
     base = se.PatientTraits.draw(np.random.default_rng(0))
-    defaults = dict(amplitude=1.0, blink_rate=0.0, muscle_rate=0.0, line_noise=0.0, alpha_gain=0.0,
-                    ekg_leak=np.zeros(19), heart_bpm=72.0, ekg_gain=1000.0)  # fmt: skip
+    defaults = dict(
+        amplitude=1.0,
+        blink_rate=0.0,
+        muscle_rate=0.0,
+        line_noise=0.0,
+        alpha_gain=0.0,
+        ekg_leak=np.zeros(19),
+        heart_bpm=72.0,
+        ekg_gain=1000.0,
+    )
     return dataclasses.replace(base, **{**defaults, **changes})
 
 
@@ -63,8 +71,17 @@ def test_another_seed_gives_another_dataset(tiny_dataset):
 
 def test_layout_and_companion_files(tiny_dataset):
     names = {p.name for p in tiny_dataset.iterdir()}
-    assert {"train.csv", "test.csv", "sample_submission.csv", "train_eegs", "train_spectrograms",
-            "test_eegs", "test_spectrograms", "synthetic.json", "test_solution.csv"} <= names  # fmt: skip
+    assert {
+        "train.csv",
+        "test.csv",
+        "sample_submission.csv",
+        "train_eegs",
+        "train_spectrograms",
+        "test_eegs",
+        "test_spectrograms",
+        "synthetic.json",
+        "test_solution.csv",
+    } <= names
     data = CompetitionData(tiny_dataset)
     assert data.train["eeg_id"].nunique() == 20 and data.train["patient_id"].nunique() == 4
     submission = pd.read_csv(data.sample_submission_path)
@@ -86,7 +103,9 @@ def test_label_rows_windows_and_recordings_fit_together(tiny_dataset):
     train = data.train
     assert train.groupby("eeg_id").size().mean() > 1.5  # several offsets per eeg_id
     assert train.groupby("spectrogram_id")["eeg_id"].nunique().max() >= 2  # spectrograms hold several EEGs
-    assert (train["eeg_label_offset_seconds"] % 2 == 0).all() and (train["spectrogram_label_offset_seconds"] % 2 == 0).all()
+    assert (train["eeg_label_offset_seconds"] % 2 == 0).all() and (
+        train["spectrogram_label_offset_seconds"] % 2 == 0
+    ).all()
     for spec_id, rows in train.groupby("spectrogram_id"):
         ordered = rows.sort_values("spectrogram_label_offset_seconds")
         assert list(ordered["spectrogram_sub_id"]) == list(range(len(rows)))

@@ -18,7 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from hms import CLASSES, config, engine, folds as folds_module, train
+from hms import config, engine, train
+from hms import folds as folds_module
 from hms.config import Config
 from hms.metric import kl_divergence
 from hms.optim import LrSchedule, create_optimizer, create_schedule
@@ -29,11 +30,23 @@ from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 def tiny_args(data_dir: Path, cache_dir: Path, run_dir: Path, **extra) -> list[str]:
     """A run of a few seconds: timm's tiny test_resnet on 32 x 32 Kaggle images, 2 folds."""
     values = {
-        "data_dir": data_dir, "cache_dir": cache_dir, "run_dir": run_dir, "input": "kaggle",
-        "kaggle_layout": "image", "image_size": 32, "model": "test_resnet", "n_folds": 2,
-        "epochs": 3, "stage2_epochs": 1, "stage2_min_votes": 20, "batch_size": 4, "lr": 3e-3,
-        "progress": "false", "seed": 3, **extra,
-    }  # fmt: skip
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "run_dir": run_dir,
+        "input": "kaggle",
+        "kaggle_layout": "image",
+        "image_size": 32,
+        "model": "test_resnet",
+        "n_folds": 2,
+        "epochs": 3,
+        "stage2_epochs": 1,
+        "stage2_min_votes": 20,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "progress": "false",
+        "seed": 3,
+        **extra,
+    }
     return [f"{k}={v}" for k, v in values.items()]
 
 
@@ -164,9 +177,16 @@ def _epoch(model, loader, accum_steps=1, lr=0.05, grad_clip=None):
     opt = torch.optim.SGD(model.parameters(), lr=lr)  # plain SGD: accumulation must be exact
     steps = math.ceil(len(loader) / accum_steps)
     schedule = create_schedule(cfg, peak_lr=lr, epochs=1, steps_per_epoch=steps)
-    stats = engine.train_one_epoch(model, loader, opt, schedule, device=torch.device("cpu"),
-                                   precision=engine.resolve_precision("auto", torch.device("cpu")),
-                                   accum_steps=accum_steps, grad_clip=grad_clip)  # fmt: skip
+    stats = engine.train_one_epoch(
+        model,
+        loader,
+        opt,
+        schedule,
+        device=torch.device("cpu"),
+        precision=engine.resolve_precision("auto", torch.device("cpu")),
+        accum_steps=accum_steps,
+        grad_clip=grad_clip,
+    )
     return stats, schedule
 
 
@@ -284,13 +304,31 @@ def test_unknown_option_names_the_closest_key(capsys):
 def test_complete_run_directory(reference_run, tiny_dataset):
     cfg = json.loads((reference_run / "config.json").read_text())
     assert cfg["model"] == "test_resnet" and cfg["run_dir"] == str(reference_run)
-    for name in ("metrics.csv", "oof.parquet", "cv.json", "loss_curves.png", "confusion.png", "class_distributions.png"):
+    for name in (
+        "metrics.csv",
+        "oof.parquet",
+        "cv.json",
+        "loss_curves.png",
+        "confusion.png",
+        "class_distributions.png",
+    ):
         assert (reference_run / name).stat().st_size > 0, name
     for fold in (0, 1):
         for name in ("best.pt", "last.pt", "normalization.json"):
             assert (reference_run / f"fold{fold}" / name).is_file()
     metrics = pd.read_csv(reference_run / "metrics.csv")
-    for column in ("fold", "stage", "epoch", "train_loss", "val_loss", "val_kl", "val_kl_high_votes", "lr", "samples_per_s", "train_seconds"):
+    for column in (
+        "fold",
+        "stage",
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_kl",
+        "val_kl_high_votes",
+        "lr",
+        "samples_per_s",
+        "train_seconds",
+    ):
         assert column in metrics, column
     assert not metrics.duplicated(["fold", "epoch"]).any()
     assert set(metrics["stage"]) <= {1, 2} and metrics.groupby("fold").size().max() <= 4
@@ -310,8 +348,7 @@ def test_oof_and_cv_agree(reference_run):
         rows = oof["fold"].to_numpy() == int(fold)
         assert scores["model"]["kl_all"] == pytest.approx(kl_divergence(targets[rows], preds[rows]))
     assert set(cv["overall"]) >= {"model", "uniform", "class_prior", "band_power_lr"}
-    assert cv["overall"]["uniform"]["kl_all"] == pytest.approx(
-        kl_divergence(targets, np.full_like(targets, 1 / 6)))  # fmt: skip
+    assert cv["overall"]["uniform"]["kl_all"] == pytest.approx(kl_divergence(targets, np.full_like(targets, 1 / 6)))
     stdout = (reference_run / "stdout.txt").read_text()
     assert "CV" in stdout and "class prior" in stdout and f"{cv['overall']['model']['kl_all']:.4f}" in stdout
 
@@ -331,8 +368,9 @@ def test_best_checkpoint_holds_the_selected_predictions(reference_run):
 def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tiny_dataset, cache_dir, tmp_path):
     run_dir = tmp_path / "killed"
     args = tiny_args(tiny_dataset, cache_dir, run_dir)
-    process = subprocess.Popen([sys.executable, "-m", "hms.train", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hms.train", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 180
     try:
         while not (run_dir / "metrics.csv").exists():
@@ -357,7 +395,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tiny_datas
     np.testing.assert_array_equal(a["val_kl"], b["val_kl"])
 
 
-def test_dataloader_workers_change_nothing_and_live_for_a_stage(reference_run, tiny_dataset, cache_dir, tmp_path, monkeypatch):
+def test_dataloader_workers_change_nothing_and_live_for_a_stage(
+    reference_run, tiny_dataset, cache_dir, tmp_path, monkeypatch
+):
     """Augmentations depend on (seed, fold, epoch, row) alone: two persistent workers reproduce
     the reference run exactly, and each stage of each fold builds one training DataLoader."""
     built = []
@@ -383,8 +423,9 @@ def test_early_stopping_and_stage_two(tiny_dataset, cache_dir, tmp_path, monkeyp
     # Validation that never improves after the first epoch: each stage stops after `patience`.
     scores = iter(np.arange(1.0, 100.0, 0.5))
     monkeypatch.setattr(folds_module, "score_subsets", lambda *a: (next(scores), math.nan))
-    cfg = tiny_config(tiny_dataset, cache_dir, tmp_path / "run", epochs=5, stage2_epochs=3,
-                      stage2_min_votes=1, patience=1, folds=[1])  # fmt: skip
+    cfg = tiny_config(
+        tiny_dataset, cache_dir, tmp_path / "run", epochs=5, stage2_epochs=3, stage2_min_votes=1, patience=1, folds=[1]
+    )
     run = RunDir.create(cfg.run_dir, config.to_dict(cfg))
     monkeypatch.setattr(train, "baseline_predictions", lambda *a: {"class_prior": np.full((20, 6), 1 / 6)})
     summary = train.train_cv(cfg, run)

@@ -206,7 +206,8 @@ def test_clip_log_normalize_into_out_and_in_place(axes):
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
-    BAD_CLIP_PARAMETERS + [
+    BAD_CLIP_PARAMETERS
+    + [
         ({"eps": -1.0}, ValueError, "eps must be >= 0"),
         ({"eps": float("inf")}, ValueError, "eps must be finite"),
         ({"axes": 3}, ValueError, "axes=3 is out of bounds"),

@@ -42,18 +42,39 @@ def tiny_setup(tiny_dataset, tmp_path_factory) -> dict[str, Path]:
     """A base config of timm's test_resnet on 32 x 32 Kaggle images (seconds per trial)."""
     root = tmp_path_factory.mktemp("tune")
     base = {
-        "data_dir": str(tiny_dataset), "cache_dir": str(root / "cache"), "input": "kaggle", "image_size": 32,
-        "model": "test_resnet", "n_folds": 2, "batch_size": 4, "stage2_min_votes": 20, "seed": 3,
-        "progress": False, "device": "cpu",
-    }  # fmt: skip
+        "data_dir": str(tiny_dataset),
+        "cache_dir": str(root / "cache"),
+        "input": "kaggle",
+        "image_size": 32,
+        "model": "test_resnet",
+        "n_folds": 2,
+        "batch_size": 4,
+        "stage2_min_votes": 20,
+        "seed": 3,
+        "progress": False,
+        "device": "cpu",
+    }
     (root / "base.toml").write_text(config.to_toml(base))
     (root / "space.toml").write_text(TINY_SPACE)
     return {"root": root, "config": root / "base.toml", "space": root / "space.toml"}
 
 
 def tune_args(setup: dict[str, Path], studies: Path, *extra: str) -> list[str]:
-    return ["--config", str(setup["config"]), "--space", str(setup["space"]), "--studies-dir", str(studies),
-            "--study", "t", "--tune-epochs", "2", "--sampler-startup-trials", "2", *extra]  # fmt: skip
+    return [
+        "--config",
+        str(setup["config"]),
+        "--space",
+        str(setup["space"]),
+        "--studies-dir",
+        str(studies),
+        "--study",
+        "t",
+        "--tune-epochs",
+        "2",
+        "--sampler-startup-trials",
+        "2",
+        *extra,
+    ]
 
 
 def states(storage_url: str, study: str = "t") -> list[str]:
@@ -71,11 +92,23 @@ def test_keys_each_trial_sets_cannot_be_searched(tiny_setup, tmp_path, capsys, k
     """A sampled epochs/folds/... would be overwritten by the trial budget and then reported as
     the best value: the space is refused before any trial, naming the entry."""
     hint = typing.get_type_hints(config.Config)[key]
-    entry = {bool: 'type = "categorical"\nchoices = [true, false]', str | None: 'type = "categorical"\nchoices = ["a", "b"]'}
+    entry = {
+        bool: 'type = "categorical"\nchoices = [true, false]',
+        str | None: 'type = "categorical"\nchoices = ["a", "b"]',
+    }
     space = tmp_path / "space.toml"
     space.write_text(TINY_SPACE + f"\n[{key}]\n" + entry.get(hint, 'type = "int"\nlow = 1\nhigh = 3') + "\n")
     studies = tmp_path / "studies"
-    argv = ["--config", str(tiny_setup["config"]), "--space", str(space), "--studies-dir", str(studies), "--trials", "1"]
+    argv = [
+        "--config",
+        str(tiny_setup["config"]),
+        "--space",
+        str(space),
+        "--studies-dir",
+        str(studies),
+        "--trials",
+        "1",
+    ]
     assert tune.main(argv) == 2
     assert f"[{key}] ({key})" in capsys.readouterr().err
     assert not (studies / "hms" / "best.toml").exists()
@@ -83,8 +116,19 @@ def test_keys_each_trial_sets_cannot_be_searched(tiny_setup, tmp_path, capsys, k
 
 def test_default_space_samples_valid_configs():
     space = load_space()
-    assert {p.key for p in space} >= {"lr", "beta1", "beta2", "weight_decay", "scheduler", "drop_rate",
-                                      "normalization", "clip_lo", "clip_hi", "bandpass", "input"}  # fmt: skip
+    assert {p.key for p in space} >= {
+        "lr",
+        "beta1",
+        "beta2",
+        "weight_decay",
+        "scheduler",
+        "drop_rate",
+        "normalization",
+        "clip_lo",
+        "clip_hi",
+        "bandpass",
+        "input",
+    }
     for seed in range(3):
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         trial = study.ask()
@@ -100,8 +144,14 @@ def test_default_space_samples_valid_configs():
         ({"lrr": {"type": "float", "low": 1e-4, "high": 1e-2}}, "'lrr' is not a config key"),
         ({"lr": {"type": "float", "low": 1e-2, "high": 1e-4}}, "[lr]: low must be < high"),
         ({"lr": {"type": "float", "low": 0.0, "high": 1e-2, "log": True}}, "[lr]: log = true needs low > 0"),
-        ({"scheduler": {"type": "categorical", "choices": ["cosine", "one-cycle"]}}, "[scheduler]: scheduler must be one of"),
-        ({"lo": {"type": "float", "key": "bandpass", "index": 1, "low": 1.0, "high": 2.0}}, "needs entries for indices 0..0"),
+        (
+            {"scheduler": {"type": "categorical", "choices": ["cosine", "one-cycle"]}},
+            "[scheduler]: scheduler must be one of",
+        ),
+        (
+            {"lo": {"type": "float", "key": "bandpass", "index": 1, "low": 1.0, "high": 2.0}},
+            "needs entries for indices 0..0",
+        ),
         ({"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "logg": True}}, "[lr]: unknown field(s) ['logg']"),
     ],
 )
@@ -119,8 +169,11 @@ def test_space_errors_name_the_entry(entry, message):
 def test_all_pruned_study_is_reported_without_best(tmp_path):
     study = optuna.create_study(study_name="p")
     for _ in range(2):
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={}, distributions={},
-                                                  intermediate_values={0: 1.0}))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.PRUNED, params={}, distributions={}, intermediate_values={0: 1.0}
+            )
+        )
     settings = tune.TuneSettings(study="p", studies_dir=tmp_path)
     summary = tune.write_outputs(study, settings, [])
     assert summary["best"] is None and summary["counts"]["pruned"] == 2
@@ -162,7 +215,9 @@ def test_killed_worker_trial_fails_and_study_continues(tiny_setup):
     heartbeat = ("--heartbeat-interval", "1", "--grace-period", "2")
     # Many epochs so the worker is surely mid-trial when killed.
     args = tune_args(tiny_setup, studies, "--trials", "1", "--tune-epochs", "50", *heartbeat)
-    worker = subprocess.Popen([sys.executable, "-m", "hms.tune", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hms.tune", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -177,7 +232,10 @@ def test_killed_worker_trial_fails_and_study_continues(tiny_setup):
         if worker.poll() is None:
             os.kill(worker.pid, signal.SIGKILL)
     time.sleep(3)  # past the grace period of the last heartbeat
-    assert tune.main(tune_args(tiny_setup, studies, "--trials", "1", "--tune-epochs", "1", "--pruner", "none", *heartbeat)) == 0
+    assert (
+        tune.main(tune_args(tiny_setup, studies, "--trials", "1", "--tune-epochs", "1", "--pruner", "none", *heartbeat))
+        == 0
+    )
     assert states(url) == ["FAIL", "COMPLETE"]
     assert (studies / "t" / "best.toml").exists()
 
@@ -189,12 +247,30 @@ def test_hyperband_on_a_journal_file_shared_by_two_workers(tiny_setup):
 
     studies = tiny_setup["root"] / "studies-journal"
     journal = tiny_setup["root"] / "shared.log"
-    args = tune_args(tiny_setup, studies, "--trials", "2", "--tune-epochs", "1", "--pruner", "hyperband",
-                     "--storage", f"journal:{journal}")  # fmt: skip
-    assert isinstance(tune.make_pruner(tune.settings_from_args(tune.build_parser().parse_args(args))),
-                      optuna.pruners.HyperbandPruner)  # fmt: skip
-    workers = [subprocess.Popen([sys.executable, "-m", "hms.tune", *args, "--seed", str(seed)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]  # fmt: skip
+    args = tune_args(
+        tiny_setup,
+        studies,
+        "--trials",
+        "2",
+        "--tune-epochs",
+        "1",
+        "--pruner",
+        "hyperband",
+        "--storage",
+        f"journal:{journal}",
+    )
+    assert isinstance(
+        tune.make_pruner(tune.settings_from_args(tune.build_parser().parse_args(args))), optuna.pruners.HyperbandPruner
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hms.tune", *args, "--seed", str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     from optuna.storages.journal import JournalFileBackend, JournalStorage

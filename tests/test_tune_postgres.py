@@ -19,10 +19,10 @@ import optuna
 import pandas as pd
 import pytest
 from sqlalchemy.engine import make_url
-from _postgres import free_port, postgres_server, unavailable_reason  # noqa: F401 - postgres_server is a fixture
-from test_tune import tiny_setup, tune_args  # noqa: F401 - tiny_setup is a fixture
 
+from _postgres import free_port, postgres_server, unavailable_reason  # noqa: F401 - postgres_server is a fixture
 from hms import tune
+from test_tune import tiny_setup, tune_args  # noqa: F401 - tiny_setup is a fixture
 
 WORKER_TIMEOUT_S = 150  # per worker process; a trial here takes about a second
 FAST = ("--tune-folds", "1", "--tune-epochs", "1", "--pruner", "none")  # one epoch of one fold per trial
@@ -42,8 +42,13 @@ def load(url: str, study: str = "t") -> optuna.Study:
 
 def start_worker(setup, studies: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}  # two workers on two cores
-    return subprocess.Popen([sys.executable, "-m", "hms.tune", *tune_args(setup, studies, *extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "hms.tune", *tune_args(setup, studies, *extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def finish(worker: subprocess.Popen, timeout: float = WORKER_TIMEOUT_S) -> tuple[str, str]:
@@ -86,7 +91,7 @@ def test_unreachable_server_is_a_clear_error(tiny_setup, tmp_path, capsys):
     url = f"postgresql://hms:secret@127.0.0.1:{free_port()}/nothing"
     code = tune.main(tune_args(tiny_setup, tmp_path, "--trials", "1", "--storage", url))
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith(f"error: --storage postgresql://hms:***@127.0.0.1:"), err
+    assert code == 2 and err.startswith("error: --storage postgresql://hms:***@127.0.0.1:"), err
     assert "secret" not in err and ("cannot connect" in err or "driver is not installed" in err), err
     assert "Traceback" not in err
 
@@ -103,8 +108,11 @@ def test_default_postgres_driver_falls_back_to_the_installed_one(monkeypatch):
     real = importlib.util.find_spec
     default = url.get_dialect().driver
     other = {"psycopg": "psycopg2", "psycopg2": "psycopg"}[default]
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == other else
-                        (None if name == default else real(name, *a)))  # fmt: skip
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == other else (None if name == default else real(name, *a)),
+    )
     assert tune.with_installed_driver(url).render_as_string(False) == f"postgresql+{other}://u:pw@host/db"
     assert tune.with_installed_driver(make_url("postgresql+psycopg2://h/d")).drivername == "postgresql+psycopg2"
     assert tune.with_installed_driver(make_url("sqlite:///x.db")).drivername == "sqlite"
@@ -119,7 +127,7 @@ def test_workers_meeting_an_empty_database_all_open_it(postgres_server):
         url = postgres_server.new_database(f"race{round_}")
         barrier, outcomes = threading.Barrier(4), []
 
-        def open_it() -> None:
+        def open_it(barrier=barrier, url=url, outcomes=outcomes) -> None:
             barrier.wait()
             try:
                 tune.open_storage(tune.TuneSettings(storage=url)).engine.dispose()
@@ -140,8 +148,10 @@ def test_two_workers_share_a_study(postgres_server, tiny_setup):
     short trials each, so that trials of the two overlap even if one worker starts a little late."""
     url = postgres_server.new_database("concurrent")
     studies = tiny_setup["root"] / "studies-pg"
-    workers = [start_worker(tiny_setup, studies, "--storage", url, "--trials", "3", "--seed", str(seed), *FAST)
-               for seed in (1, 2)]  # fmt: skip
+    workers = [
+        start_worker(tiny_setup, studies, "--storage", url, "--trials", "3", "--seed", str(seed), *FAST)
+        for seed in (1, 2)
+    ]
     try:
         results = [finish(w) for w in workers]
     finally:
@@ -172,8 +182,23 @@ def test_killed_worker_trial_is_failed_by_heartbeat_while_other_goes_on(postgres
     url = postgres_server.new_database("killed")
     root = tiny_setup["root"]
     # One studies folder per worker, as on two machines: a trial's run_dir tells whose it is.
-    victim = start_worker(tiny_setup, root / "studies-pg-a", "--storage", url, "--trials", "1", "--seed", "1",
-                          "--tune-folds", "1", "--tune-epochs", "200", "--pruner", "none", *HEARTBEAT)  # fmt: skip
+    victim = start_worker(
+        tiny_setup,
+        root / "studies-pg-a",
+        "--storage",
+        url,
+        "--trials",
+        "1",
+        "--seed",
+        "1",
+        "--tune-folds",
+        "1",
+        "--tune-epochs",
+        "200",
+        "--pruner",
+        "none",
+        *HEARTBEAT,
+    )
     survivor = None
 
     def trials_of(folder: str) -> list[optuna.trial.FrozenTrial]:
@@ -187,7 +212,9 @@ def test_killed_worker_trial_is_failed_by_heartbeat_while_other_goes_on(postgres
         deadline = time.monotonic() + 90
         while not condition():
             for w in (victim, survivor):
-                assert w is None or w.poll() is None, f"waiting for {what}: a worker exited\n{w.communicate()[1][-3000:]}"
+                assert w is None or w.poll() is None, (
+                    f"waiting for {what}: a worker exited\n{w.communicate()[1][-3000:]}"
+                )
             assert time.monotonic() < deadline, f"waiting for {what}: not within 90 s"
             time.sleep(0.2)
 
@@ -195,8 +222,20 @@ def test_killed_worker_trial_is_failed_by_heartbeat_while_other_goes_on(postgres
         # B starts once A is connected (its import overlapping A's set-up), so both start trials
         # close together and B's --timeout is counted from about the kill.
         wait_for("worker A's study", lambda: optuna.study.get_all_study_names(storage(url)) == ["t"])
-        survivor = start_worker(tiny_setup, root / "studies-pg-b", "--storage", url, "--trials", "100",
-                                "--timeout", "9", "--seed", "2", *FAST, *HEARTBEAT)  # fmt: skip
+        survivor = start_worker(
+            tiny_setup,
+            root / "studies-pg-b",
+            "--storage",
+            url,
+            "--trials",
+            "100",
+            "--timeout",
+            "9",
+            "--seed",
+            "2",
+            *FAST,
+            *HEARTBEAT,
+        )
         wait_for("trials of both workers", lambda: trials_of("studies-pg-a") and trials_of("studies-pg-b"))
         time.sleep(1.5)  # > --heartbeat-interval: A's heartbeat is recorded
         (victim_trial,) = [t.number for t in trials_of("studies-pg-a")]

@@ -1,16 +1,42 @@
 """Native core of hms (Rust). Use the typed wrappers in ``hms.dsp``; these check values, not types."""
 
+from typing import final
+
 import numpy as np
 from numpy.typing import NDArray
-from typing import final
 
 # What the module exports (pyo3's declarative module lists it).
 __all__ = [
-    "BIPOLAR", "CHAINS", "EEG_CHANNELS", "EegMelRecipe", "RunningStatsCore", "SpectrogramPlan", "StftPlan",
-    "_output_pool_stats", "_panic_for_tests", "bipolar_montage", "clip_log", "clip_log_inplace", "clip_log_normalize",
-    "clip_log_normalize_inplace", "eeg_mel_spectrograms", "eeg_scipy_spectrograms", "float16_to_float32",
-    "get_num_threads", "get_window", "instance_normalize", "mel_filterbank", "melspectrogram", "model_inputs",
-    "power_to_db", "set_num_threads", "sos_padlen", "sosfilt_zi", "sosfiltfilt", "spectrogram", "stft",
+    "BIPOLAR",
+    "CHAINS",
+    "EEG_CHANNELS",
+    "EegMelRecipe",
+    "RunningStatsCore",
+    "SpectrogramPlan",
+    "StftPlan",
+    "_output_pool_stats",
+    "_panic_for_tests",
+    "bipolar_montage",
+    "clip_log",
+    "clip_log_inplace",
+    "clip_log_normalize",
+    "clip_log_normalize_inplace",
+    "eeg_mel_spectrograms",
+    "eeg_scipy_spectrograms",
+    "float16_to_float32",
+    "get_num_threads",
+    "get_window",
+    "instance_normalize",
+    "mel_filterbank",
+    "melspectrogram",
+    "model_inputs",
+    "power_to_db",
+    "set_num_threads",
+    "sos_padlen",
+    "sosfilt_zi",
+    "sosfiltfilt",
+    "spectrogram",
+    "stft",
 ]
 
 _Float = NDArray[np.float32] | NDArray[np.float64]
@@ -71,7 +97,14 @@ def mel_filterbank(
     sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, slaney_norm: bool
 ) -> NDArray[np.float32]: ...
 def melspectrogram(
-    x: _Float, plan: StftPlan, sr: float, power: float, n_mels: int, fmin: float, fmax: float, htk: bool,
+    x: _Float,
+    plan: StftPlan,
+    sr: float,
+    power: float,
+    n_mels: int,
+    fmin: float,
+    fmax: float,
+    htk: bool,
     slaney_norm: bool,
 ) -> _Float: ...
 def power_to_db(s: _Float, reference: float | None, amin: float, top_db: float | None) -> _Float: ...
@@ -86,21 +119,46 @@ def bipolar_montage(eeg: _Float, channels: list[str]) -> _Float: ...
 @final
 class EegMelRecipe:
     def __new__(
-        cls, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]], fs: float, n_fft: int,
-        hop_length: int | None, win_length: int, window: _Window, n_mels: int, fmin: float, fmax: float,
-        power: float, amin: float, top_db: float | None, width_multiple: int, offset: float, scale: float,
+        cls,
+        channels: list[str],
+        n_samples: int | None,
+        filters: list[NDArray[np.float64]],
+        fs: float,
+        n_fft: int,
+        hop_length: int | None,
+        win_length: int,
+        window: _Window,
+        n_mels: int,
+        fmin: float,
+        fmax: float,
+        power: float,
+        amin: float,
+        top_db: float | None,
+        width_multiple: int,
+        offset: float,
+        scale: float,
     ) -> EegMelRecipe: ...
 
 def eeg_mel_spectrograms(eeg: _Float, recipe: EegMelRecipe) -> _Float: ...
 def eeg_scipy_spectrograms(
-    eeg: _Float, channels: list[str], n_samples: int | None, filters: list[NDArray[np.float64]],
-    spec: SpectrogramPlan, amin: float, fmax: float | None,
+    eeg: _Float,
+    channels: list[str],
+    n_samples: int | None,
+    filters: list[NDArray[np.float64]],
+    spec: SpectrogramPlan,
+    amin: float,
+    fmax: float | None,
 ) -> _Float: ...
 
 # inputs.rs
 def model_inputs(
-    sources: list[str], layout: str, eps: float, stats: list[tuple[float, float]] | None = None,
-    eeg: NDArray[np.float32] | None = None, eeg_recipe: EegMelRecipe | None = None,
-    kaggle: NDArray[np.float32] | None = None, kaggle_order: list[int] | None = None,
+    sources: list[str],
+    layout: str,
+    eps: float,
+    stats: list[tuple[float, float]] | None = None,
+    eeg: NDArray[np.float32] | None = None,
+    eeg_recipe: EegMelRecipe | None = None,
+    kaggle: NDArray[np.float32] | None = None,
+    kaggle_order: list[int] | None = None,
     clip: tuple[float, float, float] | None = None,
 ) -> NDArray[np.float32]: ...

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hms.schema import CONSENSUS_NAMES, SAMPLE_RATE, TARGET_COLUMNS
 from hms.recipes import HEMISPHERE_SWAP
+from hms.schema import CONSENSUS_NAMES, SAMPLE_RATE, TARGET_COLUMNS
 
 REBALANCE_MODES = ("none", "consensus", "mass")
 
@@ -62,7 +62,9 @@ def shifted_start(start: int, n_samples: int, window: int, max_shift_s: float, r
     return int(np.clip(start + shift, 0, n_samples - window))
 
 
-def mixup(batch: dict[str, torch.Tensor], alpha: float, p: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def mixup(
+    batch: dict[str, torch.Tensor], alpha: float, p: float, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
     """With probability ``p``: each sample mixed with a random partner of the batch,
     lam ~ Beta(alpha, alpha) per sample; inputs, targets (soft) and n_votes mixed alike; "index"
     keeps the sample's own row. Returns a new dict (the input batch is not modified)."""

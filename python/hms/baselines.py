@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,14 +24,13 @@ from scipy.signal import welch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from hms import CLASSES
+from hms import CLASSES, progress
 from hms.competition import CompetitionData, open_data
 from hms.labels import make_folds, make_labels, targets_of
-from hms.schema import BIPOLAR_CHAINS, EEG_CHANNELS, GROUPINGS, LABELLED_SECONDS, REGIONS, SAMPLE_RATE
-from hms.windows import eeg_window
-from hms import progress
 from hms.metric import kl_divergence
 from hms.progress import bar as progress_bar
+from hms.schema import BIPOLAR_CHAINS, EEG_CHANNELS, GROUPINGS, LABELLED_SECONDS, REGIONS, SAMPLE_RATE
+from hms.windows import eeg_window
 
 #: Frequency bands (Hz) of the band-power features: delta (two halves), theta, alpha, beta.
 BANDS: tuple[tuple[float, float], ...] = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0))
@@ -77,8 +76,12 @@ def window_band_powers(window: np.ndarray) -> np.ndarray:
     regional = psd.reshape(len(REGIONS), -1, len(freqs)).mean(axis=1)
     bands = np.stack([regional[:, (freqs >= lo) & (freqs < hi)].mean(axis=1) for lo, hi in BANDS], axis=1)
     log_power = np.log(bands + 1e-6)  # (regions, bands)
-    asymmetry = np.stack([log_power[REGIONS.index("LL")] - log_power[REGIONS.index("RL")],
-                          log_power[REGIONS.index("LP")] - log_power[REGIONS.index("RP")]])  # fmt: skip
+    asymmetry = np.stack(
+        [
+            log_power[REGIONS.index("LL")] - log_power[REGIONS.index("RL")],
+            log_power[REGIONS.index("LP")] - log_power[REGIONS.index("RP")],
+        ]
+    )
     # |asymmetry| too: "lateralized to either side" is not a linear function of the signed one.
     return np.concatenate([log_power.ravel(), asymmetry.ravel(), np.abs(asymmetry).ravel()])
 
@@ -88,7 +91,11 @@ def band_power_features(
 ) -> np.ndarray:
     """Band-power features (n, 40) of every label row's EEG window (each EEG file read once)."""
     features = np.empty((len(labels), N_FEATURES))
-    offsets = labels["eeg_label_offset_seconds"] if "eeg_label_offset_seconds" in labels else pd.Series(0.0, index=labels.index)
+    offsets = (
+        labels["eeg_label_offset_seconds"]
+        if "eeg_label_offset_seconds" in labels
+        else pd.Series(0.0, index=labels.index)
+    )
     groups = labels.groupby("eeg_id", sort=False).indices
     for eeg_id, rows in progress_bar(groups.items(), desc="band powers", unit="eeg", show=show_progress):
         eeg = data.read_eeg(split, eeg_id)
@@ -97,9 +104,7 @@ def band_power_features(
     return features
 
 
-def band_power_lr_oof(
-    features: np.ndarray, targets: np.ndarray, folds: np.ndarray, *, C: float = 0.1
-) -> np.ndarray:
+def band_power_lr_oof(features: np.ndarray, targets: np.ndarray, folds: np.ndarray, *, C: float = 0.1) -> np.ndarray:
     """Out-of-fold probabilities of a logistic regression fitted to soft targets.
 
     Each row enters once per class with the vote fraction as sample weight, which makes the
@@ -152,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{data.root}: {len(labels)} samples ({args.grouping} grouping), {args.n_folds} patient-grouped folds")
     print(f"{'baseline':<16}{'KL all':>10}{'KL >=10 votes':>16}")
     for result in results.values():
-        expert_score = kl_divergence(targets_of(labels)[experts], result.oof[experts]) if experts.any() else float("nan")
+        expert_score = (
+            kl_divergence(targets_of(labels)[experts], result.oof[experts]) if experts.any() else float("nan")
+        )
         print(f"{result.name:<16}{result.score:>10.4f}{expert_score:>16.4f}")
     return 0
 

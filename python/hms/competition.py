@@ -104,9 +104,9 @@ class CompetitionData:
         csv = self.csv_path(split)
         if not csv.is_file():
             raise FileNotFoundError(f"{csv}: file not found ({split} split)")
-        for folder in (f"{split}_eegs", f"{split}_spectrograms"):
-            if not (self.root / folder).is_dir():
-                raise FileNotFoundError(f"{self.root / folder}: folder of the {split} split missing")
+        for name in (f"{split}_eegs", f"{split}_spectrograms"):
+            if not (self.root / name).is_dir():
+                raise FileNotFoundError(f"{self.root / name}: folder of the {split} split missing")
         table = read_train_csv(csv) if split == "train" else read_test_csv(csv)
         for kind, column in (("eegs", "eeg_id"), ("spectrograms", "spectrogram_id")):
             folder = self.root / f"{split}_{kind}"

@@ -16,6 +16,7 @@ import sys
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -29,16 +30,26 @@ SCHEDULERS = ("cosine", "onecycle", "plateau", "step")
 #: lr). ``preset=NAME`` applies them under the config file and the command line.
 PRESETS: dict[str, dict[str, Any]] = {
     name: {
-        "model": name, "input": "kaggle", "kaggle_layout": "image", "image_size": 512, "input_pool": 1,
-        "grouping": "spectrogram", "normalization": "instance", "lr": 1e-3, "beta1": 0.5, "beta2": 0.999,
-        "weight_decay": 0.01, "scheduler": "cosine", **extra,
+        "model": name,
+        "input": "kaggle",
+        "kaggle_layout": "image",
+        "image_size": 512,
+        "input_pool": 1,
+        "grouping": "spectrogram",
+        "normalization": "instance",
+        "lr": 1e-3,
+        "beta1": 0.5,
+        "beta2": 0.999,
+        "weight_decay": 0.01,
+        "scheduler": "cosine",
+        **extra,
     }
     for name, extra in {
         "resnet34d": {},
         "efficientnet_b0": {},
         "efficientnet_b1": {"drop_rate": 0.18, "normalization": "datawide", "lr": 1.37e-3},
     }.items()
-}  # fmt: skip
+}
 
 
 class ConfigError(ValueError):
@@ -59,22 +70,34 @@ class Config:
     n_folds: int = _opt(5, "K of the patient-grouped K-fold cross-validation")
     folds: list[int] | None = _opt(None, "train only these folds, e.g. 0,2 (default: all)")
     # --- model inputs ---------------------------------------------------------------------------
-    input: Literal["kaggle", "eeg", "both"] = _opt("eeg", "input recipe: Kaggle spectrograms, EEG spectrograms, or both")
-    normalization: Literal["instance", "datawide"] = _opt("instance", "per-sample or training-data-wide standardization")
+    input: Literal["kaggle", "eeg", "both"] = _opt(
+        "eeg", "input recipe: Kaggle spectrograms, EEG spectrograms, or both"
+    )
+    normalization: Literal["instance", "datawide"] = _opt(
+        "instance", "per-sample or training-data-wide standardization"
+    )
     # Fields below: hms.inputs (documented in its module docstring).
     clip_lo: float = _opt(-6.0, "Kaggle spectrograms: clip to e^clip_lo before the log (seed: 'lowpass')")
     clip_hi: float = _opt(10.0, "Kaggle spectrograms: clip to e^clip_hi before the log (seed: 'highpass')")
-    kaggle_layout: Literal["image", "tiles"] = _opt("image", "input=kaggle: one resized image_size^2 image (seed) or 4 region tiles")
+    kaggle_layout: Literal["image", "tiles"] = _opt(
+        "image", "input=kaggle: one resized image_size^2 image (seed) or 4 region tiles"
+    )
     image_size: int = _opt(512, "side of the kaggle 'image' layout (a multiple of 4)")
-    tile_layout: Literal["channels", "stack"] = _opt("channels", "128 x 256 tiles as channels (4 or 8 x 128 x 256) or stacked into one 512-row image")
+    tile_layout: Literal["channels", "stack"] = _opt(
+        "channels", "128 x 256 tiles as channels (4 or 8 x 128 x 256) or stacked into one 512-row image"
+    )
     eeg_recipe: Literal["mel", "scipy"] = _opt("mel", "EEG chain spectrogram recipe of hms.dsp.eeg_spectrograms")
     bandpass: list[float] | None = _opt(None, "EEG band-pass [low, high] in Hz, e.g. 0.5,20 (default: off)")
     notch: float | None = _opt(None, "EEG notch frequency in Hz, e.g. 60 (default: off)")
     wavelet: str | None = _opt(None, "EEG wavelet denoising with this pywt wavelet, e.g. db8 (default: off)")
     wavelet_level: int | None = _opt(None, "wavelet decomposition level (default: pywt's maximum)")
-    wavelet_sigma: Literal["mean", "median"] = _opt("median", "noise estimate from the finest details: mean (as circulated) or median absolute deviation")
+    wavelet_sigma: Literal["mean", "median"] = _opt(
+        "median", "noise estimate from the finest details: mean (as circulated) or median absolute deviation"
+    )
     eeg_clip: float | None = _opt(None, "clip raw EEG to +-this many microvolts (default: off)")
-    rebalance: Literal["none", "consensus", "mass"] = _opt("none", "training sampler weights: none, by consensus class, or by target mass")
+    rebalance: Literal["none", "consensus", "mass"] = _opt(
+        "none", "training sampler weights: none, by consensus class, or by target mass"
+    )
     aug_shift_s: float = _opt(0.0, "train: random shift of the 50-s EEG window by up to +-this many seconds")
     aug_swap_p: float = _opt(0.5, "train: probability of a left/right hemisphere swap")
     aug_mask_p: float = _opt(0.0, "train: probability of time and frequency masking")
@@ -91,10 +114,16 @@ class Config:
     weights: str | None = _opt(None, "local pretrained weights file (.pth/.safetensors), loaded safely")
     drop_rate: float = _opt(0.0, "dropout before the classifier")
     drop_path_rate: float = _opt(0.0, "stochastic depth rate")
-    input_pool: int = _opt(2, "average-pool the input by this factor before the backbone (1: full resolution; the default 2 keeps CPU runs fast)")
+    input_pool: int = _opt(
+        2,
+        "average-pool the input by this factor before the backbone (1: full resolution; the default 2 keeps CPU runs fast)",
+    )
     # --- optimization ---------------------------------------------------------------------------
     epochs: int = _opt(8, "epochs of stage 1 (all rows)")
-    batch_size: int = _opt(32, "samples per optimizer step (before accumulation) and process: under torchrun the global batch is batch_size x processes (lr is not rescaled)")
+    batch_size: int = _opt(
+        32,
+        "samples per optimizer step (before accumulation) and process: under torchrun the global batch is batch_size x processes (lr is not rescaled)",
+    )
     lr: float = _opt(3e-3, "peak learning rate")
     beta1: float = _opt(0.9, "AdamW beta1")
     beta2: float = _opt(0.999, "AdamW beta2")
@@ -122,8 +151,14 @@ class Config:
     tta: bool = _opt(False, "validation: average predictions with the hemisphere-swapped input")
     deterministic: bool = _opt(True, "deterministic algorithms where the device supports them")
     progress: bool = _opt(True, "tqdm progress bars for folds, epochs and batches")
-    dist_timeout_s: float = _opt(600.0, "torchrun: seconds a process waits for the others in a collective (e.g. on a dead or hung peer) before failing")
-    folds_parallel: int = _opt(1, "train this many folds at once, in worker processes (one GPU each, round-robin; on CPU the cores are shared); 1: one after another")
+    dist_timeout_s: float = _opt(
+        600.0,
+        "torchrun: seconds a process waits for the others in a collective (e.g. on a dead or hung peer) before failing",
+    )
+    folds_parallel: int = _opt(
+        1,
+        "train this many folds at once, in worker processes (one GPU each, round-robin; on CPU the cores are shared); 1: one after another",
+    )
     # --- run ------------------------------------------------------------------------------------
     run_dir: str | None = _opt(None, "run directory (default: runs/<model>-<input>-<time>)")
 
@@ -144,7 +179,9 @@ def validate(cfg: Config) -> None:
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         setattr(cfg, f.name, _coerce(f.name, value, hints[f.name]))
-    _positive(cfg, "n_folds", "epochs", "batch_size", "lr", "accum_steps", "grad_clip", "dist_timeout_s", "folds_parallel")
+    _positive(
+        cfg, "n_folds", "epochs", "batch_size", "lr", "accum_steps", "grad_clip", "dist_timeout_s", "folds_parallel"
+    )
     if cfg.n_folds < 2:
         raise ConfigError(f"n_folds must be >= 2, got {cfg.n_folds}")
     if cfg.folds is not None:
@@ -191,7 +228,10 @@ def validate(cfg: Config) -> None:
 
         if cfg.wavelet not in pywt.wavelist(kind="discrete"):
             close = difflib.get_close_matches(cfg.wavelet, pywt.wavelist(kind="discrete"), n=1)
-            raise ConfigError(f"wavelet {cfg.wavelet!r} is not a discrete pywt wavelet" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise ConfigError(
+                f"wavelet {cfg.wavelet!r} is not a discrete pywt wavelet"
+                + (f" (did you mean '{close[0]}'?)" if close else "")
+            )
     _positive(cfg, "wavelet_level", "eeg_clip")
     for name in ("aug_swap_p", "aug_mask_p", "mixup_p"):
         if not 0 <= getattr(cfg, name) <= 1:
@@ -374,7 +414,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON config file (overridden by the options below)")
     group = parser.add_argument_group("config options (also as key=value)")
     for f in fields(Config):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         group.add_argument(
             f"--{f.name}",
             dest=f"cfg_{f.name}",
@@ -384,9 +424,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def parse_args(
-    parser: argparse.ArgumentParser, argv: list[str] | None = None
-) -> tuple[argparse.Namespace, Config]:
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Config]:
     """Parses the command line into (namespace of the other options, resolved Config)."""
     argv = _normalize_argv(list(sys.argv[1:] if argv is None else argv), _flag_options(parser))
     args, unknown = parser.parse_known_args(argv)

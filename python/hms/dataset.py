@@ -40,17 +40,28 @@ class Augmentation:
     @classmethod
     def of(cls, pipeline: InputPipeline) -> Augmentation:
         p = pipeline.params
-        return cls(p["aug_shift_s"], p["aug_swap_p"], p["aug_mask_p"], p["aug_mask_time"], p["aug_mask_freq"],
-                   p["mixup_alpha"], p["mixup_p"])  # fmt: skip
+        return cls(
+            p["aug_shift_s"],
+            p["aug_swap_p"],
+            p["aug_mask_p"],
+            p["aug_mask_time"],
+            p["aug_mask_freq"],
+            p["mixup_alpha"],
+            p["mixup_p"],
+        )
 
-    def sources(self, pipeline: InputPipeline, split: str, window: LabelWindow, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sources(
+        self, pipeline: InputPipeline, split: str, window: LabelWindow, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """A label row's unnormalized sources, the EEG window shifted by up to +-shift_s seconds
         (a shifted window is a fresh array each time: it bypasses the cache)."""
         out = {}
         for source in pipeline.sources:
             if source == "eeg" and self.shift_s > 0:
                 recording = pipeline.recording(split, window.eeg_id)
-                start = augment.shifted_start(offset_to_sample(window.eeg_offset), recording.shape[-1], EEG_WINDOW_SAMPLES, self.shift_s, rng)
+                start = augment.shifted_start(
+                    offset_to_sample(window.eeg_offset), recording.shape[-1], EEG_WINDOW_SAMPLES, self.shift_s, rng
+                )
                 out[source] = pipeline.eeg_source(recording[:, start : start + EEG_WINDOW_SAMPLES])
             else:
                 out[source] = pipeline.row_source(source, split, window)
@@ -102,7 +113,9 @@ class InputDataset(torch.utils.data.Dataset):
         seed, index = key if isinstance(key, tuple) else (None, key)
         window = self.windows[index]
         if self.augmentation is None:
-            x = self.pipeline.assemble({s: self.pipeline.row_source(s, self.split, window) for s in self.pipeline.sources})
+            x = self.pipeline.assemble(
+                {s: self.pipeline.row_source(s, self.split, window) for s in self.pipeline.sources}
+            )
         else:
             entropy = [int(seed), int(index)] if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
             rng = np.random.default_rng(entropy)
@@ -150,7 +163,9 @@ def rebalanced_order(labels: pd.DataFrame, rebalance: str, seed: int) -> list[in
     if weights is None:
         return None
     generator = torch.Generator().manual_seed(int(seed))
-    sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights), replacement=True, generator=generator)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        weights.tolist(), len(weights), replacement=True, generator=generator
+    )
     return list(sampler)
 
 
@@ -161,9 +176,10 @@ def loader_kwargs(num_workers: int) -> dict[str, Any]:
         return {"num_workers": 0}
     threads = max(1, dsp.get_num_threads() // num_workers)  # this process's threads, shared
     return {
-        "num_workers": num_workers, "persistent_workers": True,
+        "num_workers": num_workers,
+        "persistent_workers": True,
         "worker_init_fn": functools.partial(_worker_native_threads, threads),
-    }  # fmt: skip
+    }
 
 
 def _worker_native_threads(threads: int, worker_id: int) -> None:

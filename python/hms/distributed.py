@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ class Distributed:
 
     # set-up ----------------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, timeout_s: float, environ: dict[str, str] | None = None) -> "Distributed":
+    def from_env(cls, timeout_s: float, environ: dict[str, str] | None = None) -> Distributed:
         """The torchrun process group (initialized here), or the single-process instance."""
         env = os.environ if environ is None else environ
         if int(env.get("WORLD_SIZE", "1") or 1) <= 1:
@@ -157,7 +158,7 @@ class Distributed:
             raise error
         if failure is not None:
             raise MainRankError(f"rank 0 failed ({failure})")
-        return result
+        return cast(T, result)  # rank 0's value, never None once no failure was raised
 
     def gather_rows(self, indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every rank's (indices, values) rows, concatenated in rank order."""

@@ -38,10 +38,19 @@ __all__ = [
 FloatArray = NDArray[np.floating[Any]]
 
 _BTYPES = {
-    "lowpass": "lowpass", "low": "lowpass", "lp": "lowpass",
-    "highpass": "highpass", "high": "highpass", "hp": "highpass",
-    "bandpass": "bandpass", "band": "bandpass", "bp": "bandpass", "pass": "bandpass",
-    "bandstop": "bandstop", "stop": "bandstop", "bs": "bandstop",
+    "lowpass": "lowpass",
+    "low": "lowpass",
+    "lp": "lowpass",
+    "highpass": "highpass",
+    "high": "highpass",
+    "hp": "highpass",
+    "bandpass": "bandpass",
+    "band": "bandpass",
+    "bp": "bandpass",
+    "pass": "bandpass",
+    "bandstop": "bandstop",
+    "stop": "bandstop",
+    "bs": "bandstop",
 }
 
 
@@ -256,10 +265,12 @@ def _instance_axes(arr: FloatArray, axes: int | Sequence[int]) -> tuple[tuple[in
     return norm, tuple(range(arr.ndim - len(norm), arr.ndim))
 
 
-def _per_instance(native: Any, arr: FloatArray, norm: tuple[int, ...], inner: tuple[int, ...], *args: float) -> FloatArray:
+def _per_instance(
+    native: Any, arr: FloatArray, norm: tuple[int, ...], inner: tuple[int, ...], *args: float
+) -> FloatArray:
     """``native`` applied to the instances of ``arr`` as the rows of a 2-D array."""
     moved = np.moveaxis(arr, norm, inner)
-    instance_size = math.prod(moved.shape[len(moved.shape) - len(norm):])
+    instance_size = math.prod(moved.shape[len(moved.shape) - len(norm) :])
     out = native(moved.reshape(-1, instance_size), *args).reshape(moved.shape)
     return np.moveaxis(out, inner, norm)
 
@@ -463,9 +474,9 @@ BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = tuple((a, b) for a, b in _native.BI
 # Window names the native core evaluates itself; any other scipy window is evaluated by
 # scipy.signal.get_window and handed over as values.
 _NATIVE_WINDOWS = frozenset(
-    "hann han hamming hamm ham blackman black blk boxcar box ones rect rectangular "
-    "bartlett bart brt tukey tuk".split()
+    "hann han hamming hamm ham blackman black blk boxcar box ones rect rectangular bartlett bart brt tukey tuk".split()
 )
+
 
 def _window_arg(window: Any, n: int, name: str = "window") -> Any:
     """The window in a form the native core takes: a native name, (name, param), or values."""
@@ -535,7 +546,9 @@ def stft(
     return np.swapaxes(out, -1, -2)
 
 
-def _spectrogram_plan(fs: float, window: Any, nperseg: int, noverlap: int, nfft: int, detrend: Any, scaling: Any) -> Any:
+def _spectrogram_plan(
+    fs: float, window: Any, nperseg: int, noverlap: int, nfft: int, detrend: Any, scaling: Any
+) -> Any:
     detrend_ = "none" if detrend is False or detrend is None else str(detrend)
     return _native.SpectrogramPlan(fs, _window_arg(window, nperseg), nperseg, noverlap, nfft, detrend_, str(scaling))
 
@@ -566,7 +579,7 @@ def spectrogram(
     nfft_ = seg if nfft is None else _index(nfft, "nfft")
     sxx = _native.spectrogram(arr, _spectrogram_plan(fs_, window, seg, overlap, nfft_, detrend, scaling))
     n = arr.shape[-1]
-    freqs = np.fft.rfftfreq(nfft_, 1 / fs_)
+    freqs = np.fft.rfftfreq(nfft_, 1 / fs_).astype(np.float64)
     times = np.arange(seg / 2, n - seg / 2 + 1, seg - overlap) / fs_
     return freqs, times, np.swapaxes(sxx, -1, -2)
 
@@ -762,10 +775,24 @@ def _native_mel_recipe(p: dict[str, Any], names: list[str], kept: int | None, fi
     _, n_mels, fmin, fmax, _ = _mel_args(fs, p["n_mels"], p["fmin"], p["fmax"], "slaney")
     top_db = p["top_db"]
     return _native.EegMelRecipe(
-        names, kept, filters, fs, n_fft, hop, win, _window_arg(p["window"], win), n_mels, fmin, fmax,
-        _real(p["power"], "power"), _real(p["amin"], "amin"), None if top_db is None else _real(top_db, "top_db"),
-        _index(p["width_multiple"], "width_multiple"), _real(p["offset"], "offset"), _real(p["scale"], "scale"),
-    )  # fmt: skip
+        names,
+        kept,
+        filters,
+        fs,
+        n_fft,
+        hop,
+        win,
+        _window_arg(p["window"], win),
+        n_mels,
+        fmin,
+        fmax,
+        _real(p["power"], "power"),
+        _real(p["amin"], "amin"),
+        None if top_db is None else _real(top_db, "top_db"),
+        _index(p["width_multiple"], "width_multiple"),
+        _real(p["offset"], "offset"),
+        _real(p["scale"], "scale"),
+    )
 
 
 def eeg_mel_recipe(*, channels: Sequence[str] | None = None, **options: Any) -> Any:
@@ -804,6 +831,7 @@ def model_inputs(
     ``layout``: "channels" ``(4 S, 128, 256)`` or "stack" ``(1, 512, 256 S)``. Standardization:
     each sample's source by its own mean and std, ``(x - mean) / (std + eps)`` in float64, or
     with ``stats``, one ``(mean, std)`` per source, ``(x - mean) / std`` in float32."""
+
     def f32(x: Any, name: str) -> NDArray[np.float32] | None:
         if x is None:
             return None
@@ -811,12 +839,21 @@ def model_inputs(
 
     stats_ = None if stats is None else [(_real(m, "mean"), _real(s, "std")) for m, s in stats]
     return _native.model_inputs(
-        list(sources), str(layout), _real(eps, "eps"), stats_, f32(eeg, "eeg"), eeg_recipe, f32(kaggle, "kaggle"),
-        [_index(i, "kaggle_order") for i in kaggle_order], _clip_args(*clip),
+        list(sources),
+        str(layout),
+        _real(eps, "eps"),
+        stats_,
+        f32(eeg, "eeg"),
+        eeg_recipe,
+        f32(kaggle, "kaggle"),
+        [_index(i, "kaggle_order") for i in kaggle_order],
+        _clip_args(*clip),
     )
 
 
-def eeg_spectrograms(eeg: Any, recipe: str = "mel", *, channels: Sequence[str] | None = None, **options: Any) -> ChainSpectrograms:
+def eeg_spectrograms(
+    eeg: Any, recipe: str = "mel", *, channels: Sequence[str] | None = None, **options: Any
+) -> ChainSpectrograms:
     """Spectrogram images of the four double-banana chains (LL, LP, RL, RP) of one EEG
     ``(channels, samples)`` or a batch ``(..., channels, samples)``.
 

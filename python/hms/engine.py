@@ -11,8 +11,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,7 +23,6 @@ from torch import nn
 from hms import CLASSES
 from hms.optim import LrSchedule
 from hms.progress import bar as progress_bar
-
 
 # ---------------------------------------------------------------------------------------------
 # Loss
@@ -106,11 +106,16 @@ def set_deterministic(enabled: bool) -> None:
 
 def rng_state() -> dict:
     """torch, numpy and python RNG states as tensors/lists (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},  # fmt: skip
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": _to_lists(random.getstate()),
     }
     if torch.cuda.is_available():
@@ -197,7 +202,9 @@ def train_one_epoch(
         group_size = group_end - (i // accum_steps) * accum_steps
         # DistributedDataParallel: gradients of the batches before a step stay local; the
         # stepping batch's backward all-reduces the accumulated sum once.
-        no_sync = model.no_sync() if i + 1 != group_end and hasattr(model, "no_sync") else contextlib.nullcontext()
+        no_sync = (
+            cast(Any, model).no_sync() if i + 1 != group_end and hasattr(model, "no_sync") else contextlib.nullcontext()
+        )
         with no_sync:
             with precision.autocast():
                 logits = model(batch["input"])
@@ -262,9 +269,14 @@ def predict(
     return np.concatenate(indices), np.concatenate(probs)
 
 
-def validate(model: nn.Module, loader: Iterable[dict], n_rows: int, *,
-             gather: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-             **kwargs) -> np.ndarray:  # fmt: skip
+def validate(
+    model: nn.Module,
+    loader: Iterable[dict],
+    n_rows: int,
+    *,
+    gather: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    **kwargs,
+) -> np.ndarray:
     """Probabilities (n_rows, 6) in the row order of the loader's labels (by the ``index`` key).
 
     ``gather`` (distributed validation) combines this process's (indices, probabilities) with

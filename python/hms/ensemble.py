@@ -22,9 +22,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,9 @@ import torch
 from scipy.optimize import minimize
 from torch import nn
 
+from hms import progress
 from hms.io import atomic_output, write_csv_atomic, write_json_atomic
 from hms.metric import kl_divergence
-from hms import progress
 from hms.progress import bar as progress_bar
 from hms.rundir import RunDir
 from hms.schema import OOF_PRED_COLUMNS as PRED_COLUMNS
@@ -158,7 +159,9 @@ class StackingSettings:
 class MetaMLP(nn.Module):
     def __init__(self, n_features: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 6))
+        self.net = nn.Sequential(
+            nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 6)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -168,7 +171,9 @@ def stacking_loss(logits: torch.Tensor, targets: torch.Tensor, ce_weight: float,
     """a x soft-target cross-entropy + b x KL(targets || softmax(logits)), per-row mean."""
     log_p = torch.log_softmax(logits, dim=1)
     ce = -(targets * log_p).sum(1)
-    entropy_term = torch.where(targets > 0, targets * torch.log(targets.clamp_min(1e-30)), torch.zeros_like(targets)).sum(1)
+    entropy_term = torch.where(
+        targets > 0, targets * torch.log(targets.clamp_min(1e-30)), torch.zeros_like(targets)
+    ).sum(1)
     return (ce_weight * ce + kl_weight * (ce + entropy_term)).mean()
 
 
@@ -198,7 +203,9 @@ def _early_stopping_split(patients: np.ndarray, seed: int) -> np.ndarray:
     return np.isin(patients, held)
 
 
-def train_meta_model(probs: np.ndarray, targets: np.ndarray, patients: np.ndarray, settings: StackingSettings) -> MetaModel:
+def train_meta_model(
+    probs: np.ndarray, targets: np.ndarray, patients: np.ndarray, settings: StackingSettings
+) -> MetaModel:
     """Adam on a x CE + b x KL, early stopping (patience) on a patient-grouped held-out part."""
     torch.manual_seed(settings.seed)
     features = stack_features(probs, settings.feature_set)
@@ -230,6 +237,7 @@ def train_meta_model(probs: np.ndarray, targets: np.ndarray, patients: np.ndarra
             bad += 1
             if bad >= settings.patience:
                 break
+    assert best_state is not None  # the first epoch always improves on inf
     mlp.load_state_dict(best_state)
     return MetaModel(settings, mlp.eval(), mean, std)
 
@@ -255,7 +263,9 @@ def score_row(name: str, predictions: np.ndarray, oof: OOFSet, min_votes: int) -
     }
 
 
-def evaluate_combiners(oof: OOFSet, settings: StackingSettings, min_votes: int, feature_sets=FEATURE_SETS) -> pd.DataFrame:
+def evaluate_combiners(
+    oof: OOFSet, settings: StackingSettings, min_votes: int, feature_sets=FEATURE_SETS
+) -> pd.DataFrame:
     """The CV table: every member alone, the mean, cross-fitted optimized weights and stacking."""
     rows = [score_row(f"member {p.name}", probs, oof, min_votes) for p, probs in zip(oof.runs, oof.probs)]
     rows.append(score_row("mean", oof.probs.mean(0), oof, min_votes))
@@ -263,7 +273,7 @@ def evaluate_combiners(oof: OOFSet, settings: StackingSettings, min_votes: int, 
     rows.append(score_row("weights", weights_cv, oof, min_votes))
     for feature_set in progress_bar(feature_sets, desc="stacking", unit="feature set", leave=False):
         s = StackingSettings(**{**settings.__dict__, "feature_set": feature_set})
-        stacked = cross_fit(oof, lambda p, t, pat: train_meta_model(p, t, pat, s), lambda m, p: m.predict(p))
+        stacked = cross_fit(oof, lambda p, t, pat, s=s: train_meta_model(p, t, pat, s), lambda m, p: m.predict(p))
         rows.append(score_row(f"stacking-{feature_set}", stacked, oof, min_votes))
     return pd.DataFrame(rows)
 
@@ -288,6 +298,8 @@ class SavedEnsemble:
             return probs.mean(0)
         if self.combiner == "weights":
             return weighted_mean(probs, self.weights)
+        if self.meta_model is None:
+            raise EnsembleError(f"combiner {self.combiner!r} needs a meta model, and this ensemble has none")
         return self.meta_model.predict(probs)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -298,13 +310,19 @@ class SavedEnsemble:
         if self.meta_model is not None:
             manifest["stacking"] = dict(self.meta_model.settings.__dict__)
             with atomic_output(path / META_MODEL_FILE) as tmp:
-                torch.save({"mlp": self.meta_model.mlp.state_dict(), "mean": torch.from_numpy(self.meta_model.mean),
-                            "std": torch.from_numpy(self.meta_model.std)}, tmp)  # fmt: skip
+                torch.save(
+                    {
+                        "mlp": self.meta_model.mlp.state_dict(),
+                        "mean": torch.from_numpy(self.meta_model.mean),
+                        "std": torch.from_numpy(self.meta_model.std),
+                    },
+                    tmp,
+                )
         write_json_atomic(path / WEIGHTS_FILE, {"members": members, "weights": self.weights.tolist()})
         write_json_atomic(path / ENSEMBLE_FILE, manifest)  # last: its presence marks a complete folder
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SavedEnsemble":
+    def load(cls, path: str | os.PathLike) -> SavedEnsemble:
         path = Path(path)
         if not (path / ENSEMBLE_FILE).is_file():
             raise EnsembleError(f"{path / ENSEMBLE_FILE}: not found; is {path} an ensemble folder?")
@@ -360,10 +378,14 @@ def plot_table(table: pd.DataFrame, min_votes: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hms.ensemble", description="Score and save ensembles of runs on their OOF predictions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m hms.ensemble", description="Score and save ensembles of runs on their OOF predictions."
+    )
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR")
     parser.add_argument("--out", help="ensemble folder (default: ensembles/<run names joined>)")
-    parser.add_argument("--min-votes", type=int, default=10, help="threshold of the high-vote score (default: %(default)s)")
+    parser.add_argument(
+        "--min-votes", type=int, default=10, help="threshold of the high-vote score (default: %(default)s)"
+    )
     parser.add_argument("--combiner", help="save this combiner instead of the best by OOF KL on all rows")
     parser.add_argument("--ce-weight", type=float, default=1.0, help="stacking loss: a in a x CE + b x KL")
     parser.add_argument("--kl-weight", type=float, default=1.0, help="stacking loss: b in a x CE + b x KL")
@@ -377,8 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure()
-    settings = StackingSettings(hidden=args.hidden, ce_weight=args.ce_weight, kl_weight=args.kl_weight,
-                                lr=args.lr, max_epochs=args.max_epochs, patience=args.patience)  # fmt: skip
+    settings = StackingSettings(
+        hidden=args.hidden,
+        ce_weight=args.ce_weight,
+        kl_weight=args.kl_weight,
+        lr=args.lr,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+    )
     out = Path(args.out) if args.out else Path("ensembles") / "+".join(Path(r).name for r in args.runs)
     try:
         oof = load_oof_set(args.runs)

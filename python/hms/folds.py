@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,16 +33,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from hms import engine
-from hms.config import Config
 from hms.competition import CompetitionData
-from hms.labels import high_vote_mask, targets_of
-from hms.distributed import Distributed
+from hms.config import Config
 from hms.dataset import Augmentation, EpochSampler, InputDataset, loader_kwargs, rebalanced_order
+from hms.distributed import Distributed
 from hms.inputs import InputPipeline
+from hms.labels import high_vote_mask, targets_of
 from hms.metric import kl_divergence
 from hms.models import create_model_from_config
-from hms.progress import bar as progress_bar
 from hms.optim import LrSchedule, create_optimizer, create_schedule
+from hms.progress import bar as progress_bar
 from hms.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,16 @@ def score_subsets(targets: np.ndarray, probs: np.ndarray, high: np.ndarray) -> t
 
 
 class FoldTrainer:
-    def __init__(self, cfg: Config, run: RunDir, data: CompetitionData, labels: pd.DataFrame,
-                 folds: np.ndarray, fold: int, rt: Runtime):  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        run: RunDir,
+        data: CompetitionData,
+        labels: pd.DataFrame,
+        folds: np.ndarray,
+        fold: int,
+        rt: Runtime,
+    ):
         self.cfg, self.run, self.data, self.fold, self.rt = cfg, run, data, fold, rt
         self.train_labels = labels[folds != fold].reset_index(drop=True)
         self.val_labels = labels[folds == fold].reset_index(drop=True)
@@ -124,9 +133,11 @@ class FoldTrainer:
             torch.manual_seed(dist.seed(self.cfg.seed, self.fold))  # its own augmentation draws
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        val_set: torch.utils.data.Dataset = InputDataset(pipeline, self.val_labels, split="train", augment=False)
+        val_set: InputDataset | torch.utils.data.Subset[Any] = InputDataset(
+            pipeline, self.val_labels, split="train", augment=False
+        )
         if dist.enabled:
-            val_set = torch.utils.data.Subset(val_set, list(dist.eval_shard(len(val_set))))
+            val_set = torch.utils.data.Subset(val_set, list(dist.eval_shard(len(self.val_labels))))
         val_loader = DataLoader(
             val_set,
             batch_size=self.cfg.eval_batch_size or 2 * self.cfg.batch_size,
@@ -152,8 +163,14 @@ class FoldTrainer:
         # what is evaluated and checkpointed (same format as single-process runs).
         train_model = dist.wrap(model, self.rt.device)
 
-        epochs_bar = progress_bar(total=self.total_epochs, initial=state["epoch"], desc=f"fold {self.fold}",
-                                  unit="epoch", leave=False, show=self.progress)  # fmt: skip
+        epochs_bar = progress_bar(
+            total=self.total_epochs,
+            initial=state["epoch"],
+            desc=f"fold {self.fold}",
+            unit="epoch",
+            leave=False,
+            show=self.progress,
+        )
         loader_stage = None
         while state["epoch"] < self.total_epochs:
             epoch = state["epoch"]
@@ -164,12 +181,18 @@ class FoldTrainer:
                 loader, sampler = self._train_loader(train_set, stage)
                 loader_stage = stage.number
             sampler.set_epoch(epoch)
-            row = self._train_epoch(model, train_model, pipeline, loader, val_loader, swap, stage, epoch,
-                                    optimizer, schedule, scaler, state)  # fmt: skip
+            row = self._train_epoch(
+                model, train_model, pipeline, loader, val_loader, swap, stage, epoch, optimizer, schedule, scaler, state
+            )
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if self.cfg.patience is not None and state["bad_epochs"] >= self.cfg.patience:
-                log.info("fold %d: early stop of stage %d after %d epoch(s)", self.fold, stage.number, epoch + 1 - stage.start)
+                log.info(
+                    "fold %d: early stop of stage %d after %d epoch(s)",
+                    self.fold,
+                    stage.number,
+                    epoch + 1 - stage.start,
+                )
                 state["epoch"] = stage.end
             self._save_last(model, optimizer, schedule, scaler, state, pipeline)
             if self.rt.on_epoch is not None:
@@ -177,7 +200,7 @@ class FoldTrainer:
             epochs_bar.update(state["epoch"] - epochs_bar.n)
         epochs_bar.close()
 
-        best = self._load("best")
+        best = self._best()
         oof = best["val_probs"].numpy()
         self._save_last(model, optimizer, schedule, scaler, state, pipeline, oof=oof)
         return oof, state["history"]
@@ -186,6 +209,10 @@ class FoldTrainer:
     def _load(self, which: str) -> dict[str, Any] | None:
         """A checkpoint of this fold, read by rank 0 and broadcast (ranks need no shared disk)."""
         return self.rt.dist.run_on_main(lambda: self.run.load_checkpoint(self.fold, which))
+
+    def _best(self) -> dict[str, Any]:
+        """The fold's best checkpoint (every stage-1 epoch that improves writes it)."""
+        return self.rt.dist.run_on_main(lambda: self.run.require_checkpoint(self.fold, "best"))
 
     def _restore_rng(self, last: dict[str, Any]) -> None:
         dist = self.rt.dist
@@ -222,14 +249,16 @@ class FoldTrainer:
     def _optimization(self, model, stage: Stage):
         cfg = self.cfg
         optimizer = create_optimizer(model, stage.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
-        schedule = create_schedule(cfg, peak_lr=stage.lr, epochs=stage.epochs, steps_per_epoch=self._steps_per_epoch(stage))
+        schedule = create_schedule(
+            cfg, peak_lr=stage.lr, epochs=stage.epochs, steps_per_epoch=self._steps_per_epoch(stage)
+        )
         scaler = torch.amp.GradScaler(self.rt.device.type) if self.rt.precision.needs_scaler else None
         return optimizer, schedule, scaler
 
     def _start_stage(self, model, stage: Stage, state: dict[str, Any]):
         state["bad_epochs"] = 0
         if stage.number > 1:
-            best = self._load("best")
+            best = self._best()
             model.load_state_dict(best["model"])
             kl_all, kl_high = score_subsets(self.val_targets, best["val_probs"].numpy(), self.val_high)
             state["best_score"] = float(selection_score(stage.number, kl_all, kl_high))
@@ -251,7 +280,9 @@ class FoldTrainer:
             return dist.train_shard(positions) if dist.enabled else positions
 
         n = dist.shard_length(len(stage.train_rows))  # this rank's samples
-        sampler = EpochSampler(order_of, lambda epoch: engine.derive_seed(self.cfg.seed, self.fold, epoch, _AUGMENT_STREAM), n)
+        sampler = EpochSampler(
+            order_of, lambda epoch: engine.derive_seed(self.cfg.seed, self.fold, epoch, _AUGMENT_STREAM), n
+        )
         loader = DataLoader(
             train_set,
             batch_size=self.cfg.batch_size,
@@ -263,27 +294,57 @@ class FoldTrainer:
         )
         return loader, sampler
 
-    def _train_epoch(self, model, train_model, pipeline, loader, val_loader, swap, stage: Stage, epoch: int,
-                     optimizer, schedule, scaler, state: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def _train_epoch(
+        self,
+        model,
+        train_model,
+        pipeline,
+        loader,
+        val_loader,
+        swap,
+        stage: Stage,
+        epoch: int,
+        optimizer,
+        schedule,
+        scaler,
+        state: dict[str, Any],
+    ) -> dict[str, Any]:
         """One epoch of ``train_model`` (``model``, or DDP around it) on ``loader`` (its sampler
         set to ``epoch``), then validation of ``model``."""
         cfg, rt, dist = self.cfg, self.rt, self.rt.dist
         mixup_generator = torch.Generator().manual_seed(dist.seed(cfg.seed, self.fold, epoch, _MIXUP_STREAM))
         augmentation = Augmentation.of(pipeline)
         stats = engine.train_one_epoch(
-            train_model, loader, optimizer, schedule,
-            device=rt.device, precision=rt.precision, scaler=scaler, accum_steps=cfg.accum_steps,
-            grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
+            train_model,
+            loader,
+            optimizer,
+            schedule,
+            device=rt.device,
+            precision=rt.precision,
+            scaler=scaler,
+            accum_steps=cfg.accum_steps,
+            grad_clip=cfg.grad_clip,
+            vote_weights=cfg.loss_vote_weights,
             batch_transform=lambda b: augmentation.mixup(b, mixup_generator),
-            channels_last=self.channels_last, progress=self.progress, desc=f"fold {self.fold} epoch {epoch + 1}",
-        )  # fmt: skip
+            channels_last=self.channels_last,
+            progress=self.progress,
+            desc=f"fold {self.fold} epoch {epoch + 1}",
+        )
         stats = self._global_stats(stats)
         # Validation runs on the bare model, rank by rank on disjoint rows (no collective inside
         # the forward: ranks may have different numbers of batches), all with rank 0's weights.
         dist.sync_state(model)
-        probs = engine.validate(model, val_loader, len(self.val_labels), device=rt.device, precision=rt.precision,
-                                swap=swap, channels_last=self.channels_last, progress=self.progress,
-                                gather=dist.gather_rows)  # fmt: skip
+        probs = engine.validate(
+            model,
+            val_loader,
+            len(self.val_labels),
+            device=rt.device,
+            precision=rt.precision,
+            swap=swap,
+            channels_last=self.channels_last,
+            progress=self.progress,
+            gather=dist.gather_rows,
+        )
         val_loss = float(engine.kl_loss(torch.log(torch.from_numpy(probs)), torch.from_numpy(self.val_targets)))
         # Plain floats: checkpoints must hold only tensors and primitives (weights_only loading).
         kl_all, kl_high = (float(v) for v in score_subsets(self.val_targets, probs, self.val_high))
@@ -292,19 +353,36 @@ class FoldTrainer:
         improved = score < state["best_score"]
         if improved:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-            self.run.save_checkpoint(self.fold, "best", {
-                "config": _config_dict(cfg), "fold": self.fold, "epoch": epoch, "stage": stage.number,
-                "score": score, "model": model.state_dict(), "val_probs": torch.from_numpy(probs),
-                "val_label_ids": torch.tensor(self.val_labels["label_id"].to_numpy()),
-                "inputs": json.dumps(pipeline.state_dict()),
-            })  # fmt: skip
+            self.run.save_checkpoint(
+                self.fold,
+                "best",
+                {
+                    "config": _config_dict(cfg),
+                    "fold": self.fold,
+                    "epoch": epoch,
+                    "stage": stage.number,
+                    "score": score,
+                    "model": model.state_dict(),
+                    "val_probs": torch.from_numpy(probs),
+                    "val_label_ids": torch.tensor(self.val_labels["label_id"].to_numpy()),
+                    "inputs": json.dumps(pipeline.state_dict()),
+                },
+            )
         else:
             state["bad_epochs"] += 1
         row = {
-            "fold": self.fold, "stage": stage.number, "epoch": epoch + 1, "train_loss": stats.loss,
-            "val_loss": val_loss, "val_kl": kl_all, "val_kl_high_votes": kl_high, "lr": stats.lr,
-            "samples_per_s": stats.samples_per_s, "train_seconds": stats.seconds, "best": improved,
-        }  # fmt: skip
+            "fold": self.fold,
+            "stage": stage.number,
+            "epoch": epoch + 1,
+            "train_loss": stats.loss,
+            "val_loss": val_loss,
+            "val_kl": kl_all,
+            "val_kl_high_votes": kl_high,
+            "lr": stats.lr,
+            "samples_per_s": stats.samples_per_s,
+            "train_seconds": stats.seconds,
+            "best": improved,
+        }
         log.info(
             f"fold {self.fold} stage {stage.number} epoch {epoch + 1}/{self.total_epochs}: "
             f"train {stats.loss:.4f}  val KL {kl_all:.4f} (>= {cfg.stage2_min_votes} votes {kl_high:.4f})  "
@@ -318,21 +396,32 @@ class FoldTrainer:
             return stats
         parts = self.rt.dist.all_gather_object((stats.loss * stats.samples, stats.samples, stats.seconds))
         samples = sum(p[1] for p in parts)
-        return engine.EpochStats(sum(p[0] for p in parts) / max(samples, 1), samples, max(p[2] for p in parts), stats.lr)
+        return engine.EpochStats(
+            sum(p[0] for p in parts) / max(samples, 1), samples, max(p[2] for p in parts), stats.lr
+        )
 
     def _save_last(self, model, optimizer, schedule, scaler, state, pipeline, oof: np.ndarray | None = None) -> None:
         # Every rank's RNG state (a collective: all ranks get here), so a resumed DDP run goes on
         # with each rank's own augmentation stream.
         rng_ranks = self.rt.dist.all_gather_object(engine.rng_state()) if self.rt.dist.enabled else None
-        self.run.save_checkpoint(self.fold, "last", {
-            "config": _config_dict(self.cfg), "fold": self.fold, **state,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "schedule": schedule.state_dict() if schedule is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": engine.rng_state(), "rng_ranks": rng_ranks, "inputs": json.dumps(pipeline.state_dict()),
-            "finished": oof is not None, "oof": torch.from_numpy(oof) if oof is not None else None,
-        })  # fmt: skip
+        self.run.save_checkpoint(
+            self.fold,
+            "last",
+            {
+                "config": _config_dict(self.cfg),
+                "fold": self.fold,
+                **state,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                "schedule": schedule.state_dict() if schedule is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": engine.rng_state(),
+                "rng_ranks": rng_ranks,
+                "inputs": json.dumps(pipeline.state_dict()),
+                "finished": oof is not None,
+                "oof": torch.from_numpy(oof) if oof is not None else None,
+            },
+        )
 
 
 def _config_dict(cfg: Config) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from hms import config, engine
-from hms.config import Config
 from hms.competition import CompetitionData
+from hms.config import Config
 from hms.dataset import InputDataset
 from hms.inputs import InputPipeline
 from hms.models import create_model_from_config
@@ -75,7 +74,7 @@ def load_run(path: str | os.PathLike, data: CompetitionData | None, device: torc
     cfg = run_config(run)
     loaded = LoadedRun(run.path, cfg)
     for fold in trained_folds(run, cfg):
-        state = run.load_checkpoint(fold, "best")
+        state = run.require_checkpoint(fold, "best")
         pipeline = InputPipeline.from_state(json.loads(state["inputs"]), data)
         model = create_model_from_config(cfg, pipeline.in_chans)
         model.load_state_dict(state["model"])
@@ -83,8 +82,16 @@ def load_run(path: str | os.PathLike, data: CompetitionData | None, device: torc
     return loaded
 
 
-def predict_labels(loaded: LoadedRun, labels: pd.DataFrame, *, split: str = "test", tta: bool = False,
-                   batch_size: int = 32, device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:  # fmt: skip
+def predict_labels(
+    loaded: LoadedRun,
+    labels: pd.DataFrame,
+    *,
+    split: str = "test",
+    tta: bool = False,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
     """(len(labels), 6) float64 probabilities in ``labels`` order: the mean over fold models.
 
     ``tta`` averages each fold's prediction with that of the hemisphere-swapped input."""
@@ -92,9 +99,17 @@ def predict_labels(loaded: LoadedRun, labels: pd.DataFrame, *, split: str = "tes
     precision = engine.resolve_precision("off", device)
     total = np.zeros((len(labels), 6))
     for fm in progress_bar(loaded.folds, desc=f"{loaded.path.name} folds", unit="fold", show=progress, leave=False):
-        loader = DataLoader(InputDataset(fm.pipeline, labels, split=split, augment=False), batch_size=batch_size, shuffle=False)
-        total += engine.validate(fm.model, loader, len(labels), device=device, precision=precision,
-                                 swap=fm.pipeline.swap_hemispheres if tta else None)  # fmt: skip
+        loader = DataLoader(
+            InputDataset(fm.pipeline, labels, split=split, augment=False), batch_size=batch_size, shuffle=False
+        )
+        total += engine.validate(
+            fm.model,
+            loader,
+            len(labels),
+            device=device,
+            precision=precision,
+            swap=fm.pipeline.swap_hemispheres if tta else None,
+        )
     return total / len(loaded.folds)
 
 

@@ -61,7 +61,7 @@ class _NpyLayout:
     size: int
 
     @classmethod
-    def of(cls, raw: bytes, array: np.ndarray) -> "_NpyLayout | None":
+    def of(cls, raw: bytes, array: np.ndarray) -> _NpyLayout | None:
         """The layout of the .npy bytes ``raw`` that ``np.load`` read as ``array``."""
         buffer = io.BytesIO(raw)
         major, _ = np.lib.format.read_magic(buffer)
@@ -76,7 +76,9 @@ class _NpyLayout:
 class SourceCache:
     """Arrays of one source under one parameter key."""
 
-    def __init__(self, root: str | os.PathLike | None, source: str, params: dict[str, Any], data_root: str | os.PathLike):
+    def __init__(
+        self, root: str | os.PathLike | None, source: str, params: dict[str, Any], data_root: str | os.PathLike
+    ):
         base = Path(root) if root is not None else cache_dir() / "inputs"
         self.folder = base / f"{source}-{cache_key(source, params, data_root)}"
         self._params = {"source": source, "params": params, "data": str(Path(data_root).resolve())}

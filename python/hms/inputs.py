@@ -24,7 +24,7 @@ import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -44,11 +44,31 @@ from hms.windows import LabelWindow, eeg_window, label_windows, spectrogram_wind
 #: The Config fields that define the inputs (what state_dict records; the training-only ones
 #: are read by hms.dataset).
 INPUT_FIELDS: tuple[str, ...] = (
-    "input", "normalization", "clip_lo", "clip_hi", "kaggle_layout", "image_size", "tile_layout",
-    "eeg_recipe", "bandpass", "notch", "wavelet", "wavelet_level", "wavelet_sigma", "eeg_clip",
-    "rebalance", "aug_shift_s", "aug_swap_p", "aug_mask_p", "aug_mask_time", "aug_mask_freq",
-    "mixup_alpha", "mixup_p", "cache", "cache_dir",
-)  # fmt: skip
+    "input",
+    "normalization",
+    "clip_lo",
+    "clip_hi",
+    "kaggle_layout",
+    "image_size",
+    "tile_layout",
+    "eeg_recipe",
+    "bandpass",
+    "notch",
+    "wavelet",
+    "wavelet_level",
+    "wavelet_sigma",
+    "eeg_clip",
+    "rebalance",
+    "aug_shift_s",
+    "aug_swap_p",
+    "aug_mask_p",
+    "aug_mask_time",
+    "aug_mask_freq",
+    "mixup_alpha",
+    "mixup_p",
+    "cache",
+    "cache_dir",
+)
 SOURCES_OF_INPUT = {"kaggle": ("kaggle",), "eeg": ("eeg",), "both": ("kaggle", "eeg")}
 STATE_VERSION = 1
 _RECORDINGS_KEPT = 8  # per process: rows of one file are usually neighbours
@@ -63,9 +83,11 @@ class InputPipeline:
         self.data = data
         self.sources: tuple[str, ...] = SOURCES_OF_INPUT[cfg.input]
         self.normalization = Normalization(cfg.normalization, self.sources)
-        self._caches = {
-            s: SourceCache(cfg.cache_dir, s, self.source_params(s), data.root) for s in self.sources
-        } if cfg.cache and data is not None else {}  # fmt: skip
+        self._caches = (
+            {s: SourceCache(cfg.cache_dir, s, self.source_params(s), data.root) for s in self.sources}
+            if cfg.cache and data is not None
+            else {}
+        )
         self._reader = _RecordingReader(data) if data is not None else None
 
     # shape ---------------------------------------------------------------------------------
@@ -101,8 +123,18 @@ class InputPipeline:
         p = self.params
         if source == "kaggle":
             return {"clip_lo": p["clip_lo"], "clip_hi": p["clip_hi"]}
-        wavelet = {"wavelet": p["wavelet"], "wavelet_level": p["wavelet_level"], "wavelet_sigma": p["wavelet_sigma"]} if p["wavelet"] else {"wavelet": None}
-        return {"eeg_recipe": p["eeg_recipe"], "bandpass": p["bandpass"], "notch": p["notch"], "eeg_clip": p["eeg_clip"], **wavelet}
+        wavelet = (
+            {"wavelet": p["wavelet"], "wavelet_level": p["wavelet_level"], "wavelet_sigma": p["wavelet_sigma"]}
+            if p["wavelet"]
+            else {"wavelet": None}
+        )
+        return {
+            "eeg_recipe": p["eeg_recipe"],
+            "bandpass": p["bandpass"],
+            "notch": p["notch"],
+            "eeg_clip": p["eeg_clip"],
+            **wavelet,
+        }
 
     def cache(self, source: str) -> SourceCache | None:
         """The on-disk cache of ``source`` (None when caching is off or there is no data folder)."""
@@ -155,9 +187,11 @@ class InputPipeline:
         if missing:
             raise ValueError(f"input={self.params['input']!r} needs the {missing} window(s)")
         if self._native_inputs():
-            return self._native_transform(raw)
-        built = {s: self.kaggle_source(raw[s]) if s == "kaggle" else self.eeg_source(raw[s]) for s in self.sources}
-        return self.assemble(built)
+            return self._native_transform(eeg, kaggle)
+        windows = {s: cast(np.ndarray, raw[s]) for s in self.sources}
+        return self.assemble(
+            {s: self.kaggle_source(w) if s == "kaggle" else self.eeg_source(w) for s, w in windows.items()}
+        )
 
     def _native_inputs(self) -> bool:
         """Whether ``transform_windows`` can build the inputs in one native pass (tile layouts,
@@ -170,22 +204,25 @@ class InputPipeline:
             return False
         return self.normalization.ready
 
-    def _native_transform(self, raw: dict[str, np.ndarray | None]) -> np.ndarray:
+    def _native_transform(self, eeg: np.ndarray | None, kaggle: np.ndarray | None) -> np.ndarray:
         p = self.params
-        if raw.get("kaggle") is not None and "kaggle" in self.sources:
-            shape = np.shape(raw["kaggle"])[-3:]
+        eeg = eeg if "eeg" in self.sources else None
+        kaggle = kaggle if "kaggle" in self.sources else None
+        if kaggle is not None:
             expected = (len(recipes.REGIONS), recipes.KAGGLE_FREQS, recipes.SPEC_WINDOW_FRAMES)
-            if shape != expected:
-                raise ValueError(f"Kaggle window must have shape (..., {expected}), got {np.shape(raw['kaggle'])}")
-        if raw.get("eeg") is not None and "eeg" in self.sources:
-            shape = np.shape(raw["eeg"])
+            if np.shape(kaggle)[-3:] != expected:
+                raise ValueError(f"Kaggle window must have shape (..., {expected}), got {np.shape(kaggle)}")
+        if eeg is not None:
+            shape = np.shape(eeg)
             if len(shape) < 2 or shape[-2] != 20 or shape[-1] != EEG_WINDOW_SAMPLES:
                 raise ValueError(f"EEG windows must have shape (..., 20, {EEG_WINDOW_SAMPLES}), got {shape}")
         return dsp.model_inputs(
             list(self.sources),
-            eeg=raw.get("eeg") if "eeg" in self.sources else None,
-            eeg_recipe=_eeg_recipe(None if p["bandpass"] is None else tuple(p["bandpass"]), p["notch"]) if "eeg" in self.sources else None,
-            kaggle=raw.get("kaggle") if "kaggle" in self.sources else None,
+            eeg=eeg,
+            eeg_recipe=None
+            if eeg is None
+            else _eeg_recipe(None if p["bandpass"] is None else tuple(p["bandpass"]), p["notch"]),
+            kaggle=kaggle,
             kaggle_order=recipes.KAGGLE_TO_CHAINS,
             clip=(math.exp(p["clip_lo"]), math.exp(p["clip_hi"]), -1.0),
             layout=self.layout,
@@ -248,7 +285,9 @@ class InputPipeline:
         if not len(train_labels):
             raise ValueError("fit needs at least one training row")
         samples = self.label_sources(train_labels, "train")
-        self.normalization.fit(progress_bar(samples, total=len(train_labels), desc="input statistics", unit="row", show=show_progress))
+        self.normalization.fit(
+            progress_bar(samples, total=len(train_labels), desc="input statistics", unit="row", show=show_progress)
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable recipe parameters and normalization statistics."""
@@ -263,7 +302,9 @@ class InputPipeline:
         if unknown:
             raise ValueError(f"InputPipeline state has unknown parameters {unknown}")
         pipeline = cls(Config(**state["params"]), data)
-        pipeline.normalization = Normalization.from_state(pipeline.params["normalization"], pipeline.sources, state.get("stats"))
+        pipeline.normalization = Normalization.from_state(
+            pipeline.params["normalization"], pipeline.sources, state.get("stats")
+        )
         return pipeline
 
 

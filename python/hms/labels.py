@@ -29,6 +29,7 @@ def make_labels(train: pd.DataFrame, grouping: str = "eeg") -> pd.DataFrame:
     """
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+    n_rows: np.ndarray
     if grouping == "row":
         first = train.reset_index(drop=True)
         votes = first[list(VOTE_COLUMNS)].to_numpy(dtype=np.float64)
@@ -40,7 +41,7 @@ def make_labels(train: pd.DataFrame, grouping: str = "eeg") -> pd.DataFrame:
         first = ordered.drop_duplicates(key, keep="first").reset_index(drop=True)
         summed = train.groupby(key, sort=True)[list(VOTE_COLUMNS)].sum()
         votes = summed.loc[first[key]].to_numpy(dtype=np.float64)
-        n_rows = train.groupby(key, sort=True).size().loc[first[key]].to_numpy()
+        n_rows = train.groupby(key, sort=True).size().loc[first[key]].to_numpy(dtype=np.int64)
     n_votes = votes.sum(axis=1)
     labels = first[list(LABEL_COLUMNS[:6])].copy()
     if grouping == "row":
@@ -72,9 +73,7 @@ def make_folds(labels: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndar
     patients = labels["patient_id"].to_numpy()
     n_patients = len(np.unique(patients))
     if n_patients < n_folds:
-        raise ValueError(
-            f"cannot make {n_folds} patient-grouped folds from {n_patients} patient(s)"
-        )
+        raise ValueError(f"cannot make {n_folds} patient-grouped folds from {n_patients} patient(s)")
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = np.full(len(labels), -1, dtype=np.int64)
     strata = labels["expert_consensus"].astype(str).to_numpy()

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
 from torch import nn
 
 from hms import CLASSES
+
 
 class ModelError(ValueError):
     """A model name, weights file or checkpoint does not fit; the message names it."""
@@ -69,7 +70,7 @@ class PooledInput(nn.Module):
 def _zero_classifier(model: nn.Module) -> None:
     """Zero the new head: training starts from the uniform prediction (KL about 1.1) instead of
     random confident logits, which made small-data runs start with losses of 3-5."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head = cast(Any, model).get_classifier() if hasattr(model, "get_classifier") else None
     if isinstance(head, nn.Linear):
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
@@ -105,9 +106,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors come in many types
-            raise ModelError(
-                f"weights: {path} cannot be loaded safely (weights_only=True): {exc}"
-            ) from exc
+            raise ModelError(f"weights: {path} cannot be loaded safely (weights_only=True): {exc}") from exc
     for key in ("state_dict_ema", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

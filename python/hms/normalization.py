@@ -30,7 +30,9 @@ class Normalization:
         self.stats: dict[str, dict[str, float]] | None = None
 
     @classmethod
-    def from_state(cls, mode: str, sources: Sequence[str], stats: Mapping[str, Mapping[str, float]] | None) -> Normalization:
+    def from_state(
+        cls, mode: str, sources: Sequence[str], stats: Mapping[str, Mapping[str, float]] | None
+    ) -> Normalization:
         """The normalization :meth:`state` described (never refitted)."""
         normalization = cls(mode, sources)
         if mode == "datawide" and (not stats or set(stats) != set(normalization.sources)):
@@ -50,7 +52,8 @@ class Normalization:
             return
         running = {s: dsp.RunningStats() for s in self.sources}
         seen = 0
-        for seen, sample in enumerate(samples, 1):
+        for sample in samples:
+            seen += 1
             for source in self.sources:
                 running[source].update(sample[source])
         if not seen:

@@ -25,7 +25,8 @@ ONECYCLE_DEFAULT_WARMUP = 0.3
 
 def create_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases and normalization weights (1-d parameters)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
@@ -103,7 +104,7 @@ class LrSchedule:
         return asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict) -> "LrSchedule":
+    def from_state(cls, state: dict) -> LrSchedule:
         return cls(**state)
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hms import progress
 from hms.competition import open_data
+from hms.plots import EXPERT_VOTES, dataset_overview, plot_dataset_overview
 from hms.readers import DataValidationError
 from hms.schema import CONSENSUS_NAMES
-from hms.plots import EXPERT_VOTES, dataset_overview, plot_dataset_overview
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Plot class and vote-count distributions of a competition folder's train.csv.",
     )
     parser.add_argument("--data-dir", default=None, help="competition folder (default: the synthetic set)")
-    parser.add_argument("--out", type=Path, default=Path("dataset_overview.png"), help="PNG to write (default %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("dataset_overview.png"), help="PNG to write (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     progress.configure()
     try:
@@ -34,11 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     overview = dataset_overview(data.train)
-    plot_dataset_overview(overview, args.out, title=f"{data.root.name}: {overview.n_patients} patients, "
-                          f"{overview.n_eegs} EEGs, {overview.n_rows} label rows")  # fmt: skip
+    plot_dataset_overview(
+        overview,
+        args.out,
+        title=f"{data.root.name}: {overview.n_patients} patients, {overview.n_eegs} EEGs, {overview.n_rows} label rows",
+    )
     shares = overview.consensus_rows / max(overview.n_rows, 1)
-    print(f"{data.root}: {overview.n_rows} label rows, {overview.n_eegs} eeg_ids, "
-          f"{overview.n_spectrograms} spectrogram_ids, {overview.n_patients} patients")  # fmt: skip
+    print(
+        f"{data.root}: {overview.n_rows} label rows, {overview.n_eegs} eeg_ids, "
+        f"{overview.n_spectrograms} spectrogram_ids, {overview.n_patients} patients"
+    )
     print("consensus share of rows: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(CONSENSUS_NAMES, shares)))
     print(f"rows with >= {EXPERT_VOTES} votes: {(overview.votes_per_row >= EXPERT_VOTES).mean():.3f}")
     print(f"wrote {args.out}")

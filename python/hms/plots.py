@@ -95,7 +95,9 @@ def plot_dataset_overview(overview: DatasetOverview, path: str | os.PathLike, ti
     ax.hist(overview.votes_per_row, bins=np.arange(0.5, top + 1.5), color="0.4")
     ax.axvline(EXPERT_VOTES - 0.5, color="tab:red", linestyle="--")
     experts = float(np.mean(overview.votes_per_row >= EXPERT_VOTES)) if overview.n_rows else 0.0
-    ax.set(xlabel="votes per label row", ylabel="rows", title=f"vote counts ({experts:.0%} rows with >= {EXPERT_VOTES})")
+    ax.set(
+        xlabel="votes per label row", ylabel="rows", title=f"vote counts ({experts:.0%} rows with >= {EXPERT_VOTES})"
+    )
 
     ax = axes[1, 0]
     ax.bar(x, overview.votes_over_rows, color="tab:blue")
@@ -104,9 +106,11 @@ def plot_dataset_overview(overview: DatasetOverview, path: str | os.PathLike, ti
     ax = axes[1, 1]
     ax.bar(x, overview.fractions_by_spectrogram, color="tab:orange")
     ax.set(
-        xticks=x, xticklabels=names, ylabel="summed vote fractions",
+        xticks=x,
+        xticklabels=names,
+        ylabel="summed vote fractions",
         title=f"votes per class, grouped by spectrogram ({overview.n_spectrograms})",
-    )  # fmt: skip
+    )
 
     figure.suptitle(title or f"{overview.n_patients} patients, {overview.n_eegs} EEGs, {overview.n_rows} label rows")
     figure.tight_layout()
@@ -152,11 +156,19 @@ def plot_consensus_confusion(targets: np.ndarray, probs: np.ndarray) -> plt.Figu
     image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+            ax.text(
+                j, i, f"{shares[i, j]:.2f}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black"
+            )
     names = list(CONSENSUS_NAMES)
-    ax.set(xticks=range(n), yticks=range(n), xticklabels=names,
-           yticklabels=[f"{name} ({counts[i].sum()})" for i, name in enumerate(names)],
-           xlabel="predicted", ylabel="vote majority", title="consensus confusion (row-normalized)")  # fmt: skip
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xticklabels=names,
+        yticklabels=[f"{name} ({counts[i].sum()})" for i, name in enumerate(names)],
+        xlabel="predicted",
+        ylabel="vote majority",
+        title="consensus confusion (row-normalized)",
+    )
     figure.colorbar(image, ax=ax)
     figure.tight_layout()
     return figure
@@ -198,33 +210,37 @@ def plot_input_sample(
     """One sample from file to network: bipolar montage traces (16, n) of the 50-s window, the 4
     chain spectrograms (4, F, T), the 4 Kaggle log tiles (4, 100, 300) and the model input (C, H, W).
     ``None`` panels (a source the recipe does not use) are left out."""
-    rows = [("traces", None)]
-    if chain_spectrograms is not None:
-        rows.append(("EEG chain spectrograms", chain_spectrograms))
-    if kaggle_log is not None:
-        rows.append(("Kaggle log spectrogram", kaggle_log))
-    figure = plt.figure(figsize=(16, 3.2 * (len(rows) + 1)))
-    grid = figure.add_gridspec(len(rows) + 1, 4)
+    panels = [
+        (name, images)
+        for name, images in (("EEG chain spectrograms", chain_spectrograms), ("Kaggle log spectrogram", kaggle_log))
+        if images is not None
+    ]
+    n_rows = len(panels) + 2  # traces, the panels, the model input
+    figure = plt.figure(figsize=(16, 3.2 * n_rows))
+    grid = figure.add_gridspec(n_rows, 4)
     traces = figure.add_subplot(grid[0, :])
     seconds = np.arange(montage.shape[-1]) / 200
     spread = 4 * np.nanstd(montage) if np.isfinite(np.nanstd(montage)) and np.nanstd(montage) > 0 else 1.0
-    for k, (trace, name) in enumerate(zip(montage, montage_names)):
+    for k, trace in enumerate(montage):
         traces.plot(seconds, trace - k * spread, lw=0.4, color="k")
     traces.set_yticks([-k * spread for k in range(len(montage_names))], montage_names, fontsize=6)
     traces.axvspan(20, 30, color="tab:orange", alpha=0.15, label="labelled 10 s")
     traces.set(xlabel="s", title="bipolar montage, 50-s window")
     traces.legend(loc="upper right", fontsize=7)
-    for r, (name, images) in enumerate(rows[1:], start=1):
+    for r, (name, images) in enumerate(panels, start=1):
         for c in range(4):
             ax = figure.add_subplot(grid[r, c])
             ax.imshow(images[c], origin="lower", aspect="auto", cmap="magma")
             ax.set_title(f"{name}: {chain_names[c]}", fontsize=8)
             ax.set_xticks([])
-    inner = figure.add_subplot(grid[len(rows), :])
+    inner = figure.add_subplot(grid[n_rows - 1, :])
     shown = model_input[0] if model_input.shape[0] == 1 else np.concatenate(list(model_input), axis=1)
     picture = inner.imshow(shown, origin="lower", aspect="auto", cmap="viridis")
     figure.colorbar(picture, ax=inner, fraction=0.02)
-    inner.set_title(f"model input {tuple(model_input.shape)}" + (" (channels side by side)" if model_input.shape[0] > 1 else ""), fontsize=9)
+    inner.set_title(
+        f"model input {tuple(model_input.shape)}" + (" (channels side by side)" if model_input.shape[0] > 1 else ""),
+        fontsize=9,
+    )
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,8 @@ import torch
 
 from hms import CLASSES, engine, progress
 from hms.competition import open_data
-from hms.io import write_csv_atomic
 from hms.inference import load_run, predict_eeg_file, predict_labels
+from hms.io import write_csv_atomic
 from hms.metric import validate_probabilities
 from hms.schema import SUBMISSION_COLUMNS
 
@@ -38,19 +38,41 @@ def submission_frame(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def predict_members(member_paths: Sequence[str | Path], data, labels: pd.DataFrame, *, tta: bool,
-                    device: torch.device, batch_size: int, progress: bool = True) -> list[np.ndarray]:  # fmt: skip
+def predict_members(
+    member_paths: Sequence[str | Path],
+    data,
+    labels: pd.DataFrame,
+    *,
+    tta: bool,
+    device: torch.device,
+    batch_size: int,
+    progress: bool = True,
+) -> list[np.ndarray]:
     """Each member run's fold-averaged test probabilities, in ``labels`` order."""
     return [
-        predict_labels(load_run(path, data, device), labels, split="test", tta=tta, device=device,
-                       batch_size=batch_size, progress=progress)  # fmt: skip
+        predict_labels(
+            load_run(path, data, device),
+            labels,
+            split="test",
+            tta=tta,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+        )
         for path in member_paths
     ]
 
 
-def predict_test(*, model: str | None = None, ensemble: str | None = None, data_dir: str | None = None,
-                 tta: bool = False, device: str = "cpu", batch_size: int = 32,
-                 progress: bool = True) -> tuple[pd.DataFrame, float]:  # fmt: skip
+def predict_test(
+    *,
+    model: str | None = None,
+    ensemble: str | None = None,
+    data_dir: str | None = None,
+    tta: bool = False,
+    device: str = "cpu",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, float]:
     """(submission frame in test.csv order, samples/s) for a run or a saved ensemble."""
     from hms.ensemble import SavedEnsemble
 
@@ -59,12 +81,17 @@ def predict_test(*, model: str | None = None, ensemble: str | None = None, data_
     torch_device = torch.device(device)
     started = time.perf_counter()
     if model is not None:
-        probs = predict_members([model], data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress)[0]
-    else:
+        probs = predict_members(
+            [model], data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress
+        )[0]
+    elif ensemble is not None:
         saved = SavedEnsemble.load(ensemble)
-        member_probs = predict_members(saved.members, data, labels, tta=tta, device=torch_device,
-                                       batch_size=batch_size, progress=progress)  # fmt: skip
+        member_probs = predict_members(
+            saved.members, data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress
+        )
         probs = saved.combine(member_probs)
+    else:
+        raise ValueError("predict_test needs a run (model=) or an ensemble (ensemble=)")
     if torch_device.type == "cuda":
         torch.cuda.synchronize()
     samples_per_s = len(labels) / max(time.perf_counter() - started, 1e-9)
@@ -76,12 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", metavar="RUN_DIR", help="a training run (its fold models are averaged)")
     which.add_argument("--ensemble", metavar="DIR", help="an ensemble folder written by python -m hms.ensemble")
-    parser.add_argument("--data-dir", help="competition folder with test.csv, test_eegs/, test_spectrograms/ (default: synthetic set)")
+    parser.add_argument(
+        "--data-dir", help="competition folder with test.csv, test_eegs/, test_spectrograms/ (default: synthetic set)"
+    )
     parser.add_argument("--out", default="submission.csv", help="where to write the submission (default: %(default)s)")
-    parser.add_argument("--eeg", metavar="FILE.parquet", help="predict one EEG recording (EEG-only models) and print it")
+    parser.add_argument(
+        "--eeg", metavar="FILE.parquet", help="predict one EEG recording (EEG-only models) and print it"
+    )
     parser.add_argument("--tta", action="store_true", help="average in the left/right hemisphere-swapped input")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="auto: cuda, then mps, then cpu (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="auto: cuda, then mps, then cpu (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -94,15 +129,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = str(engine.resolve_device(args.device))  # the trainer's rule: cuda, then mps, then cpu
         if args.eeg is not None:
             return _predict_one_eeg(args)
-        frame, samples_per_s = predict_test(model=args.model, ensemble=args.ensemble, data_dir=args.data_dir,
-                                            tta=args.tta, device=device, batch_size=args.batch_size,
-                                            progress=not args.no_progress)  # fmt: skip
+        frame, samples_per_s = predict_test(
+            model=args.model,
+            ensemble=args.ensemble,
+            data_dir=args.data_dir,
+            tta=args.tta,
+            device=device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
         write_csv_atomic(frame, args.out)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {len(frame)} rows; {samples_per_s:.1f} test samples/s on {device}"
-          f"{' with TTA' if args.tta else ''}")  # fmt: skip
+    print(
+        f"{args.out}: {len(frame)} rows; {samples_per_s:.1f} test samples/s on {device}"
+        f"{' with TTA' if args.tta else ''}"
+    )
     return 0
 
 
@@ -111,7 +154,9 @@ def _predict_one_eeg(args: argparse.Namespace) -> int:
         from hms.ensemble import SavedEnsemble
 
         saved = SavedEnsemble.load(args.ensemble)
-        probs = saved.combine([predict_eeg_file(load_run(m, None), args.eeg, tta=args.tta)[None] for m in saved.members])[0]
+        probs = saved.combine(
+            [predict_eeg_file(load_run(m, None), args.eeg, tta=args.tta)[None] for m in saved.members]
+        )[0]
     else:
         probs = predict_eeg_file(load_run(args.model, None), args.eeg, tta=args.tta)
     validate_probabilities(probs[None], "prediction")

@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
-from hms.config import add_config_arguments, parse_args
-from hms.competition import open_data
-from hms.labels import make_labels
+
 from hms import progress
+from hms.competition import open_data
+from hms.config import add_config_arguments, parse_args
 from hms.inputs import InputPipeline
+from hms.labels import make_labels
 from hms.windows import label_windows
 
 
@@ -54,7 +55,9 @@ def prepare_cache(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hms.prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--splits", default="train,test", help="comma-separated splits to prepare [default: train,test]")
+    parser.add_argument(
+        "--splits", default="train,test", help="comma-separated splits to prepare [default: train,test]"
+    )
     add_config_arguments(parser)
     return parser
 
@@ -78,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels = make_labels(data.train, cfg.grouping) if split == "train" else data.test
         report = prepare_cache(pipeline, labels, split)
         for source, counts in report.items():
-            print(f"{split} {source}: {counts['computed']} computed, {counts['present']} already cached "
-                  f"-> {pipeline.cache(source).folder}")
+            folder = getattr(pipeline.cache(source), "folder", None)
+            print(f"{split} {source}: {counts['computed']} computed, {counts['present']} already cached -> {folder}")
     return 0
 
 

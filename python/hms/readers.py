@@ -31,8 +31,13 @@ from hms.schema import (
 )
 
 _TRAIN_INT_COLUMNS = (
-    "eeg_id", "eeg_sub_id", "spectrogram_id", "spectrogram_sub_id", "label_id", "patient_id",
-) + VOTE_COLUMNS  # fmt: skip
+    "eeg_id",
+    "eeg_sub_id",
+    "spectrogram_id",
+    "spectrogram_sub_id",
+    "label_id",
+    "patient_id",
+) + VOTE_COLUMNS
 _TRAIN_OFFSET_COLUMNS = ("eeg_label_offset_seconds", "spectrogram_label_offset_seconds")
 
 
@@ -77,7 +82,9 @@ def _as_int_column(frame: pd.DataFrame, column: str, path: Path | str) -> pd.Ser
     if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype(np.int64)
     numeric = pd.to_numeric(values, errors="coerce")
-    _reject_rows(path, column, values, numeric.isna() | (numeric != np.round(numeric)), f"integers (dtype {values.dtype})")
+    _reject_rows(
+        path, column, values, numeric.isna() | (numeric != np.round(numeric)), f"integers (dtype {values.dtype})"
+    )
     return numeric.astype(np.int64)
 
 
@@ -143,8 +150,7 @@ def read_train_csv(path: str | os.PathLike) -> pd.DataFrame:
     if no_votes.any():
         raise _fail(
             path,
-            f"all six vote columns {list(VOTE_COLUMNS)} are zero in "
-            f"{_describe_rows(np.flatnonzero(no_votes))}",
+            f"all six vote columns {list(VOTE_COLUMNS)} are zero in {_describe_rows(np.flatnonzero(no_votes))}",
         )
     unknown = ~out["expert_consensus"].isin(CONSENSUS_NAMES)
     if unknown.any():

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,7 +130,7 @@ def eeg_chain_spectrograms(
     eeg = np.asarray(eeg)
     if eeg.ndim < 2 or eeg.shape[-2] != 20 or eeg.shape[-1] != EEG_WINDOW_SAMPLES:
         raise ValueError(f"EEG windows must have shape (..., 20, {EEG_WINDOW_SAMPLES}), got {eeg.shape}")
-    kwargs = {"recipe": recipe}
+    kwargs: dict[str, Any] = {"recipe": recipe}
     if bandpass is not None:
         kwargs["bandpass"] = tuple(bandpass)
     if notch is not None:

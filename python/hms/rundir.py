@@ -60,16 +60,18 @@ class RunDir:
 
     # creation / resumption -----------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike, config: dict[str, Any], **kwargs) -> "RunDir":
+    def create(cls, path: str | os.PathLike, config: dict[str, Any], **kwargs) -> RunDir:
         """A new run at ``path``; refuses a folder that already holds a run (use --resume)."""
         run = cls(path, **kwargs)
         if (run.path / CONFIG_FILE).exists():
-            raise RunDirError(f"{run.path} already holds a run; resume it with --resume {run.path} or pick another run_dir")
+            raise RunDirError(
+                f"{run.path} already holds a run; resume it with --resume {run.path} or pick another run_dir"
+            )
         run.write_json(CONFIG_FILE, config)
         return run
 
     @classmethod
-    def open(cls, path: str | os.PathLike, **kwargs) -> "RunDir":
+    def open(cls, path: str | os.PathLike, **kwargs) -> RunDir:
         run = cls(path, **kwargs)
         if not (run.path / CONFIG_FILE).is_file():
             raise RunDirError(f"{run.path / CONFIG_FILE}: not found; is {run.path} a run directory?")
@@ -115,6 +117,13 @@ class RunDir:
             plt.close(figure)
 
     # readers -------------------------------------------------------------------------------
+    def require_checkpoint(self, fold: int, which: str) -> dict[str, Any]:
+        """The checkpoint; a RunDirError naming its path when it is absent."""
+        state = self.load_checkpoint(fold, which)
+        if state is None:
+            raise RunDirError(f"{self.checkpoint_path(fold, which)}: checkpoint not found")
+        return state
+
     def load_checkpoint(self, fold: int, which: str) -> dict[str, Any] | None:
         """The checkpoint, or None when absent. Loaded without executing code (weights_only)."""
         path = self.checkpoint_path(fold, which)

@@ -37,11 +37,12 @@ class Param:
     choices: tuple[Any, ...] = ()
 
     def suggest(self, trial) -> Any:
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = float(self.low or 0), float(self.high or 0)  # both set for numeric parameters
         if self.type == "float":
-            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
-        if self.type == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
-        return trial.suggest_categorical(self.name, list(self.choices))
+            return trial.suggest_float(self.name, low, high, log=self.log, step=self.step)
+        return trial.suggest_int(self.name, int(low), int(high), log=self.log, step=int(self.step or 1))
 
 
 def default_space_path() -> Path:
@@ -92,10 +93,8 @@ def _parse_entry(name: str, entry: Any, source: str) -> Param:
         for choice in choices:  # each value must be one the Config accepts for that key
             _check_value(key, index, choice, where)
         return Param(name, kind, key, index, choices=tuple(choices))
-    low, high, log, step = entry.get("low"), entry.get("high"), bool(entry.get("log", False)), entry.get("step")
-    for label, value in (("low", low), ("high", high)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise SearchSpaceError(f"{where}: {label} must be a finite number, got {value!r}")
+    low, high = (_finite_number(entry.get(label), f"{where}: {label}") for label in ("low", "high"))
+    log, step = bool(entry.get("log", False)), entry.get("step")
     if not low < high:
         raise SearchSpaceError(f"{where}: low must be < high, got {low} and {high}")
     if log and low <= 0:
@@ -107,6 +106,12 @@ def _parse_entry(name: str, entry: Any, source: str) -> Param:
     for value in (low, high):
         _check_value(key, index, value, where)
     return Param(name, kind, key, index, float(low), float(high), log, step)
+
+
+def _finite_number(value: Any, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise SearchSpaceError(f"{what} must be a finite number, got {value!r}")
+    return value
 
 
 def _check_value(key: str, index: int | None, value: Any, where: str) -> None:
@@ -132,8 +137,11 @@ def _check_list_keys(params: list[Param], source: str) -> None:
     for key, indices in by_key.items():
         if len(indices) > 1 and None in indices:
             raise SearchSpaceError(f"{source}: config key '{key}' is set by several entries")
-        if None not in indices and sorted(indices) != list(range(len(indices))):  # type: ignore[type-var]
-            raise SearchSpaceError(f"{source}: list key '{key}' needs entries for indices 0..{len(indices) - 1}, got {sorted(indices)}")
+        positions = sorted(i for i in indices if i is not None)
+        if None not in indices and positions != list(range(len(indices))):
+            raise SearchSpaceError(
+                f"{source}: list key '{key}' needs entries for indices 0..{len(indices) - 1}, got {positions}"
+            )
 
 
 def apply_params(params: list[Param], values: dict[str, Any]) -> dict[str, Any]:

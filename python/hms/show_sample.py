@@ -1,24 +1,24 @@
 """Render one sample as a PNG: montage traces, chain spectrograms, Kaggle tiles, model input, labels.
 
-    python -m hms.show_sample [--row N | --eeg-id ID] [--split train|test] [--out FILE.png] [config options]
+python -m hms.show_sample [--row N | --eeg-id ID] [--split train|test] [--out FILE.png] [config options]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from hms import progress
-from hms.config import add_config_arguments, parse_args
 from hms.competition import open_data
-from hms.labels import make_labels
-from hms.schema import BIPOLAR_CHAINS, CONSENSUS_NAMES, EEG_CHANNELS, TARGET_COLUMNS
+from hms.config import add_config_arguments, parse_args
 from hms.inputs import InputPipeline
+from hms.labels import make_labels
 from hms.plots import plot_input_sample, save_figure
 from hms.recipes import CHAINS
+from hms.schema import BIPOLAR_CHAINS, CONSENSUS_NAMES, EEG_CHANNELS, TARGET_COLUMNS
 from hms.windows import eeg_window, label_windows
 
 
@@ -28,7 +28,8 @@ def render_sample(pipeline: InputPipeline, labels, row_index: int, split: str, o
     if not 0 <= row_index < len(labels):
         raise IndexError(f"row {row_index} is out of range: the {split} labels have {len(labels)} rows")
     row = label_windows(labels.iloc[[row_index]], split)[0]
-    window = eeg_window(pipeline.recording(split, row.eeg_id), row.eeg_offset, pipeline.data.eeg_path(split, row.eeg_id))
+    path = pipeline.data.eeg_path(split, row.eeg_id) if pipeline.data is not None else None
+    window = eeg_window(pipeline.recording(split, row.eeg_id), row.eeg_offset, path)
     names, traces = [], []
     for chain in CHAINS:
         for a, b in BIPOLAR_CHAINS[chain]:

@@ -31,10 +31,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,14 @@ from hms.schema import (
     TRAIN_COLUMNS,
     VOTE_COLUMNS,
 )
-from hms.synth_eeg import PATTERNS, PatientTraits, PatternEvent, RecordingFaults, kaggle_spectrogram, synthesize_recording
+from hms.synth_eeg import (
+    PATTERNS,
+    PatientTraits,
+    PatternEvent,
+    RecordingFaults,
+    kaggle_spectrogram,
+    synthesize_recording,
+)
 
 #: Bump when the generator changes, so cached default sets are regenerated.
 SYNTH_VERSION = 4
@@ -143,10 +150,18 @@ class DatasetPlan:
                 rows_of_eeg = zip(eeg.offsets_s, eeg.votes, eeg.label_ids, eeg.consensus)
                 for sub_id, (offset, votes, label_id, consensus) in enumerate(rows_of_eeg):
                     rows.append(
-                        (eeg.eeg_id, sub_id, float(offset), rec.spectrogram_id,
-                         float(eeg.start_s + offset - EEG_START_S), int(label_id), rec.patient_id,
-                         CONSENSUS_NAMES[consensus], *map(int, votes))
-                    )  # fmt: skip
+                        (
+                            eeg.eeg_id,
+                            sub_id,
+                            float(offset),
+                            rec.spectrogram_id,
+                            float(eeg.start_s + offset - EEG_START_S),
+                            int(label_id),
+                            rec.patient_id,
+                            CONSENSUS_NAMES[consensus],
+                            *map(int, votes),
+                        )
+                    )
         columns = [c for c in TRAIN_COLUMNS if c != "spectrogram_sub_id"]
         table = pd.DataFrame(rows, columns=columns)
         # spectrogram_sub_id numbers a spectrogram's rows in time order, as in the real file.
@@ -168,11 +183,21 @@ class DatasetPlan:
 
     def truth_table(self) -> pd.DataFrame:
         rows = [
-            (r.split, e.eeg_id, r.spectrogram_id, r.patient_id, PATTERNS[e.event.pattern],
-             round(e.event.strength, 4), "left" if e.event.side == 0 else "right")
-            for r in self.recordings for e in r.eegs
-        ]  # fmt: skip
-        return pd.DataFrame(rows, columns=["split", "eeg_id", "spectrogram_id", "patient_id", "pattern", "strength", "side"])
+            (
+                r.split,
+                e.eeg_id,
+                r.spectrogram_id,
+                r.patient_id,
+                PATTERNS[e.event.pattern],
+                round(e.event.strength, 4),
+                "left" if e.event.side == 0 else "right",
+            )
+            for r in self.recordings
+            for e in r.eegs
+        ]
+        return pd.DataFrame(
+            rows, columns=["split", "eeg_id", "spectrogram_id", "patient_id", "pattern", "strength", "side"]
+        )
 
 
 def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int, taken: set[int]) -> list[int]:
@@ -258,7 +283,9 @@ def plan_dataset(
     per recording means less signal to synthesize (each recording carries ~600 s of context).
     """
     if n_patients < 1 or n_eegs < 1 or n_test_eegs < 0:
-        raise ValueError(f"need n_patients >= 1, n_eegs >= 1, n_test_eegs >= 0; got {n_patients}, {n_eegs}, {n_test_eegs}")
+        raise ValueError(
+            f"need n_patients >= 1, n_eegs >= 1, n_test_eegs >= 0; got {n_patients}, {n_eegs}, {n_test_eegs}"
+        )
     fewest, most = eegs_per_recording
     if not 1 <= fewest <= most:
         raise ValueError(f"eegs_per_recording must be (min, max) with 1 <= min <= max, got {eegs_per_recording}")
@@ -274,9 +301,17 @@ def plan_dataset(
 
     def new_recording(split: str, patient: int, seconds: int, eegs: list[EegPlan]) -> None:
         plan.recordings.append(
-            RecordingPlan(split, _unique_ids(rng, 1, 300_000, 2_147_483_647, taken)[0], patient_ids[patient],
-                          traits[patient], seconds, eegs, _draw_faults(rng, seconds, eegs), render_seed.spawn(1)[0])
-        )  # fmt: skip
+            RecordingPlan(
+                split,
+                _unique_ids(rng, 1, 300_000, 2_147_483_647, taken)[0],
+                patient_ids[patient],
+                traits[patient],
+                seconds,
+                eegs,
+                _draw_faults(rng, seconds, eegs),
+                render_seed.spawn(1)[0],
+            )
+        )
 
     for patient, count in enumerate(_split_counts(rng, n_eegs, n_patients)):
         while count > 0:
@@ -284,7 +319,7 @@ def plan_dataset(
             count -= in_recording
             pattern = int(rng.choice(len(PATTERNS), p=propensity[patient]))
             cursor = EEG_START_S + 2 * int(rng.integers(0, 20))
-            eegs = []
+            eegs: list[EegPlan] = []
             for _ in range(in_recording):
                 steps = rng.choice([2, 2, 2, 2, 2, 4, 6, 8], size=min(int(rng.poisson(3.0)), 14))
                 offsets = np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
@@ -298,7 +333,11 @@ def plan_dataset(
                 votes = draw_votes(rng, pattern, event.strength, len(offsets), _draw_n_raters(rng))
                 ids = _unique_ids(rng, 1, 1_000_000, 4_294_967_295, taken)[0]
                 label_ids = _unique_ids(rng, len(offsets), 300_000, 4_294_967_295, taken)
-                eegs.append(EegPlan(ids, cursor, seconds, offsets, event, votes, np.array(label_ids), draw_consensus(rng, votes)))
+                eegs.append(
+                    EegPlan(
+                        ids, cursor, seconds, offsets, event, votes, np.array(label_ids), draw_consensus(rng, votes)
+                    )
+                )
                 cursor += seconds + 2 * int(rng.integers(0, 15))
             # Room for every label row's 600-s spectrogram window after the last EEG.
             recording_seconds = cursor + (SPEC_WINDOW_SECONDS - EEG_START_S) + 2 * int(rng.integers(0, 30))
@@ -312,7 +351,16 @@ def plan_dataset(
         # Test rows were rated by 3-20 experts.
         votes = draw_votes(rng, pattern, event.strength, 1, int(rng.integers(3, 21)))
         eeg_id = _unique_ids(rng, 1, 1_000_000, 4_294_967_295, taken)[0]
-        eeg = EegPlan(eeg_id, EEG_START_S, EEG_WINDOW_SECONDS, np.array([0]), event, votes, np.array([-1]), draw_consensus(rng, votes))
+        eeg = EegPlan(
+            eeg_id,
+            EEG_START_S,
+            EEG_WINDOW_SECONDS,
+            np.array([0]),
+            event,
+            votes,
+            np.array([-1]),
+            draw_consensus(rng, votes),
+        )
         new_recording("test", patient, SPEC_WINDOW_SECONDS, [eeg])
     return plan
 
@@ -358,7 +406,9 @@ def render_recording(recording: RecordingPlan, root: Path) -> None:
     write_spectrogram_parquet(values, times, root / f"{split}_spectrograms" / f"{recording.spectrogram_id}.parquet")
     for eeg in recording.eegs:
         start = eeg.start_s * SAMPLE_RATE
-        write_eeg_parquet(signal[:, start : start + eeg.seconds * SAMPLE_RATE], root / f"{split}_eegs" / f"{eeg.eeg_id}.parquet")
+        write_eeg_parquet(
+            signal[:, start : start + eeg.seconds * SAMPLE_RATE], root / f"{split}_eegs" / f"{eeg.eeg_id}.parquet"
+        )
 
 
 def _render_all(recordings: Sequence[RecordingPlan], root: Path, workers: int, show_progress: bool) -> None:
@@ -418,8 +468,14 @@ def generate(
         write_csv_atomic(submission, staging / "sample_submission.csv")
         write_csv_atomic(plan.test_solution(), staging / "test_solution.csv")
         write_csv_atomic(plan.truth_table(), staging / "synthetic_truth.csv")
-        params = {"n_patients": n_patients, "n_eegs": n_eegs, "n_test_eegs": n_test_eegs,
-                  "eegs_per_recording": list(eegs_per_recording), "seed": seed, "version": SYNTH_VERSION}  # fmt: skip
+        params = {
+            "n_patients": n_patients,
+            "n_eegs": n_eegs,
+            "n_test_eegs": n_test_eegs,
+            "eegs_per_recording": list(eegs_per_recording),
+            "seed": seed,
+            "version": SYNTH_VERSION,
+        }
         (staging / SYNTHETIC_MARKER).write_text(json.dumps(params, indent=2) + "\n")
         publish_permissions(staging)
         if out_dir.exists():
@@ -446,7 +502,15 @@ def default_data_dir(*, show_progress: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{target.name}.", suffix=".tmp"))
     try:
-        generate(staging / "set", **DEFAULT_PARAMS, show_progress=show_progress)
+        p = DEFAULT_PARAMS
+        generate(
+            staging / "set",
+            n_patients=p["n_patients"],
+            n_eegs=p["n_eegs"],
+            seed=p["seed"],
+            n_test_eegs=p["n_test_eegs"],
+            show_progress=show_progress,
+        )
         try:
             os.rename(staging / "set", target)
         except OSError:
@@ -469,15 +533,27 @@ def _parser() -> argparse.ArgumentParser:
         "(train.csv, test.csv, sample_submission.csv, train_/test_ eegs and spectrograms).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (must be empty or absent)")
-    parser.add_argument("--n-patients", type=int, default=DEFAULT_PARAMS["n_patients"], help="training patients (default %(default)s)")
-    parser.add_argument("--n-eegs", type=int, default=DEFAULT_PARAMS["n_eegs"], help="training eeg_ids (default %(default)s)")
-    parser.add_argument("--n-test-eegs", type=int, default=DEFAULT_PARAMS["n_test_eegs"], help="test eeg_ids (default %(default)s)")
     parser.add_argument(
-        "--eegs-per-recording", type=int, nargs=2, default=EEGS_PER_RECORDING, metavar=("MIN", "MAX"),
+        "--n-patients", type=int, default=DEFAULT_PARAMS["n_patients"], help="training patients (default %(default)s)"
+    )
+    parser.add_argument(
+        "--n-eegs", type=int, default=DEFAULT_PARAMS["n_eegs"], help="training eeg_ids (default %(default)s)"
+    )
+    parser.add_argument(
+        "--n-test-eegs", type=int, default=DEFAULT_PARAMS["n_test_eegs"], help="test eeg_ids (default %(default)s)"
+    )
+    parser.add_argument(
+        "--eegs-per-recording",
+        type=int,
+        nargs=2,
+        default=EEGS_PER_RECORDING,
+        metavar=("MIN", "MAX"),
         help="EEG excerpts per spectrogram recording (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_PARAMS["seed"], help="random seed (default %(default)s)")
-    parser.add_argument("--workers", type=int, default=None, help="worker threads (default: one per CPU core, at most 8)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker threads (default: one per CPU core, at most 8)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -489,10 +565,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         out = generate(
-            args.out, args.n_patients, args.n_eegs, args.seed, n_test_eegs=args.n_test_eegs,
+            args.out,
+            args.n_patients,
+            args.n_eegs,
+            args.seed,
+            n_test_eegs=args.n_test_eegs,
             eegs_per_recording=tuple(args.eegs_per_recording),
-            overwrite=args.overwrite, workers=args.workers, show_progress=not args.quiet,
-        )  # fmt: skip
+            overwrite=args.overwrite,
+            workers=args.workers,
+            show_progress=not args.quiet,
+        )
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

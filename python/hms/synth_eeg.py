@@ -77,7 +77,7 @@ class PatientTraits:
     muscle_rate: float  # bursts per second
 
     @staticmethod
-    def draw(rng: np.random.Generator) -> "PatientTraits":
+    def draw(rng: np.random.Generator) -> PatientTraits:
         leak_pattern = rng.normal(0.0, 1.0, N_SCALP) * (1.0 + 0.8 * (np.abs(XY[:, 0]) > 0.7))
         return PatientTraits(
             amplitude=float(rng.lognormal(0.0, 0.25)),
@@ -122,8 +122,8 @@ def colored_noise(rng: np.random.Generator, n_signals: int, n: int, power) -> np
     # E|X_k|^2 = 2 a_k^2 for each half-spectrum bin, counted twice in the full spectrum.
     amplitude *= n_fft / (2.0 * np.sqrt(np.sum(amplitude.astype(np.float64) ** 2)))
     # Only bins with non-negligible power get random draws: narrow-band sources cost little.
-    used = np.flatnonzero(amplitude > 1e-4 * amplitude.max())
-    used = slice(used[0], used[-1] + 1)
+    strong = np.flatnonzero(amplitude > 1e-4 * amplitude.max())
+    used = slice(int(strong[0]), int(strong[-1]) + 1)
     shape = (n_signals, used.stop - used.start)
     spectrum = np.zeros((n_signals, len(freqs)), dtype=np.complex64)
     bins = spectrum[:, used]
@@ -145,7 +145,9 @@ def _gaussian(t: np.ndarray, centre: float, sigma: float) -> np.ndarray:
     return np.exp(-0.5 * ((t - centre) / sigma) ** 2)
 
 
-def place_events(n: int, times_s: np.ndarray, amplitudes: np.ndarray, template: np.ndarray, zero_index: int) -> np.ndarray:
+def place_events(
+    n: int, times_s: np.ndarray, amplitudes: np.ndarray, template: np.ndarray, zero_index: int
+) -> np.ndarray:
     """A signal (n,) holding ``amplitude * template`` at each event time.
 
     ``template[zero_index]`` lands on the event's sample. Events are sparse (a few per second at
@@ -246,7 +248,9 @@ def add_artifacts(rng: np.random.Generator, traits: PatientTraits, scalp: np.nda
         add_muscle_burst(rng, scalp, start, float(rng.uniform(0.5, 4.0)), float(rng.uniform(5.0, 30.0)))
 
 
-def add_muscle_burst(rng: np.random.Generator, scalp: np.ndarray, start_s: float, seconds: float, amplitude: float) -> None:
+def add_muscle_burst(
+    rng: np.random.Generator, scalp: np.ndarray, start_s: float, seconds: float, amplitude: float
+) -> None:
     """Broadband 20-70 Hz activity on temporal and frontal channels, added in place."""
     a = int(start_s * FS)
     b = min(scalp.shape[1], a + int(seconds * FS))
@@ -297,7 +301,9 @@ def _phase(frequency_hz: np.ndarray) -> np.ndarray:
     return 2 * np.pi * np.cumsum(frequency_hz) / FS
 
 
-def periodic_discharges(rng: np.random.Generator, n: int, rate_hz: float, strength: float, triphasic: bool) -> np.ndarray:
+def periodic_discharges(
+    rng: np.random.Generator, n: int, rate_hz: float, strength: float, triphasic: bool
+) -> np.ndarray:
     """A train (n,) of sharp discharges (peak about -1) repeating at ``rate_hz`` with jitter."""
     seconds = n / FS
     period = 1.0 / rate_hz
@@ -426,9 +432,7 @@ def synthesize_recording(
 def bipolar_region_signals(eeg: np.ndarray) -> np.ndarray:
     """The 16 double-banana differences (4 regions x 4, REGIONS order): (4, 4, n)."""
     index = {name: i for i, name in enumerate(EEG_CHANNELS)}
-    return np.stack(
-        [np.stack([eeg[index[a]] - eeg[index[b]] for a, b in BIPOLAR_CHAINS[r]]) for r in REGIONS]
-    )
+    return np.stack([np.stack([eeg[index[a]] - eeg[index[b]] for a, b in BIPOLAR_CHAINS[r]]) for r in REGIONS])
 
 
 @functools.cache
@@ -456,7 +460,7 @@ def kaggle_spectrogram(eeg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n_frames = eeg.shape[1] // frame
     diffs = bipolar_region_signals(eeg[:, : n_frames * frame])
     frames = diffs.reshape(len(REGIONS), 4, n_frames, frame).astype(np.float32)
-    gap = np.isnan(frames).any(axis=(1, 3))
+    gap = np.asarray(np.isnan(frames).any(axis=(1, 3)))
     frames = np.nan_to_num(frames)  # gap frames are overwritten with NaN below
     frames -= frames.mean(axis=-1, keepdims=True)
     projected = frames @ _spectrogram_basis()  # (regions, 4, frames, 200)

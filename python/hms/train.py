@@ -17,24 +17,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
-import logging
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from hms import CLASSES, config, engine, progress
-from hms.config import Config
 from hms.competition import open_data
-from hms.labels import high_vote_mask, make_folds, make_labels, targets_of
+from hms.config import Config
 from hms.distributed import Distributed, DistributedError, MainRankError, share_cpus
 from hms.folds import FoldTrainer, Runtime, score_subsets
+from hms.labels import high_vote_mask, make_folds, make_labels, targets_of
 from hms.rundir import CONFIG_FILE, CV_FILE, RunDir, default_run_name
 from hms.schema import OOF_ID_COLUMNS, OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
@@ -102,8 +103,10 @@ def train_cv(cfg: Config, run: RunDir, *, dist: Distributed | None = None) -> di
 
 def check_launch(cfg: Config, dist: Distributed) -> None:
     if cfg.folds_parallel > 1 and dist.enabled:
-        raise ValueError(f"folds_parallel={cfg.folds_parallel} cannot be combined with torchrun "
-                         f"({dist.world_size} processes): use one or the other")  # fmt: skip
+        raise ValueError(
+            f"folds_parallel={cfg.folds_parallel} cannot be combined with torchrun "
+            f"({dist.world_size} processes): use one or the other"
+        )
 
 
 def _fold_setup(cfg: Config, device: torch.device, dist: Distributed, *, progress: bool):
@@ -131,9 +134,12 @@ def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int]) -> No
 
     n = min(cfg.folds_parallel, len(selected))
     assignment = [selected[w::n] for w in range(n)]
-    log.info("training folds in %d processes: %s", n, ", ".join(f"worker {w}: folds {a}" for w, a in enumerate(assignment)))
-    context = mp.start_processes(_fold_worker, args=(cfg, str(run.path), assignment),
-                                 nprocs=n, join=False, start_method="spawn")  # fmt: skip
+    log.info(
+        "training folds in %d processes: %s", n, ", ".join(f"worker {w}: folds {a}" for w, a in enumerate(assignment))
+    )
+    context = mp.start_processes(
+        _fold_worker, args=(cfg, str(run.path), assignment), nprocs=n, join=False, start_method="spawn"
+    )
     try:
         while not context.join():
             pass
@@ -146,8 +152,10 @@ def train_folds_in_parallel(cfg: Config, run: RunDir, selected: list[int]) -> No
             log.error("%s", str(exc).strip())
             status = "exception " + str(exc).strip().splitlines()[-1]
         fold = f"fold {unfinished[0]}" if unfinished else f"folds {assignment[worker]}"
-        raise FoldWorkerError(f"{fold} failed: fold worker {worker} (pid {exc.error_pid}, folds {assignment[worker]}) "
-                              f"ended with {status}; the other workers were stopped") from None  # fmt: skip
+        raise FoldWorkerError(
+            f"{fold} failed: fold worker {worker} (pid {exc.error_pid}, folds {assignment[worker]}) "
+            f"ended with {status}; the other workers were stopped"
+        ) from None
 
 
 def _fold_finished(run: RunDir, fold: int) -> bool:
@@ -193,8 +201,14 @@ def baseline_predictions(data, labels: pd.DataFrame, folds: np.ndarray) -> dict[
     return {name: result.oof for name, result in run_baselines(data, labels, folds, show_progress=False).items()}
 
 
-def cv_summary(cfg: Config, labels: pd.DataFrame, folds: np.ndarray, oof: np.ndarray,
-               selected: list[int], baselines: dict[str, np.ndarray]) -> dict[str, Any]:  # fmt: skip
+def cv_summary(
+    cfg: Config,
+    labels: pd.DataFrame,
+    folds: np.ndarray,
+    oof: np.ndarray,
+    selected: list[int],
+    baselines: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """KL per fold and overall, on all rows and on the high-vote rows, for the model and baselines."""
     targets = targets_of(labels)
     high = high_vote_mask(labels, cfg.stage2_min_votes)
@@ -221,8 +235,10 @@ def format_report(summary: dict[str, Any]) -> str:
     lines = [head]
     rows = [(f"fold {f}", s) for f, s in summary["per_fold"].items()] + [("CV", summary["overall"])]
     for name, s in rows:
-        lines.append(f"{name:<10}{s['model']['kl_all']:>10.4f}{s['model']['kl_high_votes']:>16.4f}"
-                     f"{s['class_prior']['kl_all']:>13.4f}{s['n_all']:>6}")  # fmt: skip
+        lines.append(
+            f"{name:<10}{s['model']['kl_all']:>10.4f}{s['model']['kl_high_votes']:>16.4f}"
+            f"{s['class_prior']['kl_all']:>13.4f}{s['n_all']:>6}"
+        )
     lines.append("baselines on the same folds (KL all / >= votes):")
     for name, value in summary["overall"].items():
         if isinstance(value, dict) and name != "model":
@@ -263,8 +279,10 @@ def open_run(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Con
     given = sorted(k[4:] for k in vars(args) if k.startswith("cfg_"))
     refused = [k for k in given if k not in RESUME_OVERRIDABLE] + (["--config"] if args.config else [])
     if refused:
-        parser.error(f"--resume continues the saved config; it cannot change {refused} "
-                     f"(allowed: {', '.join(RESUME_OVERRIDABLE)})")  # fmt: skip
+        parser.error(
+            f"--resume continues the saved config; it cannot change {refused} "
+            f"(allowed: {', '.join(RESUME_OVERRIDABLE)})"
+        )
     run = RunDir.open(args.resume)
     saved = run.read_config()
     saved.update({k: getattr(cfg, k) for k in given})
@@ -275,8 +293,9 @@ def open_run(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Con
         raise  # unreachable: parser.error exits
 
 
-def open_run_on_main(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Config,
-                     dist: Distributed) -> tuple[Config, RunDir]:  # fmt: skip
+def open_run_on_main(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: Config, dist: Distributed
+) -> tuple[Config, RunDir]:
     """:func:`open_run` on rank 0 (which alone decides the run name and creates the directory);
     the other ranks get its resolved config and a RunDir that writes nothing."""
     opened: list[tuple[Config, RunDir]] = []
@@ -338,9 +357,12 @@ def _train_command(parser: argparse.ArgumentParser, args: argparse.Namespace, cf
         if not dist.enabled:
             raise
         traceback.print_exc()
-        print(f"error: {who}{type(exc).__name__}: {exc}\n(a collective fails like this when another process "
-              f"died, or did not answer within dist_timeout_s={cfg.dist_timeout_s:g} s; if one failed first, its "
-              "error is the cause: torchrun's summary names the first failure)", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {who}{type(exc).__name__}: {exc}\n(a collective fails like this when another process "
+            f"died, or did not answer within dist_timeout_s={cfg.dist_timeout_s:g} s; if one failed first, its "
+            "error is the cause: torchrun's summary names the first failure)",
+            file=sys.stderr,
+        )
         return 1
     if summary is not None:
         print(format_report(summary))

@@ -36,14 +36,14 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import random
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,8 +102,10 @@ def open_storage(settings: TuneSettings):
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise ValueError(f"--storage {url!r}: expected a SQLAlchemy URL (sqlite:///..., postgresql://...), "
-                         f"journal:PATH or a journal file ending in {', '.join(JOURNAL_SUFFIXES)}")  # fmt: skip
+        raise ValueError(
+            f"--storage {url!r}: expected a SQLAlchemy URL (sqlite:///..., postgresql://...), "
+            f"journal:PATH or a journal file ending in {', '.join(JOURNAL_SUFFIXES)}"
+        )
     return open_rdb_storage(url, settings)
 
 
@@ -131,11 +133,16 @@ def open_rdb_storage(url: str, settings: TuneSettings):
     for attempt in range(1, RDB_OPEN_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use since 2.x
+                # The heartbeat is marked experimental; it has been stable in use since Optuna 2.x.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                stale_callback: dict[str, Any] = {_stale_callback_arg(): report_stale_trial}
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_interval,
-                    grace_period=settings.grace_period, **{_stale_callback_arg(): report_stale_trial},
-                )  # fmt: skip
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=settings.heartbeat_interval,
+                    grace_period=settings.grace_period,
+                    **stale_callback,
+                )
         except ImportError as exc:
             missing = exc.__cause__ or exc
             hint = " (pip install 'hms[postgres]')" if shown.startswith("postgres") else ""
@@ -148,8 +155,11 @@ def open_rdb_storage(url: str, settings: TuneSettings):
             if lost_race and attempt < RDB_OPEN_ATTEMPTS:
                 time.sleep(random.uniform(0.2, 1.0) * attempt)
                 continue
-            what = "cannot set up Optuna's tables" if lost_race or isinstance(exc, sqlalchemy.exc.ProgrammingError) \
-                else "cannot connect"  # OperationalError: refused, unknown host or database, authentication  # fmt: skip
+            what = (
+                "cannot set up Optuna's tables"
+                if lost_race or isinstance(exc, sqlalchemy.exc.ProgrammingError)
+                else "cannot connect"
+            )  # OperationalError: refused, unknown host or database, authentication
             raise ValueError(f"--storage {shown}: {what}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
 
@@ -183,8 +193,11 @@ def _first_line(exc: BaseException) -> str:
 
 def report_stale_trial(study, trial) -> None:
     """Heartbeat callback: a RUNNING trial of a killed worker has just been marked FAIL."""
-    log.warning("study %s: trial %d had no heartbeat for the grace period (its worker was killed or lost): marked FAIL",
-                study.study_name, trial.number)
+    log.warning(
+        "study %s: trial %d had no heartbeat for the grace period (its worker was killed or lost): marked FAIL",
+        study.study_name,
+        trial.number,
+    )
 
 
 def _stale_callback_arg() -> str:
@@ -204,9 +217,13 @@ def make_sampler(settings: TuneSettings, seed: int):
     # reproducible from its command line. constant_liar keeps parallel workers from sampling the
     # same point while their trials run.
     return optuna.samplers.TPESampler(
-        n_startup_trials=settings.sampler_startup_trials, n_ei_candidates=24, multivariate=True,
-        group=False, constant_liar=True, seed=seed,
-    )  # fmt: skip
+        n_startup_trials=settings.sampler_startup_trials,
+        n_ei_candidates=24,
+        multivariate=True,
+        group=False,
+        constant_liar=True,
+        seed=seed,
+    )
 
 
 def steps_per_trial(settings: TuneSettings) -> int:
@@ -221,7 +238,9 @@ def make_pruner(settings: TuneSettings):
             n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.warmup_steps, interval_steps=1
         )
     if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps_per_trial(settings), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=steps_per_trial(settings), reduction_factor=3
+        )
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"--pruner must be median, hyperband or none, got {settings.pruner!r}")
@@ -243,16 +262,21 @@ def check_space(space: list[Param]) -> None:
         )
 
 
-def trial_config(settings: TuneSettings, space: list[Param], values: dict[str, Any], run_dir: Path | None) -> config.Config:
+def trial_config(
+    settings: TuneSettings, space: list[Param], values: dict[str, Any], run_dir: Path | None
+) -> config.Config:
     """The config one trial trains: base values, the sampled parameters, the reduced budget."""
     base = config.build(settings.base_values)
     if settings.tune_folds > base.n_folds:
         raise ValueError(f"--tune-folds {settings.tune_folds} exceeds n_folds {base.n_folds}")
     budget = {
-        "folds": list(range(settings.tune_folds)), "epochs": settings.tune_epochs,
-        "stage2_epochs": settings.tune_stage2_epochs, "progress": False, "patience": None,
+        "folds": list(range(settings.tune_folds)),
+        "epochs": settings.tune_epochs,
+        "stage2_epochs": settings.tune_stage2_epochs,
+        "progress": False,
+        "patience": None,
         "run_dir": None if run_dir is None else str(run_dir),
-    }  # fmt: skip
+    }
     return config.build({**settings.base_values, **apply_params(space, values), **budget})
 
 
@@ -260,8 +284,8 @@ def objective_for(settings: TuneSettings, space: list[Param]):
     import optuna
 
     from hms.competition import open_data
-    from hms.labels import make_folds, make_labels, targets_of
     from hms.folds import FoldTrainer, Runtime
+    from hms.labels import make_folds, make_labels, targets_of
     from hms.metric import kl_divergence
     from hms.rundir import RunDir
 
@@ -283,14 +307,16 @@ def objective_for(settings: TuneSettings, space: list[Param]):
             step = fold_index * epochs_per_fold + len(history) - 1
             trial.report(value, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} (fold {fold_index}, epoch {len(history)}): KL {value:.4f}")
+                raise optuna.TrialPruned(
+                    f"pruned at step {step} (fold {fold_index}, epoch {len(history)}): KL {value:.4f}"
+                )
 
         rt = Runtime(device, engine.resolve_precision(cfg.amp, device))
         data = open_data(cfg.data_dir, require=("train",))
         labels = make_labels(data.train, cfg.grouping)
         folds = make_folds(labels, cfg.n_folds, cfg.seed)
         targets = targets_of(labels)
-        for fold_index, fold in enumerate(cfg.folds):
+        for fold_index, fold in enumerate(cfg.folds or []):  # trial_config always sets folds
             rt.on_epoch = lambda _fold, history, i=fold_index: report(i, history)
             probs, _ = FoldTrainer(cfg, run, data, labels, folds, fold, rt).run_fold()
             fold_kls.append(float(kl_divergence(targets[folds == fold], probs)))
@@ -319,19 +345,30 @@ def run_study(settings: TuneSettings, space: list[Param], *, worker_trials: list
     # offset the seed by the trials the study already holds. Give simultaneous workers distinct --seed.
     seed = (settings.seed if settings.seed is not None else base.seed) + len(probe.trials)
     study = optuna.create_study(
-        study_name=settings.study, storage=storage, direction="minimize", load_if_exists=True,
-        sampler=make_sampler(settings, seed), pruner=make_pruner(settings),
-    )  # fmt: skip
+        study_name=settings.study,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=make_sampler(settings, seed),
+        pruner=make_pruner(settings),
+    )
     # Optuna also does this before every trial, so a worker marks the trials of killed workers FAIL
     # while it runs (report_stale_trial prints each); here and after the loop, for the summary.
     fail_stale_trials(study)
-    study.set_user_attr("objective", f"mean validation KL over folds 0..{settings.tune_folds - 1}, "
-                        f"{settings.tune_epochs}+{settings.tune_stage2_epochs} epochs")  # fmt: skip
+    study.set_user_attr(
+        "objective",
+        f"mean validation KL over folds 0..{settings.tune_folds - 1}, "
+        f"{settings.tune_epochs}+{settings.tune_stage2_epochs} epochs",
+    )
     callbacks = [] if worker_trials is None else [lambda _study, t: worker_trials.append((t.number, t.state.name))]
     study.optimize(
-        objective_for(settings, space), n_trials=settings.trials, timeout=settings.timeout,
-        catch=(config.ConfigError,), gc_after_trial=True, callbacks=callbacks,
-    )  # fmt: skip
+        objective_for(settings, space),
+        n_trials=settings.trials,
+        timeout=settings.timeout,
+        catch=(config.ConfigError,),
+        gc_after_trial=True,
+        callbacks=callbacks,
+    )
     fail_stale_trials(study)
     return study
 
@@ -383,8 +420,10 @@ def write_outputs(study, settings: TuneSettings, space: list[Param]) -> dict[str
         return summary
     best = min(done, key=lambda t: t.value)
     values = best_config_values(settings, space, best.params)
-    header = (f"# hms.tune study '{settings.study}', trial {best.number}: mean validation KL {best.value:.5f}\n"
-              f"# ({settings.tune_folds} folds x {settings.tune_epochs} epochs). Train it: python -m hms.train --config best.toml\n")  # fmt: skip
+    header = (
+        f"# hms.tune study '{settings.study}', trial {best.number}: mean validation KL {best.value:.5f}\n"
+        f"# ({settings.tune_folds} folds x {settings.tune_epochs} epochs). Train it: python -m hms.train --config best.toml\n"
+    )
     write_text_atomic(out / "best.toml", header + config.to_toml(values))
     summary["best"] = {"number": best.number, "value": best.value, "params": best.params}
     summary["plots"] = write_plots(study, out / "plots")
@@ -402,11 +441,13 @@ def write_plots(study, folder: Path) -> list[str]:
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    views = {
-        "optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
-        "slice": ovm.plot_slice, "parallel_coordinate": ovm.plot_parallel_coordinate,
+    views: dict[str, Callable[..., Any]] = {
+        "optimization_history": ovm.plot_optimization_history,
+        "param_importances": ovm.plot_param_importances,
+        "slice": ovm.plot_slice,
+        "parallel_coordinate": ovm.plot_parallel_coordinate,
         "intermediate_values": ovm.plot_intermediate_values,
-    }  # fmt: skip
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
         for name, view in views.items():
@@ -427,8 +468,11 @@ def format_summary(summary: dict[str, Any], settings: TuneSettings) -> str:
     lines = [f"study {summary['study']} ({settings.study_dir}): {counts or 'no trials'}"]
     if "worker_trials" in summary:  # several workers share a study: what this one ran
         ran = summary["worker_trials"]
-        lines.append(f"this worker ran {len(ran)} trial(s)" + (": " if ran else "")
-                     + ", ".join(f"{number} {state.lower()}" for number, state in ran))  # fmt: skip
+        lines.append(
+            f"this worker ran {len(ran)} trial(s)"
+            + (": " if ran else "")
+            + ", ".join(f"{number} {state.lower()}" for number, state in ran)
+        )
     if summary["best"] is None:
         lines.append(
             "no trial completed, so there is no best config. If all were pruned: raise --pruner-startup-trials "
@@ -466,7 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler-startup-trials", type=int, default=10, help="TPE: random trials before TPE (default 10)")
     p.add_argument("--seed", type=int, help="sampler seed (default: the config's seed); distinct per parallel worker")
     p.add_argument("--heartbeat-interval", type=int, default=60, help="RDB storages: seconds between heartbeats")
-    p.add_argument("--grace-period", type=int, default=180, help="RDB storages: a RUNNING trial without a heartbeat for this long is FAIL")
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=180,
+        help="RDB storages: a RUNNING trial without a heartbeat for this long is FAIL",
+    )
     return p
 
 
@@ -474,21 +523,37 @@ def settings_from_args(args: argparse.Namespace) -> TuneSettings:
     base = config.load_file(args.config) if args.config else {}
     if args.data_dir:
         base["data_dir"] = args.data_dir
-    for name, value in (("--trials", args.trials), ("--tune-folds", args.tune_folds), ("--tune-epochs", args.tune_epochs),
-                        ("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):  # fmt: skip
+    for name, value in (
+        ("--trials", args.trials),
+        ("--tune-folds", args.tune_folds),
+        ("--tune-epochs", args.tune_epochs),
+        ("--heartbeat-interval", args.heartbeat_interval),
+        ("--grace-period", args.grace_period),
+    ):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if args.grace_period <= args.heartbeat_interval:  # live trials would be marked FAIL between heartbeats
-        raise ValueError(f"--grace-period ({args.grace_period} s) must exceed --heartbeat-interval "
-                         f"({args.heartbeat_interval} s)")  # fmt: skip
+        raise ValueError(
+            f"--grace-period ({args.grace_period} s) must exceed --heartbeat-interval ({args.heartbeat_interval} s)"
+        )
     return TuneSettings(
-        study=args.study, studies_dir=Path(args.studies_dir), storage=args.storage, trials=args.trials,
-        timeout=args.timeout, tune_folds=args.tune_folds, tune_epochs=args.tune_epochs,
-        tune_stage2_epochs=args.tune_stage2_epochs, pruner=args.pruner,
-        pruner_startup_trials=args.pruner_startup_trials, warmup_steps=args.warmup_steps,
-        sampler_startup_trials=args.sampler_startup_trials, seed=args.seed,
-        heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, base_values=base,
-    )  # fmt: skip
+        study=args.study,
+        studies_dir=Path(args.studies_dir),
+        storage=args.storage,
+        trials=args.trials,
+        timeout=args.timeout,
+        tune_folds=args.tune_folds,
+        tune_epochs=args.tune_epochs,
+        tune_stage2_epochs=args.tune_stage2_epochs,
+        pruner=args.pruner,
+        pruner_startup_trials=args.pruner_startup_trials,
+        warmup_steps=args.warmup_steps,
+        sampler_startup_trials=args.sampler_startup_trials,
+        seed=args.seed,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        base_values=base,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -99,7 +99,14 @@ class LabelWindow(NamedTuple):
 def label_windows(labels: pd.DataFrame, split: str) -> list[LabelWindow]:
     """The windows of every row of a label frame; test rows (no offset columns) use offset 0."""
     if split == "train":
-        required = ["eeg_id", "spectrogram_id", "eeg_label_offset_seconds", "spectrogram_label_offset_seconds", "n_votes", *TARGET_COLUMNS]
+        required = [
+            "eeg_id",
+            "spectrogram_id",
+            "eeg_label_offset_seconds",
+            "spectrogram_label_offset_seconds",
+            "n_votes",
+            *TARGET_COLUMNS,
+        ]
     else:
         required = ["eeg_id", "spectrogram_id"]
     missing = [c for c in required if c not in labels]
@@ -113,7 +120,9 @@ def label_windows(labels: pd.DataFrame, split: str) -> list[LabelWindow]:
     return [
         LabelWindow(int(e), int(s), float(eo), float(so))
         for e, s, eo, so in zip(
-            labels["eeg_id"].to_numpy(), labels["spectrogram_id"].to_numpy(),
-            offsets("eeg_label_offset_seconds"), offsets("spectrogram_label_offset_seconds"),
+            labels["eeg_id"].to_numpy(),
+            labels["spectrogram_id"].to_numpy(),
+            offsets("eeg_label_offset_seconds"),
+            offsets("spectrogram_label_offset_seconds"),
         )
-    ]  # fmt: skip
+    ]
