@@ -1,6 +1,6 @@
 """Model-input pipeline: in-memory EEG (20 x 10,000) + Kaggle window -> normalized "both" tensor
 (1 x 512 x 512, instance normalization), native hms.inputs against the same recipe written with
-numpy/librosa, in the same run. Target: native >= 1,000 samples/s on the 2-core machine and >= 20x
+numpy/librosa, in the same run. Target: native >= 1,000 samples/s on 2 CPU cores and >= 20x
 the reference.
 
     python -m pytest benches/bench_inputs.py --benchmark-only -o python_files=bench_*.py
@@ -104,7 +104,7 @@ def _timed(fn, *args):
 
 
 if __name__ == "__main__":
-    native = _rate(native_both, N, 20)  # best of 20 calls (about 1 s): robust to short VM stalls
+    native = _rate(native_both, N, 20)  # best of 20 calls (about 1 s): robust to short stalls of the machine
     reference = _rate(reference_both, 16, 2)
     print(f"native:    {native:8.0f} samples/s")
     print(f"reference: {reference:8.1f} samples/s (numpy/librosa)")

@@ -14,6 +14,7 @@ import pytest
 import scipy.signal as ss
 
 from hms import dsp
+from hms.schema import EEG_CHANNELS
 
 librosa = pytest.importorskip("librosa")
 
@@ -25,33 +26,7 @@ CHAINS = [
     ["Fp2", "F8", "T4", "T6", "O2"],
     ["Fp2", "F4", "C4", "P4", "O2"],
 ]
-INDEX = {
-    c: i
-    for i, c in enumerate(
-        [
-            "Fp1",
-            "F3",
-            "C3",
-            "P3",
-            "F7",
-            "T3",
-            "T5",
-            "O1",
-            "Fz",
-            "Cz",
-            "Pz",
-            "Fp2",
-            "F4",
-            "C4",
-            "P4",
-            "F8",
-            "T4",
-            "T6",
-            "O2",
-            "EKG",
-        ]
-    )
-}
+INDEX = {c: i for i, c in enumerate(EEG_CHANNELS)}
 
 
 def eeg_batch(n=BATCH, seed=0):

@@ -1,5 +1,5 @@
 #!/bin/bash
-# GPU checks for the README: run from the repo root on a CUDA machine (results land in $OUT).
+# GPU checks (docs/cluster.md, docs/benchmarks.md): run from the repo root on a CUDA machine (results land in $OUT).
 # Sizes can be shrunk for a dry run on CPU: N_EEGS, N_PATIENTS, STEPS, DEVICE, WORKERS.
 set -uo pipefail
 export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 MPLBACKEND=Agg HMS_CACHE_DIR=/tmp/hmscache

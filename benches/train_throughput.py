@@ -6,8 +6,8 @@ pipeline, for each precision / memory-format combination asked for.
         --modes fp32,bf16,bf16+cl --steps 30
 
 Each mode runs ``--warmup`` steps, then times ``--steps`` steps (forward, KL loss, backward,
-AdamW) with the device synchronized, and prints one line: samples/s and peak memory. Used for the
-README's GPU figures; it runs on the CPU too (modes with AMP are skipped there).
+AdamW) with the device synchronized, and prints one line: samples/s and peak memory (the GPU
+figures of docs/cluster.md); it runs on the CPU too (modes with AMP are skipped there).
 """
 
 from __future__ import annotations

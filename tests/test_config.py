@@ -11,19 +11,9 @@ from hms import config
 from hms.config import Config, ConfigError
 
 REQUIRED_NAMES = (
-    "model",
-    "epochs",
-    "n_folds",
-    "folds",
-    "batch_size",
-    "lr",
-    "input",
-    "normalization",
-    "data_dir",
-    "run_dir",
-    "seed",
-    "device",
-)
+    "model", "epochs", "n_folds", "folds", "batch_size", "lr", "input", "normalization", "data_dir", "run_dir",
+    "seed", "device",
+)  # fmt: skip
 
 
 def _parse(argv):

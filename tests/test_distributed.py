@@ -26,21 +26,13 @@ from hms.dataset import InputDataset
 from hms.distributed import Distributed, DistributedError, cpu_threads, eval_shard, share_cpus, train_shard
 from hms.labels import make_folds, make_labels, targets_of
 from hms.metric import kl_divergence
+from hms.rundir import RUN_FILES
 from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
 #: Long enough that each run is mid-training when a process is killed.
 LONG = {"epochs": 200}
 #: Stage 2 too, so its start (stage 1's best weights, read by rank 0 and broadcast) is covered.
 DDP_SETTINGS = {"epochs": 3, "stage2_epochs": 1, "stage2_min_votes": 20, "lr": 3e-3}
-RUN_FILES = (
-    "config.json",
-    "metrics.csv",
-    "oof.parquet",
-    "cv.json",
-    "loss_curves.png",
-    "confusion.png",
-    "class_distributions.png",
-)
 
 #: Runs hms.train, logging every run-directory write with the writing process's RANK.
 AUDITED_ENTRY = """

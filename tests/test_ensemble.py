@@ -164,40 +164,19 @@ def test_command_saves_an_ensemble_that_predict_loads(runs, tiny_dataset, tmp_pa
     assert (
         predict.main(
             [
-                "--ensemble",
-                str(out),
-                "--data-dir",
-                str(tiny_dataset),
-                "--out",
-                str(submission_path),
-                "--no-progress",
-                "--device",
-                "cpu",
+                "--ensemble", str(out), "--data-dir", str(tiny_dataset), "--out", str(submission_path),
+                "--no-progress", "--device", "cpu",
             ]
         )
         == 0
-    )
+    )  # fmt: skip
     submission = pd.read_csv(submission_path)
     # The ensemble combines the members' own submissions exactly as saved.
     members = []
     for i, run in enumerate(runs):
         path = tmp_path / f"member{i}.csv"
-        assert (
-            predict.main(
-                [
-                    "--model",
-                    str(run),
-                    "--data-dir",
-                    str(tiny_dataset),
-                    "--out",
-                    str(path),
-                    "--no-progress",
-                    "--device",
-                    "cpu",
-                ]
-            )
-            == 0
-        )
+        argv = ["--model", str(run), "--data-dir", str(tiny_dataset), "--out", str(path), "--device", "cpu"]
+        assert predict.main([*argv, "--no-progress"]) == 0
         members.append(pd.read_csv(path)[list(VOTE_COLUMNS)].to_numpy())
     np.testing.assert_allclose(submission[list(VOTE_COLUMNS)].to_numpy(), saved.combine(members), atol=1e-6)
     assert submission["eeg_id"].tolist() == pd.read_csv(tiny_dataset / "test.csv")["eeg_id"].tolist()

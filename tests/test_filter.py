@@ -9,12 +9,7 @@ from hypothesis import strategies as st
 from hms import dsp
 
 FS = 200.0
-DESIGNS = {
-    "lowpass": 20.0,
-    "highpass": 0.5,
-    "bandpass": (0.5, 40.0),
-    "bandstop": (55.0, 65.0),
-}
+DESIGNS = {"lowpass": 20.0, "highpass": 0.5, "bandpass": (0.5, 40.0), "bandstop": (55.0, 65.0)}
 
 
 def assert_filter_close(actual, expected, rtol=1e-10):

@@ -16,27 +16,9 @@ librosa = pytest.importorskip("librosa")
 pd = pytest.importorskip("pandas")
 
 CHANNELS = [
-    "Fp1",
-    "F3",
-    "C3",
-    "P3",
-    "F7",
-    "T3",
-    "T5",
-    "O1",
-    "Fz",
-    "Cz",
-    "Pz",
-    "Fp2",
-    "F4",
-    "C4",
-    "P4",
-    "F8",
-    "T4",
-    "T6",
-    "O2",
-    "EKG",
-]
+    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6",
+    "O2", "EKG",
+]  # fmt: skip
 CHAINS = {
     "LL": ["Fp1", "F7", "T3", "T5", "O1"],
     "LP": ["Fp1", "F3", "C3", "P3", "O1"],

@@ -30,22 +30,8 @@ def run_a(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def submission(run_a, tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "submission.csv"
-    assert (
-        predict.main(
-            [
-                "--model",
-                str(run_a),
-                "--data-dir",
-                str(tiny_dataset),
-                "--out",
-                str(out),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    argv = ["--model", str(run_a), "--data-dir", str(tiny_dataset), "--out", str(out), "--device", "cpu"]
+    assert predict.main([*argv, "--no-progress"]) == 0
     return pd.read_csv(out)
 
 

@@ -6,6 +6,7 @@ import io
 import logging
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -42,20 +43,20 @@ def test_commands_print_line_by_line(block_buffered_stdout, tmp_path, main, argv
 
 
 def test_library_code_is_quiet_until_a_command_configures_output(capfd):
-    code = (
-        "import logging\n"
-        "from hms import progress\n"
-        "log = logging.getLogger('hms.test')\n"
-        "list(progress.bar(range(3), desc='quiet bar'))\n"
-        "log.info('quiet line')\n"
-        "progress.configure(progress=True)\n"
-        "list(progress.bar(range(3), desc='shown bar'))\n"
-        "log.info('shown line')\n"
-        "progress.configure(progress=False, verbose=False)\n"
-        "list(progress.bar(range(3), desc='hidden bar'))\n"
-        "log.info('hidden line')\n"
-        "log.warning('warning line')\n"
-    )
+    code = textwrap.dedent("""
+        import logging
+        from hms import progress
+        log = logging.getLogger('hms.test')
+        list(progress.bar(range(3), desc='quiet bar'))
+        log.info('quiet line')
+        progress.configure(progress=True)
+        list(progress.bar(range(3), desc='shown bar'))
+        log.info('shown line')
+        progress.configure(progress=False, verbose=False)
+        list(progress.bar(range(3), desc='hidden bar'))
+        log.info('hidden line')
+        log.warning('warning line')
+    """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     err = result.stderr

@@ -72,16 +72,9 @@ def test_another_seed_gives_another_dataset(tiny_dataset):
 def test_layout_and_companion_files(tiny_dataset):
     names = {p.name for p in tiny_dataset.iterdir()}
     assert {
-        "train.csv",
-        "test.csv",
-        "sample_submission.csv",
-        "train_eegs",
-        "train_spectrograms",
-        "test_eegs",
-        "test_spectrograms",
-        "synthetic.json",
-        "test_solution.csv",
-    } <= names
+        "train.csv", "test.csv", "sample_submission.csv", "train_eegs", "train_spectrograms", "test_eegs",
+        "test_spectrograms", "synthetic.json", "test_solution.csv",
+    } <= names  # fmt: skip
     data = CompetitionData(tiny_dataset)
     assert data.train["eeg_id"].nunique() == 20 and data.train["patient_id"].nunique() == 4
     submission = pd.read_csv(data.sample_submission_path)

@@ -18,36 +18,20 @@ import pytest
 import torch
 from torch import nn
 
+import _tiny_runs
 from hms import config, engine, train
 from hms import folds as folds_module
 from hms.config import Config
 from hms.metric import kl_divergence
 from hms.optim import LrSchedule, create_optimizer, create_schedule
-from hms.rundir import RunDir, RunDirError
+from hms.rundir import RUN_FILES, RunDir, RunDirError
 from hms.schema import OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
 
 def tiny_args(data_dir: Path, cache_dir: Path, run_dir: Path, **extra) -> list[str]:
-    """A run of a few seconds: timm's tiny test_resnet on 32 x 32 Kaggle images, 2 folds."""
-    values = {
-        "data_dir": data_dir,
-        "cache_dir": cache_dir,
-        "run_dir": run_dir,
-        "input": "kaggle",
-        "kaggle_layout": "image",
-        "image_size": 32,
-        "model": "test_resnet",
-        "n_folds": 2,
-        "epochs": 3,
-        "stage2_epochs": 1,
-        "stage2_min_votes": 20,
-        "batch_size": 4,
-        "lr": 3e-3,
-        "progress": "false",
-        "seed": 3,
-        **extra,
-    }
-    return [f"{k}={v}" for k, v in values.items()]
+    """A run of a few seconds (see _tiny_runs), with stage 2 and 3 epochs of stage 1."""
+    settings = {"epochs": 3, "stage2_epochs": 1, "stage2_min_votes": 20, "lr": 3e-3, **extra}
+    return _tiny_runs.tiny_args(data_dir, cache_dir, run_dir, **settings)
 
 
 def tiny_config(data_dir, cache_dir, run_dir, **extra) -> Config:
@@ -304,14 +288,7 @@ def test_unknown_option_names_the_closest_key(capsys):
 def test_complete_run_directory(reference_run, tiny_dataset):
     cfg = json.loads((reference_run / "config.json").read_text())
     assert cfg["model"] == "test_resnet" and cfg["run_dir"] == str(reference_run)
-    for name in (
-        "metrics.csv",
-        "oof.parquet",
-        "cv.json",
-        "loss_curves.png",
-        "confusion.png",
-        "class_distributions.png",
-    ):
+    for name in RUN_FILES:
         assert (reference_run / name).stat().st_size > 0, name
     for fold in (0, 1):
         for name in ("best.pt", "last.pt", "normalization.json"):

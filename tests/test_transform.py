@@ -81,10 +81,7 @@ BAD_CLIP_PARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    BAD_CLIP_PARAMETERS,
-)
+@pytest.mark.parametrize("kwargs, error, match", BAD_CLIP_PARAMETERS)
 def test_clip_log_refuses_bad_parameters(kwargs, error, match):
     with pytest.raises(error, match=match):
         dsp.clip_log(np.ones(4, np.float32), **kwargs)

@@ -61,20 +61,9 @@ def tiny_setup(tiny_dataset, tmp_path_factory) -> dict[str, Path]:
 
 def tune_args(setup: dict[str, Path], studies: Path, *extra: str) -> list[str]:
     return [
-        "--config",
-        str(setup["config"]),
-        "--space",
-        str(setup["space"]),
-        "--studies-dir",
-        str(studies),
-        "--study",
-        "t",
-        "--tune-epochs",
-        "2",
-        "--sampler-startup-trials",
-        "2",
-        *extra,
-    ]
+        "--config", str(setup["config"]), "--space", str(setup["space"]), "--studies-dir", str(studies), "--study",
+        "t", "--tune-epochs", "2", "--sampler-startup-trials", "2", *extra,
+    ]  # fmt: skip
 
 
 def states(storage_url: str, study: str = "t") -> list[str]:
@@ -100,15 +89,8 @@ def test_keys_each_trial_sets_cannot_be_searched(tiny_setup, tmp_path, capsys, k
     space.write_text(TINY_SPACE + f"\n[{key}]\n" + entry.get(hint, 'type = "int"\nlow = 1\nhigh = 3') + "\n")
     studies = tmp_path / "studies"
     argv = [
-        "--config",
-        str(tiny_setup["config"]),
-        "--space",
-        str(space),
-        "--studies-dir",
-        str(studies),
-        "--trials",
-        "1",
-    ]
+        "--config", str(tiny_setup["config"]), "--space", str(space), "--studies-dir", str(studies), "--trials", "1",
+    ]  # fmt: skip
     assert tune.main(argv) == 2
     assert f"[{key}] ({key})" in capsys.readouterr().err
     assert not (studies / "hms" / "best.toml").exists()
@@ -117,18 +99,9 @@ def test_keys_each_trial_sets_cannot_be_searched(tiny_setup, tmp_path, capsys, k
 def test_default_space_samples_valid_configs():
     space = load_space()
     assert {p.key for p in space} >= {
-        "lr",
-        "beta1",
-        "beta2",
-        "weight_decay",
-        "scheduler",
-        "drop_rate",
-        "normalization",
-        "clip_lo",
-        "clip_hi",
-        "bandpass",
-        "input",
-    }
+        "lr", "beta1", "beta2", "weight_decay", "scheduler", "drop_rate", "normalization", "clip_lo", "clip_hi",
+        "bandpass", "input",
+    }  # fmt: skip
     for seed in range(3):
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         trial = study.ask()

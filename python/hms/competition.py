@@ -18,14 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hms.readers import (
-    DataValidationError,
-    KaggleSpectrogram,
-    read_eeg,
-    read_kaggle_spectrogram,
-    read_test_csv,
-    read_train_csv,
-)
+from hms import readers
+from hms.readers import DataValidationError, KaggleSpectrogram
 from hms.schema import SPLITS, SYNTHETIC_MARKER, TEST_EEG_ROWS
 
 
@@ -94,10 +88,10 @@ class CompetitionData:
     # signals -------------------------------------------------------------------------------
     def read_eeg(self, split: str, eeg_id: int) -> np.ndarray:
         exact = TEST_EEG_ROWS if split == "test" else None
-        return read_eeg(self.eeg_path(split, eeg_id), exact_rows=exact)
+        return readers.read_eeg(self.eeg_path(split, eeg_id), exact_rows=exact)
 
     def read_spectrogram(self, split: str, spectrogram_id: int) -> KaggleSpectrogram:
-        return read_kaggle_spectrogram(self.spectrogram_path(split, spectrogram_id))
+        return readers.read_kaggle_spectrogram(self.spectrogram_path(split, spectrogram_id))
 
     # validation ----------------------------------------------------------------------------
     def _load_split(self, split: str) -> pd.DataFrame:
@@ -107,7 +101,7 @@ class CompetitionData:
         for name in (f"{split}_eegs", f"{split}_spectrograms"):
             if not (self.root / name).is_dir():
                 raise FileNotFoundError(f"{self.root / name}: folder of the {split} split missing")
-        table = read_train_csv(csv) if split == "train" else read_test_csv(csv)
+        table = readers.read_train_csv(csv) if split == "train" else readers.read_test_csv(csv)
         for kind, column in (("eegs", "eeg_id"), ("spectrograms", "spectrogram_id")):
             folder = self.root / f"{split}_{kind}"
             # One directory listing instead of one stat per id: fast on 17k files.

@@ -29,13 +29,13 @@ from hms.windows import LabelWindow, label_windows, offset_to_sample
 class Augmentation:
     """The training-time augmentations of one input pipeline (its ``aug_*`` and ``mixup_*`` settings)."""
 
-    shift_s: float = 0.0
-    swap_p: float = 0.5
-    mask_p: float = 0.0
-    mask_time: int = 32
-    mask_freq: int = 16
-    mixup_alpha: float = 0.0
-    mixup_p: float = 0.5
+    shift_s: float
+    swap_p: float
+    mask_p: float
+    mask_time: int
+    mask_freq: int
+    mixup_alpha: float
+    mixup_p: float
 
     @classmethod
     def of(cls, pipeline: InputPipeline) -> Augmentation:

@@ -21,19 +21,9 @@ from scipy import signal as _signal
 from hms import _native
 
 __all__ = [
-    "RunningStats",
-    "butter_sos",
-    "clip_log",
-    "clip_log_normalize",
-    "instance_normalize",
-    "to_float32",
-    "set_num_threads",
-    "get_num_threads",
-    "notch_sos",
-    "sosfiltfilt",
-    "sosfilt_zi",
-    "sos_padlen",
-]
+    "RunningStats", "butter_sos", "clip_log", "clip_log_normalize", "instance_normalize", "to_float32",
+    "set_num_threads", "get_num_threads", "notch_sos", "sosfiltfilt", "sosfilt_zi", "sos_padlen",
+]  # fmt: skip
 
 FloatArray = NDArray[np.floating[Any]]
 
@@ -216,11 +206,7 @@ def to_float32(x: ArrayLike) -> NDArray[np.float32]:
 
 
 def clip_log(
-    x: ArrayLike,
-    lo: float = math.exp(-6),
-    hi: float = math.exp(10),
-    nan: float = -1.0,
-    out: FloatArray | None = None,
+    x: ArrayLike, lo: float = math.exp(-6), hi: float = math.exp(10), nan: float = -1.0, out: FloatArray | None = None
 ) -> FloatArray:
     """``np.log(np.clip(np.nan_to_num(x, nan=nan), lo, hi))`` in one pass; in place with ``out=x``.
 
@@ -442,22 +428,10 @@ class RunningStats:
 # (native kernels in rust/core/src/spectral.rs, mel.rs, montage.rs).
 
 __all__ += [
-    "BIPOLAR_PAIRS",
-    "CHAIN_NAMES",
-    "MEL_RECIPE",
-    "SCIPY_RECIPE",
-    "ChainSpectrograms",
-    "bipolar_montage",
-    "eeg_mel_recipe",
-    "eeg_spectrograms",
-    "get_window",
-    "mel_filterbank",
-    "melspectrogram",
-    "model_inputs",
-    "power_to_db",
-    "spectrogram",
-    "stft",
-]
+    "BIPOLAR_PAIRS", "CHAIN_NAMES", "MEL_RECIPE", "SCIPY_RECIPE", "ChainSpectrograms", "bipolar_montage",
+    "eeg_mel_recipe", "eeg_spectrograms", "get_window", "mel_filterbank", "melspectrogram", "model_inputs",
+    "power_to_db", "spectrogram", "stft",
+]  # fmt: skip
 
 # The competition's channel order (hms.schema has the public constant; kept private here so that
 # the signal layer does not depend on the data layer). The native core holds the definitions.

@@ -314,37 +314,25 @@ class FoldTrainer:
         cfg, rt, dist = self.cfg, self.rt, self.rt.dist
         mixup_generator = torch.Generator().manual_seed(dist.seed(cfg.seed, self.fold, epoch, _MIXUP_STREAM))
         augmentation = Augmentation.of(pipeline)
+        on_device: dict[str, Any] = {
+            "device": rt.device,
+            "precision": rt.precision,
+            "channels_last": self.channels_last,
+        }
         stats = engine.train_one_epoch(
-            train_model,
-            loader,
-            optimizer,
-            schedule,
-            device=rt.device,
-            precision=rt.precision,
-            scaler=scaler,
-            accum_steps=cfg.accum_steps,
-            grad_clip=cfg.grad_clip,
-            vote_weights=cfg.loss_vote_weights,
+            train_model, loader, optimizer, schedule, scaler=scaler, accum_steps=cfg.accum_steps,
+            grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
             batch_transform=lambda b: augmentation.mixup(b, mixup_generator),
-            channels_last=self.channels_last,
-            progress=self.progress,
-            desc=f"fold {self.fold} epoch {epoch + 1}",
-        )
+            progress=self.progress, desc=f"fold {self.fold} epoch {epoch + 1}", **on_device,
+        )  # fmt: skip
         stats = self._global_stats(stats)
         # Validation runs on the bare model, rank by rank on disjoint rows (no collective inside
         # the forward: ranks may have different numbers of batches), all with rank 0's weights.
         dist.sync_state(model)
         probs = engine.validate(
-            model,
-            val_loader,
-            len(self.val_labels),
-            device=rt.device,
-            precision=rt.precision,
-            swap=swap,
-            channels_last=self.channels_last,
-            progress=self.progress,
-            gather=dist.gather_rows,
-        )
+            model, val_loader, len(self.val_labels), swap=swap, progress=self.progress, gather=dist.gather_rows,
+            **on_device,
+        )  # fmt: skip
         val_loss = float(engine.kl_loss(torch.log(torch.from_numpy(probs)), torch.from_numpy(self.val_targets)))
         # Plain floats: checkpoints must hold only tensors and primitives (weights_only loading).
         kl_all, kl_high = (float(v) for v in score_subsets(self.val_targets, probs, self.val_high))

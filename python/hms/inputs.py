@@ -44,31 +44,10 @@ from hms.windows import LabelWindow, eeg_window, label_windows, spectrogram_wind
 #: The Config fields that define the inputs (what state_dict records; the training-only ones
 #: are read by hms.dataset).
 INPUT_FIELDS: tuple[str, ...] = (
-    "input",
-    "normalization",
-    "clip_lo",
-    "clip_hi",
-    "kaggle_layout",
-    "image_size",
-    "tile_layout",
-    "eeg_recipe",
-    "bandpass",
-    "notch",
-    "wavelet",
-    "wavelet_level",
-    "wavelet_sigma",
-    "eeg_clip",
-    "rebalance",
-    "aug_shift_s",
-    "aug_swap_p",
-    "aug_mask_p",
-    "aug_mask_time",
-    "aug_mask_freq",
-    "mixup_alpha",
-    "mixup_p",
-    "cache",
-    "cache_dir",
-)
+    "input", "normalization", "clip_lo", "clip_hi", "kaggle_layout", "image_size", "tile_layout", "eeg_recipe",
+    "bandpass", "notch", "wavelet", "wavelet_level", "wavelet_sigma", "eeg_clip", "rebalance", "aug_shift_s",
+    "aug_swap_p", "aug_mask_p", "aug_mask_time", "aug_mask_freq", "mixup_alpha", "mixup_p", "cache", "cache_dir",
+)  # fmt: skip
 SOURCES_OF_INPUT = {"kaggle": ("kaggle",), "eeg": ("eeg",), "both": ("kaggle", "eeg")}
 STATE_VERSION = 1
 _RECORDINGS_KEPT = 8  # per process: rows of one file are usually neighbours

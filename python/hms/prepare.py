@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hms import progress
+from hms.cli import parse_config_command
 from hms.competition import open_data
-from hms.config import add_config_arguments, parse_args
+from hms.config import add_config_arguments
 from hms.inputs import InputPipeline
 from hms.labels import make_labels
 from hms.windows import label_windows
@@ -64,8 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args, cfg = parse_args(parser, argv)
-    progress.configure(progress=cfg.progress)
+    args, cfg = parse_config_command(parser, argv)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "test")]
     if bad or not splits:

@@ -149,8 +149,7 @@ def read_train_csv(path: str | os.PathLike) -> pd.DataFrame:
     no_votes = votes.sum(axis=1) == 0
     if no_votes.any():
         raise _fail(
-            path,
-            f"all six vote columns {list(VOTE_COLUMNS)} are zero in {_describe_rows(np.flatnonzero(no_votes))}",
+            path, f"all six vote columns {list(VOTE_COLUMNS)} are zero in {_describe_rows(np.flatnonzero(no_votes))}"
         )
     unknown = ~out["expert_consensus"].isin(CONSENSUS_NAMES)
     if unknown.any():
@@ -212,10 +211,7 @@ def _column_as_float32(table: pa.Table, name: str, path: Path) -> np.ndarray:
 
 
 def read_eeg(
-    path: str | os.PathLike,
-    *,
-    exact_rows: int | None = None,
-    min_rows: int = EEG_WINDOW_SAMPLES,
+    path: str | os.PathLike, *, exact_rows: int | None = None, min_rows: int = EEG_WINDOW_SAMPLES
 ) -> np.ndarray:
     """Read an EEG parquet file as a channels-first float32 array of shape (20, n_samples).
 

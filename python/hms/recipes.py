@@ -119,10 +119,7 @@ def wavelet_denoise(x: np.ndarray, wavelet: str, level: int | None = None, sigma
 
 
 def eeg_chain_spectrograms(
-    eeg: np.ndarray,
-    recipe: str = "mel",
-    bandpass: Sequence[float] | None = None,
-    notch: float | None = None,
+    eeg: np.ndarray, recipe: str = "mel", bandpass: Sequence[float] | None = None, notch: float | None = None
 ) -> np.ndarray:
     """(..., 20, 10,000) EEG windows -> (..., 4, 128, 256) chain spectrograms in CHAINS order,
     computed by the native ``hms.dsp.eeg_spectrograms``. Recipes whose images have another size

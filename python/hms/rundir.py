@@ -33,6 +33,10 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 OOF_FILE = "oof.parquet"
 CV_FILE = "cv.json"
+#: The figures a finished run holds (hms.train.write_plots).
+LOSS_CURVES_FILE, CONFUSION_FILE, DISTRIBUTIONS_FILE = "loss_curves.png", "confusion.png", "class_distributions.png"
+#: Every file a finished run holds besides its fold folders.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, OOF_FILE, CV_FILE, LOSS_CURVES_FILE, CONFUSION_FILE, DISTRIBUTIONS_FILE)
 CHECKPOINT_FORMAT = 1
 
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hms import progress
+from hms.cli import parse_config_command
 from hms.competition import open_data
-from hms.config import add_config_arguments, parse_args
+from hms.config import add_config_arguments
 from hms.inputs import InputPipeline
 from hms.labels import make_labels
 from hms.plots import plot_input_sample, save_figure
@@ -61,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args, cfg = parse_args(parser, argv)
-    progress.configure(progress=cfg.progress)
+    args, cfg = parse_config_command(parser, argv)
     data = open_data(cfg.data_dir)
     labels = make_labels(data.train, cfg.grouping) if args.split == "train" else data.test
     row_index = args.row

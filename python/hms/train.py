@@ -36,7 +36,15 @@ from hms.config import Config
 from hms.distributed import Distributed, DistributedError, MainRankError, share_cpus
 from hms.folds import FoldTrainer, Runtime, score_subsets
 from hms.labels import high_vote_mask, make_folds, make_labels, targets_of
-from hms.rundir import CONFIG_FILE, CV_FILE, RunDir, default_run_name
+from hms.rundir import (
+    CONFIG_FILE,
+    CONFUSION_FILE,
+    CV_FILE,
+    DISTRIBUTIONS_FILE,
+    LOSS_CURVES_FILE,
+    RunDir,
+    default_run_name,
+)
 from hms.schema import OOF_ID_COLUMNS, OOF_PRED_COLUMNS, OOF_TARGET_COLUMNS
 
 log = logging.getLogger("hms.train")  # not __name__: it is __main__ under python -m
@@ -250,9 +258,9 @@ def write_plots(run: RunDir, labels: pd.DataFrame, probs: np.ndarray, metrics: p
     from hms import plots
 
     targets = targets_of(labels)
-    run.save_figure(plots.plot_training_curves(metrics), "loss_curves.png")
-    run.save_figure(plots.plot_consensus_confusion(targets, probs), "confusion.png")
-    run.save_figure(plots.plot_class_distributions(targets, probs), "class_distributions.png")
+    run.save_figure(plots.plot_training_curves(metrics), LOSS_CURVES_FILE)
+    run.save_figure(plots.plot_consensus_confusion(targets, probs), CONFUSION_FILE)
+    run.save_figure(plots.plot_class_distributions(targets, probs), DISTRIBUTIONS_FILE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,8 +270,7 @@ def write_plots(run: RunDir, labels: pd.DataFrame, probs: np.ndarray, metrics: p
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hms.train",
-        description="K-fold cross-validated training; prints CV KL next to the baselines.",
+        prog="python -m hms.train", description="K-fold cross-validated training; prints CV KL next to the baselines."
     )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last finished epoch")
     config.add_config_arguments(parser)
