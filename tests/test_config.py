@@ -82,6 +82,14 @@ def test_unknown_key_in_file_names_file_and_closest(tmp_path):
         ({"stage2_lr": 0}, "stage2_lr must be > 0"),
         ({"device": "tpu"}, "device must be one of"),
         ({"amp": "fp8"}, "amp must be one of"),
+        ({"clip_hi": 800}, r"clip_hi must be in \[-80.0, 80.0\]"),  # e^800 overflowed mid-training
+        ({"clip_lo": -1e6}, "clip_lo must be in"),
+        ({"seed": "1e30"}, "seed must be an integer of magnitude at most"),  # overflowed in torch
+        ({"seed": 2**40}, r"seed must be in \[0, 4294967295\]"),
+        ({"seed": -1}, "seed must be in"),
+        ({"lr": 1e10}, "lr must be at most 10"),  # a NaN loss with a traceback before
+        ({"stage2_lr": 100}, "stage2_lr must be at most 10"),
+        ({"epochs": "99999999999999999999"}, "epochs must be an integer of magnitude at most"),
     ],
 )
 def test_bad_values_name_the_key(overrides, pattern):

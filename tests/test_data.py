@@ -260,10 +260,51 @@ def test_wrong_dtypes_name_column_and_rows(train_frame, tmp_path):
 def test_negative_and_all_zero_votes(train_frame, tmp_path):
     frame = train_frame.copy()
     frame.loc[6, "seizure_vote"] = -1
-    expect_rejection(frame, tmp_path, "negative votes in column(s) ['seizure_vote']", "row 6")
+    expect_rejection(frame, tmp_path, "'seizure_vote' must hold integers from 0 to", "[-1]", "row 6")
     frame = train_frame.copy()
     frame.loc[[1, 7], list(VOTE_COLUMNS)] = 0
     expect_rejection(frame, tmp_path, "all six vote columns", "are zero", "rows 1, 7")
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "shown"),
+    [
+        ("label_id", "1e25", "1e+25"),  # a float far beyond int64: used to wrap to -2**63
+        ("eeg_id", "99999999999999999999999", "99999999999999999999999"),  # beyond uint64: read as text
+        ("patient_id", "18446744073709551615", "18446744073709551615"),  # uint64 only
+        ("spectrogram_id", "-3", "-3"),
+        ("label_id", "9007199254740993.0", "9007199254740992.0"),  # beyond 2**53: not exact as a float
+        ("seizure_vote", "9223372036854775807", "9223372036854775807"),  # sums of votes would overflow
+        ("lpd_vote", "1000001", "1000001"),
+    ],
+)
+def test_out_of_range_integers_are_named_not_wrapped(train_frame, tmp_path, column, text, shown):
+    path = tmp_path / "train.csv"
+    lines = train_frame.to_csv(index=False).splitlines()
+    header = lines[0].split(",")
+    cells = lines[5].split(",")
+    cells[header.index(column)] = text
+    lines[5] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError) as error:
+        read_train_csv(path)
+    message = str(error.value)
+    assert str(path) in message and f"'{column}' must hold integers from 0 to" in message
+    assert shown in message and "row 4" in message, message
+
+
+def test_exact_integers_up_to_int64_and_integral_floats(train_frame, tmp_path):
+    """Ids up to int64's maximum are read exactly; ids written as floats ("3.0") too, while a
+    float too large to be exact is refused (see above)."""
+    frame = train_frame.astype({"eeg_sub_id": float})
+    frame.loc[0, "label_id"] = 2**63 - 1
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    assert ".0," in path.read_text()
+    train = read_train_csv(path)
+    assert train["label_id"].dtype == np.int64 and train.loc[0, "label_id"] == 2**63 - 1
+    assert train["eeg_sub_id"].dtype == np.int64
+    assert train["eeg_sub_id"].tolist() == train_frame["eeg_sub_id"].tolist()
 
 
 def test_duplicate_label_id_and_unknown_consensus(train_frame, tmp_path):

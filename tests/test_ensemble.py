@@ -118,6 +118,30 @@ def test_runs_with_other_samples_are_refused_by_name(runs, tmp_path):
         ensemble.load_oof_set([runs[0], other])
 
 
+def test_runs_over_one_fold_are_refused_by_name(runs, tmp_path, capsys):
+    """Combiners are cross-fitted over folds: runs trained on one fold used to end in a numpy error."""
+    one_fold = []
+    for run in runs:
+        copy = tmp_path / run.name
+        shutil.copytree(run, copy)
+        oof = pd.read_parquet(copy / "oof.parquet")
+        oof[oof["fold"] == 0].to_parquet(copy / "oof.parquet", index=False)
+        one_fold.append(copy)
+    with pytest.raises(ensemble.EnsembleError, match=rf"{one_fold[0]}/oof.parquet: .* fold\(s\) \[0\] only"):
+        ensemble.load_oof_set(one_fold)
+    assert ensemble.main(["--runs", *map(str, one_fold), "--out", str(tmp_path / "e")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {one_fold[0]}/oof.parquet")
+
+
+def test_out_must_be_new_empty_or_an_ensemble_folder(runs, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "weights.json").write_text("the user's file")
+    assert ensemble.main(["--runs", *map(str, runs), "--out", str(mine)]) == 2
+    assert "--out is a folder hms did not make" in capsys.readouterr().err
+    assert (mine / "weights.json").read_text() == "the user's file"
+
+
 def test_saved_ensemble_moves_with_its_runs(tmp_path):
     """Members are stored relative to the ensemble folder: copying runs and ensemble together keeps
     it loadable; an older manifest with absolute paths still loads."""

@@ -11,7 +11,7 @@ import pytest
 import pywt
 import torch
 
-from hms import augment, dsp, recipes
+from hms import augment, dsp, input_cache, recipes
 from hms.competition import CompetitionData
 from hms.config import ConfigError, build
 from hms.dataset import EpochSampler, InputDataset, loader_kwargs, rebalanced_order
@@ -429,9 +429,11 @@ def test_cache_is_used_and_keyed_by_every_parameter(data, labels, tmp_path):
     computed = pipeline.row_source("kaggle", "train", row)
     cache = pipeline.cache("kaggle")
     path = cache.path("train", row.spectrogram_id, row.spectrogram_offset)
-    assert path.is_file() and np.load(path).dtype == np.float16
+    stored, _ = input_cache.decode_entry(path.read_bytes(), path)
+    assert stored.dtype == np.float16 and stored.shape == computed.shape
     np.testing.assert_allclose(pipeline.row_source("kaggle", "train", row), computed, atol=1e-2)
-    np.save(path, np.full((4, 100, 300), 7, dtype=np.float16))  # proves the next read is a cache hit
+    source = input_cache.source_identity(data.spectrogram_path("train", row.spectrogram_id))
+    path.write_bytes(input_cache.encode_entry(np.full((4, 100, 300), 7), source))  # proves the next read is a hit
     assert np.all(pipeline.row_source("kaggle", "train", row) == 7)
     other = make(data, tmp_path, input="kaggle", kaggle_layout="tiles", clip_hi=9.0)
     assert other.cache("kaggle").folder != cache.folder

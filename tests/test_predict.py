@@ -107,6 +107,33 @@ def test_missing_checkpoint_is_named(run_a, tmp_path):
         inference.load_run(broken, None)
 
 
+def test_checkpoint_lacking_a_key_is_named(run_a, tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_a, broken)
+    path = broken / "fold0" / "best.pt"
+    state = torch.load(path, weights_only=True)
+    del state["inputs"]
+    torch.save(state, path)
+    argv = ["--model", str(broken), "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "s.csv")]
+    assert predict.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: checkpoint lacks ['inputs']") and err.count("\n") == 1
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_predict_caches_only_under_the_users_cache_folder(run_a, tiny_dataset, tmp_path, monkeypatch):
+    """A checkpoint records where it was trained to cache; inference on another machine must not
+    write there (it may not exist, or be someone else's)."""
+    monkeypatch.setenv("HMS_CACHE_DIR", str(tmp_path / "mine"))
+    loaded = inference.load_run(run_a, open_data(tiny_dataset, require=("test",)))
+    trained_cache = RunDir.open(run_a).read_config()["cache_dir"]
+    for fm in loaded.folds:
+        folder = fm.pipeline.cache("kaggle").folder
+        assert folder.is_relative_to(tmp_path / "mine") and not folder.is_relative_to(trained_cache)
+
+
 def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path_factory, capsys):
     """A 50 s test EEG predicted as a lone file equals its row of the test-set submission, and a
     longer recording is predicted from its central 50 s."""

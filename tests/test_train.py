@@ -250,6 +250,39 @@ def test_rundir_refuses_to_overwrite_a_run(tmp_path):
         RunDir.open(tmp_path / "elsewhere")
 
 
+@pytest.mark.parametrize("present", ["metrics.csv", "cv.json", "notes.txt"])
+def test_rundir_is_made_only_in_a_new_or_empty_folder(tmp_path, present):
+    """An ordinary folder (no config.json: not a run) holding anything is never written into."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / present).write_text("the user's own file")
+    with pytest.raises(RunDirError, match=rf"{folder}: run_dir is a folder hms did not make.*{present}"):
+        RunDir.create(folder, {"model": "x"})
+    assert (folder / present).read_text() == "the user's own file" and not (folder / "config.json").exists()
+    (folder / present).unlink()
+    (folder / ".config.json.abc.tmp").write_text("")  # left by an interrupted hms write
+    assert RunDir.create(folder, {"model": "x"}).read_config() == {"model": "x"}
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunDirError, match="not a folder"):
+        RunDir.create(tmp_path / "file", {})
+
+
+def test_resume_after_the_labels_changed_is_refused(tiny_dataset, cache_dir, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    run_dir = tmp_path / "run"
+    assert train.main(tiny_args(data, cache_dir, run_dir, epochs=1, stage2_epochs=0)) == 0
+    frame = pd.read_csv(data / "train.csv")
+    frame.loc[0, "seizure_vote"] += 1  # one more vote: other targets
+    frame.to_csv(data / "train.csv", index=False)
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and str(data / "train.csv") in err and "start a new run" in err
+
+
 def test_checkpoints_are_atomic_and_safe(tmp_path):
     run = RunDir.create(tmp_path / "r", {})
     run.save_checkpoint(0, "last", {"weights": torch.ones(2), "history": [{"epoch": 1}]})

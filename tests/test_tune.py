@@ -96,6 +96,15 @@ def test_keys_each_trial_sets_cannot_be_searched(tiny_setup, tmp_path, capsys, k
     assert not (studies / "hms" / "best.toml").exists()
 
 
+@pytest.mark.parametrize("name", ["../../outside", "a/b", "/abs", "..", ".hidden", "", "x" * 129])
+def test_study_names_stay_inside_the_studies_folder(tiny_setup, tmp_path, capsys, name):
+    studies = tmp_path / "studies"
+    argv = ["--config", str(tiny_setup["config"]), "--studies-dir", str(studies), "--trials", "1", "--study", name]
+    assert tune.main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: --study {name!r}: a study name is one folder name")
+    assert not any(tmp_path.rglob("study.db"))
+
+
 def test_default_space_samples_valid_configs():
     space = load_space()
     assert {p.key for p in space} >= {

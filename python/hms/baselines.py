@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from hms import CLASSES, progress
+from hms.cli import command
 from hms.competition import CompetitionData, open_data
 from hms.labels import make_folds, make_labels, targets_of
 from hms.metric import kl_divergence
@@ -141,6 +142,7 @@ def run_baselines(
     return {name: BaselineResult(name, oof, kl_divergence(targets, oof)) for name, oof in predictions.items()}
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hms.baselines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="competition folder (default: the synthetic set)")

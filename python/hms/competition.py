@@ -12,23 +12,29 @@ Layout (the Kaggle "HMS Harmful Brain Activity Classification" folder)::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hms import readers
 from hms.readers import DataValidationError, KaggleSpectrogram
-from hms.schema import SPLITS, SYNTHETIC_MARKER, TEST_EEG_ROWS
+from hms.schema import EEG_WINDOW_SAMPLES, SAMPLE_RATE, SPEC_WINDOW_SECONDS, SPLITS, SYNTHETIC_MARKER, TEST_EEG_ROWS
+
+#: Label windows named in one error message (the count of all is given too).
+_SHOWN_BAD_WINDOWS = 5
 
 
 class CompetitionData:
     """A validated competition folder (real or synthetic).
 
     For each split in ``require`` the constructor checks that its CSV and both signal folders
-    exist, validates the CSV, and checks that every referenced EEG and spectrogram file exists;
-    a split not required is checked the same way on first access.
+    exist, validates the CSV, checks that every referenced EEG and spectrogram file exists and
+    that every label row's windows lie in them (from the files' parquet footers: no signal is
+    read); a split not required is checked the same way on first access.
     """
 
     def __init__(self, root: str | os.PathLike, *, require: Sequence[str] = SPLITS):
@@ -113,7 +119,52 @@ class CompetitionData:
                     f"{csv}: {len(absent)} {column}(s) have no file in {folder}, e.g. "
                     f"{[f'{i}.parquet' for i in absent[:5]]}"
                 )
+        self._check_windows(split, table, csv)
         return table
+
+    def _check_windows(self, split: str, table: pd.DataFrame, csv: Path) -> None:
+        """Every row's EEG window lies in its EEG file (test files: exactly one window) and its
+        spectrogram window overlaps its file's times; one error lists the rows that do not."""
+        eeg_rows = _per_file(table["eeg_id"], lambda i: readers.eeg_length(self.eeg_path(split, i)))
+        spec_times = _per_file(
+            table["spectrogram_id"], lambda i: readers.spectrogram_time_range(self.spectrogram_path(split, i))
+        )
+        n = len(table)
+        eeg_offset = table["eeg_label_offset_seconds"].to_numpy() if split == "train" else np.zeros(n)
+        spec_offset = table["spectrogram_label_offset_seconds"].to_numpy() if split == "train" else np.zeros(n)
+        problems = []
+        for row, (eeg_id, spec_id, eo, so) in enumerate(
+            zip(table["eeg_id"].to_numpy(), table["spectrogram_id"].to_numpy(), eeg_offset, spec_offset)
+        ):
+            length = eeg_rows[eeg_id]
+            stop = int(round(float(eo) * SAMPLE_RATE)) + EEG_WINDOW_SAMPLES
+            if split == "test" and length != TEST_EEG_ROWS:
+                problems.append(f"row {row}: {self.eeg_path(split, eeg_id)} has {length} rows, not {TEST_EEG_ROWS}")
+            elif stop > length:
+                problems.append(
+                    f"row {row}: the EEG window [{eo:g} s, {stop / SAMPLE_RATE:g} s) runs past the end of "
+                    f"{self.eeg_path(split, eeg_id)} ({length / SAMPLE_RATE:g} s)"
+                )
+            first, last = spec_times[spec_id]
+            if so > last or so + SPEC_WINDOW_SECONDS <= first:
+                problems.append(
+                    f"row {row}: the spectrogram window [{so:g} s, {so + SPEC_WINDOW_SECONDS:g} s) holds no frame "
+                    f"of {self.spectrogram_path(split, spec_id)} (times {first}..{last})"
+                )
+        if problems:
+            more = f"; and {len(problems) - _SHOWN_BAD_WINDOWS} more" if len(problems) > _SHOWN_BAD_WINDOWS else ""
+            raise DataValidationError(
+                f"{csv}: {len(problems)} label window(s) do not fit their recordings: "
+                + "; ".join(problems[:_SHOWN_BAD_WINDOWS])
+                + more
+            )
+
+
+def _per_file(ids: pd.Series, read: Callable[[Any], Any]) -> dict[Hashable, Any]:
+    """``read(id)`` of every distinct id, several files at a time (footer reads wait on I/O)."""
+    unique = ids.unique().tolist()
+    with ThreadPoolExecutor(max_workers=min(16, 4 * (os.cpu_count() or 1))) as pool:
+        return dict(zip(unique, pool.map(read, unique)))
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:

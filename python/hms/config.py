@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 SCHEDULERS = ("cosine", "onecycle", "plateau", "step")
+#: clip_lo and clip_hi are natural logs of float32 spectrogram powers: e^87 is near float32's maximum.
+CLIP_LOG_LIMIT = 80.0
+MAX_LR = 10.0
+MAX_SEED = 2**32 - 1
+#: Integers beyond this are not exact as floats; an integer option larger than it is refused.
+_MAX_EXACT_INT = 2**53
 
 
 #: The seed design's ensemble members with its settings: Kaggle spectrograms as one 512 x 512
@@ -206,6 +212,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"patience must be >= 1, got {cfg.patience}")
     # Training / optimization fields (hms.train).
     _positive(cfg, "lr_decay", "step_epochs", "plateau_patience", "stage2_lr", "eval_batch_size")
+    for name in ("lr", "stage2_lr"):
+        if (getattr(cfg, name) or 0) > MAX_LR:
+            raise ConfigError(
+                f"{name} must be at most {MAX_LR:g} (training diverges far below), got {getattr(cfg, name)}"
+            )
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, {MAX_SEED}] (numpy's and torch's seed range), got {cfg.seed}")
     if not 0 <= cfg.min_lr < cfg.lr:
         raise ConfigError(f"min_lr must be in [0, lr={cfg.lr}), got {cfg.min_lr}")
     if cfg.lr_decay >= 1:
@@ -215,6 +228,12 @@ def validate(cfg: Config) -> None:
             f"stage2_epochs must be >= 0 and stage2_min_votes >= 1, got {cfg.stage2_epochs}, {cfg.stage2_min_votes}"
         )
     # model inputs
+    for name in ("clip_lo", "clip_hi"):  # e^value must be a normal float32, like the spectrograms
+        if not -CLIP_LOG_LIMIT <= getattr(cfg, name) <= CLIP_LOG_LIMIT:
+            raise ConfigError(
+                f"{name} must be in [-{CLIP_LOG_LIMIT}, {CLIP_LOG_LIMIT}] (e^{name} within float32), "
+                f"got {getattr(cfg, name)}"
+            )
     if not cfg.clip_lo < cfg.clip_hi:
         raise ConfigError(f"clip_lo must be < clip_hi, got {cfg.clip_lo} and {cfg.clip_hi}")
     if cfg.image_size < 4 or cfg.image_size % 4:
@@ -274,13 +293,19 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if hint is int:
         if isinstance(value, bool):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-        if not as_float.is_integer():
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return int(as_float)
+        if isinstance(value, int):
+            exact = value
+        else:
+            try:
+                as_float = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+            if not as_float.is_integer():
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            exact = int(value) if isinstance(value, str) and value.strip().lstrip("+-").isdigit() else int(as_float)
+        if abs(exact) > _MAX_EXACT_INT:
+            raise ConfigError(f"{name} must be an integer of magnitude at most 2**53, got {value!r}")
+        return exact
     if hint is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name} must be a number, got {value!r}")

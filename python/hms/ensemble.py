@@ -34,10 +34,11 @@ from scipy.optimize import minimize
 from torch import nn
 
 from hms import progress
+from hms.cli import command
 from hms.io import atomic_output, write_csv_atomic, write_json_atomic
 from hms.metric import kl_divergence
 from hms.progress import bar as progress_bar
-from hms.rundir import RunDir
+from hms.rundir import RunDir, require_writable_folder
 from hms.schema import OOF_PRED_COLUMNS as PRED_COLUMNS
 from hms.schema import OOF_TARGET_COLUMNS as TARGET_COLUMNS
 
@@ -92,6 +93,12 @@ def load_oof_set(run_paths: Sequence[str | os.PathLike]) -> OOFSet:
                 f"{path} assigns other folds than {ref_path} to {len(differ)} sample(s) (e.g. label_id "
                 f"{differ[:5].tolist()}); OOF predictions are only comparable with the same n_folds and seed"
             )
+    covered = np.unique(reference["fold"].to_numpy())
+    if len(covered) < 2:
+        raise EnsembleError(
+            f"{ref_path}/oof.parquet: out-of-fold predictions of fold(s) {covered.tolist()} only; combiners are "
+            "fitted and scored across folds, so ensembled runs need at least 2 folds (train them with all folds)"
+        )
     for frame, path in zip(frames, run_paths):
         if frame[list(PRED_COLUMNS)].isna().any().any():
             raise EnsembleError(f"{path}/oof.parquet: some rows lack predictions (a run over a subset of folds?)")
@@ -304,6 +311,7 @@ class SavedEnsemble:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
+        require_writable_folder(path, ENSEMBLE_FILE, "--out")
         path.mkdir(parents=True, exist_ok=True)
         members = [_relative_to(m, path) for m in self.members]
         manifest: dict[str, Any] = {"members": members, "combiner": self.combiner}
@@ -396,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure()
@@ -408,17 +417,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         patience=args.patience,
     )
     out = Path(args.out) if args.out else Path("ensembles") / "+".join(Path(r).name for r in args.runs)
-    try:
-        oof = load_oof_set(args.runs)
-        table = evaluate_combiners(oof, settings, args.min_votes)
-        combiners = [c for c in table["combiner"] if not c.startswith("member ")]
-        chosen = args.combiner or table[table["combiner"].isin(combiners)].sort_values("kl_all")["combiner"].iloc[0]
-        if chosen not in combiners:
-            raise EnsembleError(f"--combiner {chosen!r} is not one of {combiners}")
-        saved = fit_ensemble(oof, chosen, settings)
-    except (EnsembleError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    require_writable_folder(out, ENSEMBLE_FILE, "--out")  # before the work, not after
+    oof = load_oof_set(args.runs)
+    table = evaluate_combiners(oof, settings, args.min_votes)
+    combiners = [c for c in table["combiner"] if not c.startswith("member ")]
+    chosen = args.combiner or table[table["combiner"].isin(combiners)].sort_values("kl_all")["combiner"].iloc[0]
+    if chosen not in combiners:
+        raise EnsembleError(f"--combiner {chosen!r} is not one of {combiners}")
+    saved = fit_ensemble(oof, chosen, settings)
     saved.save(out)
     write_csv_atomic(table, out / "cv.csv")
     run = RunDir(out)

@@ -20,6 +20,7 @@ run directory; checkpoints it reads are broadcast to the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from hms.metric import kl_divergence
 from hms.models import create_model_from_config
 from hms.optim import LrSchedule, create_optimizer, create_schedule
 from hms.progress import bar as progress_bar
-from hms.rundir import RunDir
+from hms.rundir import RunDir, RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class FoldTrainer:
         self.cfg, self.run, self.data, self.fold, self.rt = cfg, run, data, fold, rt
         self.train_labels = labels[folds != fold].reset_index(drop=True)
         self.val_labels = labels[folds == fold].reset_index(drop=True)
+        self.labels_digest = labels_digest(self.train_labels, self.val_labels)
         self.val_targets = targets_of(self.val_labels)
         self.val_high = high_vote_mask(self.val_labels, cfg.stage2_min_votes)
         self.stages = plan_stages(cfg, self.train_labels)
@@ -124,6 +126,12 @@ class FoldTrainer:
         selected model in val-label order, per-epoch history)."""
         dist = self.rt.dist
         last = self._load("last")
+        if last is not None and last.get("labels_digest", self.labels_digest) != self.labels_digest:
+            raise RunDirError(
+                f"{self.run.checkpoint_path(self.fold, 'last')}: fold {self.fold} was trained on other label rows "
+                f"than {self.data.csv_path('train')} now gives (the file, grouping or folds changed since the run "
+                "started); a resumed run needs the same data: start a new run"
+            )
         if last is not None and last["finished"]:
             return last["oof"].numpy(), last["history"]
         pipeline = self._pipeline(last)
@@ -406,10 +414,20 @@ class FoldTrainer:
                 "rng": engine.rng_state(),
                 "rng_ranks": rng_ranks,
                 "inputs": json.dumps(pipeline.state_dict()),
+                "labels_digest": self.labels_digest,
                 "finished": oof is not None,
                 "oof": torch.from_numpy(oof) if oof is not None else None,
             },
         )
+
+
+def labels_digest(*frames: pd.DataFrame) -> str:
+    """SHA-256 (hex) of label frames' contents (ids, offsets, targets, vote counts, in order)."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 def _config_dict(cfg: Config) -> dict[str, Any]:

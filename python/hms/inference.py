@@ -74,10 +74,14 @@ def load_run(path: str | os.PathLike, data: CompetitionData | None, device: torc
     cfg = run_config(run)
     loaded = LoadedRun(run.path, cfg)
     for fold in trained_folds(run, cfg):
-        state = run.require_checkpoint(fold, "best")
-        pipeline = InputPipeline.from_state(json.loads(state["inputs"]), data)
-        model = create_model_from_config(cfg, pipeline.in_chans)
-        model.load_state_dict(state["model"])
+        state = run.require_checkpoint(fold, "best", keys=("model", "inputs"))
+        path = run.checkpoint_path(fold, "best")
+        try:
+            pipeline = InputPipeline.from_state(json.loads(state["inputs"]), data, keep_cache_dir=False)
+            model = create_model_from_config(cfg, pipeline.in_chans)
+            model.load_state_dict(state["model"])
+        except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: weights of another shape
+            raise RunDirError(f"{path}: does not match {run.path / 'config.json'} ({exc})") from exc
         loaded.folds.append(FoldModel(fold, model.to(device).eval(), pipeline))
     return loaded
 

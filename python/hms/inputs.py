@@ -37,7 +37,7 @@ from hms.input_cache import SourceCache
 from hms.normalization import EPS as NORM_EPS
 from hms.normalization import Normalization
 from hms.progress import bar as progress_bar
-from hms.readers import KaggleSpectrogram
+from hms.readers import KaggleSpectrogram, file_stamp
 from hms.schema import EEG_WINDOW_SAMPLES
 from hms.windows import LabelWindow, eeg_window, label_windows, spectrogram_window
 
@@ -63,7 +63,16 @@ class InputPipeline:
         self.sources: tuple[str, ...] = SOURCES_OF_INPUT[cfg.input]
         self.normalization = Normalization(cfg.normalization, self.sources)
         self._caches = (
-            {s: SourceCache(cfg.cache_dir, s, self.source_params(s), data.root) for s in self.sources}
+            {
+                s: SourceCache(
+                    cfg.cache_dir,
+                    s,
+                    self.source_params(s),
+                    data.root,
+                    data.eeg_path if s == "eeg" else data.spectrogram_path,
+                )
+                for s in self.sources
+            }
             if cfg.cache and data is not None
             else {}
         )
@@ -273,14 +282,22 @@ class InputPipeline:
         return {"version": STATE_VERSION, "params": dict(self.params), "stats": self.normalization.state()}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], data: CompetitionData | None) -> InputPipeline:
-        """The pipeline ``state_dict`` described, statistics included (never refitted)."""
-        if state.get("version") != STATE_VERSION or "params" not in state:
-            raise ValueError(f"not an InputPipeline state of version {STATE_VERSION}: keys {sorted(state)}")
+    def from_state(
+        cls, state: dict[str, Any], data: CompetitionData | None, *, keep_cache_dir: bool = True
+    ) -> InputPipeline:
+        """The pipeline ``state_dict`` described, statistics included (never refitted).
+
+        ``keep_cache_dir=False`` ignores the cache folder the state names (a checkpoint from
+        elsewhere says where it was trained, not where this machine may write): the cache goes
+        under the user's cache folder (:func:`hms.io.cache_dir`)."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or "params" not in state:
+            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not an InputPipeline state of version {STATE_VERSION}: {keys}")
         unknown = sorted(set(state["params"]) - set(INPUT_FIELDS))
         if unknown:
             raise ValueError(f"InputPipeline state has unknown parameters {unknown}")
-        pipeline = cls(Config(**state["params"]), data)
+        params = dict(state["params"]) if keep_cache_dir else {**state["params"], "cache_dir": None}
+        pipeline = cls(Config(**params), data)
         pipeline.normalization = Normalization.from_state(
             pipeline.params["normalization"], pipeline.sources, state.get("stats")
         )
@@ -325,8 +342,11 @@ class _RecordingReader:
             self._kept.popitem(last=False)
         return value
 
+    # Keyed by the file's stamp too: a file replaced on disk is read again.
     def eeg(self, split: str, eeg_id: int) -> np.ndarray:
-        return self._get(("eeg", split, eeg_id), lambda: self.data.read_eeg(split, eeg_id))
+        stamp = file_stamp(self.data.eeg_path(split, eeg_id))
+        return self._get(("eeg", stamp), lambda: self.data.read_eeg(split, eeg_id))
 
     def spectrogram(self, split: str, spectrogram_id: int) -> KaggleSpectrogram:
-        return self._get(("spec", split, spectrogram_id), lambda: self.data.read_spectrogram(split, spectrogram_id))
+        stamp = file_stamp(self.data.spectrogram_path(split, spectrogram_id))
+        return self._get(("spec", stamp), lambda: self.data.read_spectrogram(split, spectrogram_id))

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hms import progress
+from hms.cli import command
 from hms.competition import open_data
 from hms.plots import EXPERT_VOTES, dataset_overview, plot_dataset_overview
-from hms.readers import DataValidationError
 from hms.schema import CONSENSUS_NAMES
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hms.overview",
@@ -30,11 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     progress.configure()
-    try:
-        data = open_data(args.data_dir, require=("train",))
-    except (FileNotFoundError, DataValidationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data = open_data(args.data_dir, require=("train",))
     overview = dataset_overview(data.train)
     plot_dataset_overview(
         overview,

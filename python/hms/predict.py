@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from hms import CLASSES, engine, progress
+from hms.cli import command
 from hms.competition import open_data
 from hms.inference import load_run, predict_eeg_file, predict_labels
 from hms.io import write_csv_atomic
@@ -122,26 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure(progress=not args.no_progress)
-    try:
-        device = str(engine.resolve_device(args.device))  # the trainer's rule: cuda, then mps, then cpu
-        if args.eeg is not None:
-            return _predict_one_eeg(args)
-        frame, samples_per_s = predict_test(
-            model=args.model,
-            ensemble=args.ensemble,
-            data_dir=args.data_dir,
-            tta=args.tta,
-            device=device,
-            batch_size=args.batch_size,
-            progress=not args.no_progress,
-        )
-        write_csv_atomic(frame, args.out)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    device = str(engine.resolve_device(args.device))  # the trainer's rule: cuda, then mps, then cpu
+    if args.eeg is not None:
+        return _predict_one_eeg(args)
+    frame, samples_per_s = predict_test(
+        model=args.model,
+        ensemble=args.ensemble,
+        data_dir=args.data_dir,
+        tta=args.tta,
+        device=device,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    write_csv_atomic(frame, args.out)
     print(
         f"{args.out}: {len(frame)} rows; {samples_per_s:.1f} test samples/s on {device}"
         f"{' with TTA' if args.tta else ''}"

@@ -8,11 +8,13 @@ values, not deep inside a model: train.csv and test.csv (:func:`read_train_csv`,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,14 +32,15 @@ from hms.schema import (
     VOTE_COLUMNS,
 )
 
-_TRAIN_INT_COLUMNS = (
-    "eeg_id",
-    "eeg_sub_id",
-    "spectrogram_id",
-    "spectrogram_sub_id",
-    "label_id",
-    "patient_id",
-) + VOTE_COLUMNS
+_ID_COLUMNS = ("eeg_id", "eeg_sub_id", "spectrogram_id", "spectrogram_sub_id", "label_id", "patient_id")
+_TRAIN_INT_COLUMNS = _ID_COLUMNS + VOTE_COLUMNS
+#: The largest id: int64's.
+MAX_ID = int(np.iinfo(np.int64).max)
+#: The largest vote count of one class in one row (real rows have at most 28 votes in all); the
+#: bound keeps sums of votes exact and far from overflow.
+MAX_VOTES = 1_000_000
+#: Floats are exact integers only below 2**53 (2**53 + 1 reads as 2**53): no id is taken from a float that large.
+_EXACT_FLOAT_LIMIT = 2**53
 _TRAIN_OFFSET_COLUMNS = ("eeg_label_offset_seconds", "spectrogram_label_offset_seconds")
 
 
@@ -77,15 +80,41 @@ def _require_columns(frame: pd.DataFrame, required: Sequence[str], path: Path | 
         raise _fail(path, f"missing column(s) {missing}; found {list(frame.columns)}")
 
 
-def _as_int_column(frame: pd.DataFrame, column: str, path: Path | str) -> pd.Series:
+def _exact_integer(value: Any) -> int | None:
+    """``value`` as an exact Python int, or None when it is not one (NaN, 2.5, text, a float
+    too large to be exact)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if not np.isfinite(number) or not number.is_integer() or abs(number) >= _EXACT_FLOAT_LIMIT:
+            return None
+        return int(number)
+    if isinstance(value, str):
+        try:
+            decimal = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+        if not decimal.is_finite() or decimal != decimal.to_integral_value():
+            return None
+        return int(decimal)
+    return None
+
+
+def _as_int_column(frame: pd.DataFrame, column: str, path: Path | str, *, high: int = MAX_ID) -> pd.Series:
+    """The column as int64, each value an exact integer in [0, high]; anything else (2.5, 1e25,
+    -1, text, a float beyond 2**53) is a DataValidationError naming the column, values and rows."""
     values = frame[column]
     if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.astype(np.int64)
-    numeric = pd.to_numeric(values, errors="coerce")
-    _reject_rows(
-        path, column, values, numeric.isna() | (numeric != np.round(numeric)), f"integers (dtype {values.dtype})"
-    )
-    return numeric.astype(np.int64)
+        exact = values  # int64, or uint64 for values beyond int64
+        bad = (values < 0) | (values > high)
+    else:
+        exact = values.map(_exact_integer)
+        bad = exact.map(lambda v: v is None or not 0 <= v <= high).astype(bool)
+    _reject_rows(path, column, values, bad, f"integers from 0 to {high} (dtype {values.dtype})")
+    return exact.astype(np.int64)
 
 
 def _as_offset_column(frame: pd.DataFrame, column: str, path: Path | str) -> pd.Series:
@@ -125,7 +154,8 @@ def read_train_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate train.csv; return its 15 columns in the competition order.
 
     Integer columns become int64, offsets float64. Raises :class:`DataValidationError` for a
-    missing column, a non-integer id or vote, a negative or non-finite offset, a negative vote,
+    missing column, an id or vote that is not an exact integer in range (ids 0..int64's maximum,
+    votes 0..:data:`MAX_VOTES`), a negative or non-finite offset,
     a row without votes, an unknown ``expert_consensus``, a duplicate ``label_id`` or an
     eeg_id/spectrogram_id that belongs to two patients.
     """
@@ -134,18 +164,15 @@ def read_train_csv(path: str | os.PathLike) -> pd.DataFrame:
     _require_columns(frame, TRAIN_COLUMNS, path)
     out = pd.DataFrame(index=frame.index)
     for column in TRAIN_COLUMNS:
-        if column in _TRAIN_INT_COLUMNS:
+        if column in VOTE_COLUMNS:
+            out[column] = _as_int_column(frame, column, path, high=MAX_VOTES)
+        elif column in _TRAIN_INT_COLUMNS:
             out[column] = _as_int_column(frame, column, path)
         elif column in _TRAIN_OFFSET_COLUMNS:
             out[column] = _as_offset_column(frame, column, path)
         else:
             out[column] = frame[column]
     votes = out[list(VOTE_COLUMNS)].to_numpy()
-    negative = (votes < 0).any(axis=1)
-    if negative.any():
-        rows = np.flatnonzero(negative)
-        columns = [VOTE_COLUMNS[j] for j in np.flatnonzero((votes[rows] < 0).any(axis=0))]
-        raise _fail(path, f"negative votes in column(s) {columns}, {_describe_rows(rows)}")
     no_votes = votes.sum(axis=1) == 0
     if no_votes.any():
         raise _fail(
@@ -198,8 +225,66 @@ def _read_schema(path: Path) -> pa.Schema:
         raise FileNotFoundError(f"{path}: file not found")
     try:
         return pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise _fail(path, f"not a readable parquet file ({exc})") from exc
+
+
+def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """The file's columns; a damaged file (a failed decompression, or a page whose checksum does
+    not match, where the writer stored page checksums as hms's synthetic files do) names the file."""
+    try:
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
+    except (pa.ArrowException, OSError) as exc:
+        raise _fail(path, f"damaged parquet file ({exc})") from exc
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[str, int, int, int, int]:
+    """(path, size, mtime, inode, change time) of a file: a replaced or rewritten file gets a new
+    stamp, so memos of what a file holds are keyed by it."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    return str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns
+
+
+@functools.lru_cache(maxsize=65536)
+def _footer_facts(path: str, *stamp: int) -> tuple[int, int | None, int | None]:
+    """(rows, first time, last time) of a parquet file, read from its footer; the times (of a
+    ``time`` column) from its statistics, None when absent."""
+    try:
+        meta = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _fail(path, f"not a readable parquet file ({exc})") from exc
+    names = meta.schema.names
+    if "time" not in names or meta.num_row_groups == 0:
+        return meta.num_rows, None, None
+    column = names.index("time")
+    stats = [meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)]
+    if not all(st is not None and st.has_min_max for st in stats):
+        return meta.num_rows, None, None
+    return meta.num_rows, min(int(st.min) for st in stats), max(int(st.max) for st in stats)
+
+
+def eeg_length(path: str | os.PathLike) -> int:
+    """The number of samples of an EEG parquet file, from its footer (no signal is read)."""
+    return _footer_facts(*file_stamp(path))[0]
+
+
+def spectrogram_time_range(path: str | os.PathLike) -> tuple[int, int]:
+    """(first, last) ``time`` of a Kaggle spectrogram file: from the footer's statistics, or
+    (for a writer that stored none) by reading that one column."""
+    rows, first, last = _footer_facts(*file_stamp(path))
+    if first is not None and last is not None:
+        return first, last
+    path = Path(path)
+    if "time" not in _read_schema(path).names:
+        raise _fail(path, "column 'time' missing")
+    if rows == 0:
+        raise _fail(path, "spectrogram has no rows")
+    times = _read_table(path, ["time"]).column("time").to_numpy()
+    return int(np.nanmin(times)), int(np.nanmax(times))
 
 
 def _column_as_float32(table: pa.Table, name: str, path: Path) -> np.ndarray:
@@ -207,7 +292,17 @@ def _column_as_float32(table: pa.Table, name: str, path: Path) -> np.ndarray:
     if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
         raise _fail(path, f"column {name!r} has type {column.type}; expected float32")
     # Nulls (if a writer stored NaN as null) become NaN, like NaN values.
-    return column.to_numpy().astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+        values = column.to_numpy().astype(np.float32, copy=False)
+    infinite = np.isinf(values)
+    if infinite.any():
+        rows = np.flatnonzero(infinite)
+        raise _fail(
+            path,
+            f"column {name!r} holds inf or values beyond float32 (e.g. {column[int(rows[0])].as_py()}) in "
+            f"{_describe_rows(rows)}; only NaN gaps are allowed",
+        )
+    return values
 
 
 def read_eeg(
@@ -225,7 +320,7 @@ def read_eeg(
     missing = [c for c in EEG_CHANNELS if c not in schema.names]
     if missing:
         raise _fail(path, f"EEG channel(s) {missing} missing; found columns {schema.names}")
-    table = pq.read_table(path, columns=list(EEG_CHANNELS))
+    table = _read_table(path, list(EEG_CHANNELS))
     n_rows = table.num_rows
     if exact_rows is not None and n_rows != exact_rows:
         raise _fail(path, f"EEG has {n_rows} rows; expected exactly {exact_rows}")
@@ -279,7 +374,7 @@ def read_kaggle_spectrogram(path: str | os.PathLike) -> KaggleSpectrogram:
             raise _fail(path, f"region {region!r} has other frequencies than {REGIONS[0]!r}")
     if np.any(np.diff(reference) <= 0):
         raise _fail(path, "frequency columns are not in increasing order")
-    table = pq.read_table(path)
+    table = _read_table(path)
     time_column = table.column("time")
     if not pa.types.is_integer(time_column.type):
         raise _fail(path, f"column 'time' has type {time_column.type}; expected int64")

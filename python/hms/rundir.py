@@ -44,6 +44,24 @@ class RunDirError(ValueError):
     """A run directory is missing, incomplete or from another format; the message names it."""
 
 
+def require_writable_folder(path: Path, marker: str, option: str) -> None:
+    """Refuses to write hms output into ``path`` unless it is absent, empty (but for hms's own
+    temporary files) or already hms's (holds ``marker``): other files are never overwritten."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise RunDirError(f"{path}: {option} exists and is not a folder")
+    if (path / marker).exists():
+        return
+    others = sorted(p.name for p in path.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    if others:
+        shown = others[:5] + (["..."] if len(others) > 5 else [])
+        raise RunDirError(
+            f"{path}: {option} is a folder hms did not make (it holds {shown}, and no {marker}); "
+            f"hms writes only into new or empty folders: pick another {option}"
+        )
+
+
 def default_run_name(model: str, input_name: str) -> str:
     return f"{model}-{input_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -65,12 +83,14 @@ class RunDir:
     # creation / resumption -----------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict[str, Any], **kwargs) -> RunDir:
-        """A new run at ``path``; refuses a folder that already holds a run (use --resume)."""
+        """A new run at ``path``: a new or empty folder; refuses a folder that already holds a
+        run (use --resume) and one holding anything else (never overwrites other files)."""
         run = cls(path, **kwargs)
         if (run.path / CONFIG_FILE).exists():
             raise RunDirError(
                 f"{run.path} already holds a run; resume it with --resume {run.path} or pick another run_dir"
             )
+        require_writable_folder(run.path, CONFIG_FILE, "run_dir")
         run.write_json(CONFIG_FILE, config)
         return run
 
@@ -121,11 +141,14 @@ class RunDir:
             plt.close(figure)
 
     # readers -------------------------------------------------------------------------------
-    def require_checkpoint(self, fold: int, which: str) -> dict[str, Any]:
-        """The checkpoint; a RunDirError naming its path when it is absent."""
+    def require_checkpoint(self, fold: int, which: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The checkpoint; a RunDirError naming its path when it is absent or lacks one of ``keys``."""
         state = self.load_checkpoint(fold, which)
         if state is None:
             raise RunDirError(f"{self.checkpoint_path(fold, which)}: checkpoint not found")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise RunDirError(f"{self.checkpoint_path(fold, which)}: checkpoint lacks {missing}; has {sorted(state)}")
         return state
 
     def load_checkpoint(self, fold: int, which: str) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hms.cli import parse_config_command
+from hms.cli import command, parse_config_command
 from hms.competition import open_data
 from hms.config import add_config_arguments
 from hms.inputs import InputPipeline
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, cfg = parse_config_command(parser, argv)

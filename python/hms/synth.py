@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from hms import progress
+from hms.cli import command
 from hms.io import atomic_output, cache_dir, publish_permissions, write_csv_atomic
 from hms.progress import bar as progress_bar
 from hms.schema import (
@@ -99,7 +100,13 @@ FEW_RATERS_P = np.array([0.15, 0.15, 0.40, 0.10, 0.10, 0.05, 0.05])  # 1..7 rate
 # EEGs start >= 275 s into their recording: a label row's 600-s spectrogram window, centred on
 # its EEG window's centre (offset + 25 s), then starts at >= 0 s.
 EEG_START_S = 275
-EEG_WRITE_OPTIONS = {"compression": "zstd", "use_byte_stream_split": True, "use_dictionary": False}
+# Page checksums let readers detect a damaged file instead of decoding garbage (hms.readers).
+EEG_WRITE_OPTIONS = {
+    "compression": "zstd",
+    "use_byte_stream_split": True,
+    "use_dictionary": False,
+    "write_page_checksum": True,
+}
 
 
 def default_set_name() -> str:
@@ -393,7 +400,12 @@ def write_spectrogram_parquet(values: np.ndarray, times: np.ndarray, path: str |
     rows = values.reshape(-1, values.shape[-1]).astype(np.float32)
     arrays = [pa.array(np.asarray(times, dtype=np.int64))] + [pa.array(row) for row in rows]
     with atomic_output(path) as tmp:
-        pq.write_table(pa.Table.from_arrays(arrays, schema=_parquet_schema("spectrogram")), tmp, compression="zstd")
+        pq.write_table(
+            pa.Table.from_arrays(arrays, schema=_parquet_schema("spectrogram")),
+            tmp,
+            compression="zstd",
+            write_page_checksum=True,
+        )
 
 
 def render_recording(recording: RecordingPlan, root: Path) -> None:
@@ -559,25 +571,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress.configure(progress=not args.quiet)
     started = time.perf_counter()
-    try:
-        out = generate(
-            args.out,
-            args.n_patients,
-            args.n_eegs,
-            args.seed,
-            n_test_eegs=args.n_test_eegs,
-            eegs_per_recording=tuple(args.eegs_per_recording),
-            overwrite=args.overwrite,
-            workers=args.workers,
-            show_progress=not args.quiet,
-        )
-    except (ValueError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = generate(
+        args.out,
+        args.n_patients,
+        args.n_eegs,
+        args.seed,
+        n_test_eegs=args.n_test_eegs,
+        eegs_per_recording=tuple(args.eegs_per_recording),
+        overwrite=args.overwrite,
+        workers=args.workers,
+        show_progress=not args.quiet,
+    )
     train = pd.read_csv(out / "train.csv")
     print(
         f"wrote {out}: {train['eeg_id'].nunique()} train EEGs, {len(train)} label rows, "

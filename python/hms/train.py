@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 
 from hms import CLASSES, config, engine, progress
-from hms.competition import open_data
+from hms.cli import DEBUG_ENV, USER_ERRORS, report_user_error
+from hms.competition import CompetitionData, open_data
 from hms.config import Config
 from hms.distributed import Distributed, DistributedError, MainRankError, share_cpus
 from hms.folds import FoldTrainer, Runtime, score_subsets
@@ -61,18 +62,21 @@ class FoldWorkerError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-def train_cv(cfg: Config, run: RunDir, *, dist: Distributed | None = None) -> dict[str, Any] | None:
+def train_cv(
+    cfg: Config, run: RunDir, *, dist: Distributed | None = None, data: CompetitionData | None = None
+) -> dict[str, Any] | None:
     """Trains every selected fold (resuming what ``run`` already holds), writes the OOF
     predictions, metrics, CV summary and plots; returns the summary written to cv.json.
 
     Under torchrun (``dist``) every rank calls this and trains its share of each epoch; rank 0
     alone writes and returns the summary (the other ranks return None once training is done).
     With ``folds_parallel`` > 1 worker processes train the folds first (:func:`train_folds_in_parallel`);
-    this process then finds every fold finished and assembles the results."""
+    this process then finds every fold finished and assembles the results. ``data``: the opened
+    ``cfg.data_dir`` where the caller has it."""
     dist = dist or Distributed()
     check_launch(cfg, dist)
     device = dist.device_for(engine.resolve_device(cfg.device))
-    rt, data, labels, folds = _fold_setup(cfg, device, dist, progress=dist.is_main)
+    rt, data, labels, folds = _fold_setup(cfg, device, dist, progress=dist.is_main, data=data)
     selected = cfg.folds if cfg.folds is not None else list(range(cfg.n_folds))
     if dist.is_main:
         processes = f" x {dist.world_size} processes" if dist.enabled else ""
@@ -117,13 +121,15 @@ def check_launch(cfg: Config, dist: Distributed) -> None:
         )
 
 
-def _fold_setup(cfg: Config, device: torch.device, dist: Distributed, *, progress: bool):
+def _fold_setup(
+    cfg: Config, device: torch.device, dist: Distributed, *, progress: bool, data: CompetitionData | None = None
+):
     """(Runtime, data, labels, fold of each label) as every fold loop process needs them."""
     engine.set_deterministic(cfg.deterministic)
     engine.seed_everything(cfg.seed)
     precision = engine.resolve_precision(cfg.amp, device)
     rt = Runtime(device, precision, dist=dist, progress=progress)
-    data = open_data(cfg.data_dir, require=("train",))
+    data = data if data is not None else open_data(cfg.data_dir, require=("train",))
     labels = make_labels(data.train, cfg.grouping)
     return rt, data, labels, make_folds(labels, cfg.n_folds, cfg.seed)
 
@@ -348,15 +354,17 @@ def _train_command(parser: argparse.ArgumentParser, args: argparse.Namespace, cf
     who = f"rank {dist.rank} of {dist.world_size}: " if dist.enabled else ""
     try:
         check_launch(cfg, dist)
+        # A new run's data is checked before its folder is made: a bad folder leaves no run behind.
+        data = open_data(cfg.data_dir, require=("train",)) if args.resume is None else None
         cfg, run = open_run_on_main(parser, args, cfg, dist)
         started = time.perf_counter()
-        summary = train_cv(cfg, run, dist=dist)
+        summary = train_cv(cfg, run, dist=dist, data=data)
     except MainRankError as exc:  # rank 0 prints the error itself
-        print(f"error: {who}stopped: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, NotImplementedError, DistributedError) as exc:
-        print(f"error: {who}{exc}", file=sys.stderr)
-        return 2
+        return report_user_error(exc, f"{who}stopped: ")
+    except USER_ERRORS + (DistributedError,) as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return report_user_error(exc, who)
     except FoldWorkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ import argparse
 import logging
 import math
 import random
+import re
 import sys
 import time
 import warnings
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from hms import config, engine, progress
+from hms.cli import command
 from hms.io import write_csv_atomic, write_text_atomic
 from hms.search_space import Param, SearchSpaceError, apply_params, load_space
 
@@ -56,6 +58,7 @@ JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 #: Config keys a trial always sets itself: where it runs and what it costs.
 TRIAL_KEYS = ("run_dir", "folds", "epochs", "stage2_epochs", "progress", "patience")
 EXIT_NO_RESULT = 3
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 log = logging.getLogger("hms.tune")  # not __name__: it is __main__ under python -m
 
@@ -78,6 +81,14 @@ class TuneSettings:
     heartbeat_interval: int = 60
     grace_period: int = 180
     base_values: dict[str, Any] = field(default_factory=dict)  # --config file values and --data-dir
+
+    def __post_init__(self) -> None:
+        # The name is a folder under studies_dir: nothing may lead outside it.
+        if not STUDY_NAME.fullmatch(self.study):
+            raise ValueError(
+                f"--study {self.study!r}: a study name is one folder name under {self.studies_dir}: letters, "
+                "digits, '.', '_' and '-', starting with a letter or digit (no '/' or '..'), at most 128 characters"
+            )
 
     @property
     def study_dir(self) -> Path:
@@ -556,20 +567,17 @@ def settings_from_args(args: argparse.Namespace) -> TuneSettings:
     )
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure()
     started = time.perf_counter()
-    try:
-        settings = settings_from_args(args)
-        space = load_space(args.space)
-        worker_trials: list[tuple[int, str]] = []
-        study = run_study(settings, space, worker_trials=worker_trials)
-        summary = write_outputs(study, settings, space)
-        summary["worker_trials"] = worker_trials
-    except (ValueError, FileNotFoundError, SearchSpaceError) as exc:  # ConfigError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_from_args(args)
+    space = load_space(args.space)
+    worker_trials: list[tuple[int, str]] = []
+    study = run_study(settings, space, worker_trials=worker_trials)
+    summary = write_outputs(study, settings, space)
+    summary["worker_trials"] = worker_trials
     print(format_summary(summary, settings))
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0 if summary["best"] is not None else EXIT_NO_RESULT
