@@ -17,7 +17,7 @@ COMMANDS = {
     "show_sample": ["--data-dir", MISSING],
     "baselines": ["--data-dir", MISSING],
     "overview": ["--data-dir", MISSING],
-    "predict": ["--model", MISSING, "--data-dir", MISSING],
+    "predict": ["--run", MISSING, "--data-dir", MISSING],
     "ensemble": ["--runs", MISSING],
 }
 
@@ -59,3 +59,44 @@ def test_errors_span_one_line(capsys):
 
     assert main([]) == 2
     assert capsys.readouterr().err == "error: first line second line\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The hms command
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+def test_every_subcommand_has_help_in_one_style(name, capsys):
+    """hms NAME --help: usage under its hms name, the shared options spelled alike."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main([name, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: hms {name}")
+    if name not in ("ensemble", "synth", "export"):
+        assert "--data-dir" in text
+    if name != "overview":
+        assert "--progress" in text and "--no-progress" in " ".join(text.split()), name
+    for old_spelling in ("--quiet", "--data_dir", "--model RUN_DIR"):
+        assert old_spelling not in text
+
+
+def test_hms_lists_subcommands_and_names_a_typo(capsys):
+    assert cli.main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in cli.SUBCOMMANDS)
+    assert cli.main([]) == 2
+    capsys.readouterr()
+    assert cli.main(["trian"]) == 2
+    assert "unknown subcommand 'trian' (did you mean 'train'?)" in capsys.readouterr().err
+
+
+def test_python_dash_m_hms_is_the_hms_command():
+    import subprocess
+    import sys
+
+    from hms import __version__
+
+    done = subprocess.run([sys.executable, "-m", "hms", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"hms {__version__}"

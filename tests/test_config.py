@@ -40,6 +40,32 @@ def test_an_option_value_may_contain_an_equals_sign():
     assert (cfg.run_dir, cfg.epochs) == ("runs/x=1", 2)
 
 
+def test_one_spelling_per_key_and_boolean_switches():
+    """--data_dir, --data-dir, data_dir= and data-dir= are one option; a boolean key is a switch
+    (--tta, --no-progress) that also takes an explicit value (--tta false)."""
+    for argv in (["--data_dir", "d"], ["--data-dir", "d"], ["data_dir=d"], ["data-dir=d"], ["--data-dir=d"]):
+        assert _parse(argv)[1].data_dir == "d", argv
+    _, cfg = _parse(["--tta", "input=both", "--no-progress", "--channels-last", "false", "epochs=2"])
+    assert (cfg.tta, cfg.input, cfg.progress, cfg.channels_last, cfg.epochs) == (True, "both", False, False, 2)
+    _, cfg = _parse(["--no-tta", "--progress"])
+    assert (cfg.tta, cfg.progress) == (False, True)
+
+
+def test_help_shows_types_choices_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        _parse(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--data-dir TEXT" in text and "--epochs INT" in text and "--lr FLOAT" in text
+    assert "--input {kaggle,eeg,both}" in text and "[default: eeg]" in text
+    assert "--bandpass FLOAT,..." in text and "--tta [BOOL]" in text
+
+
+def test_a_choice_outside_the_list_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parse(["--input", "raw"])
+    assert exc.value.code == 2 and "invalid choice: 'raw'" in capsys.readouterr().err
+
+
 def test_flags_take_no_value():
     parser = argparse.ArgumentParser(prog="test")
     parser.add_argument("--dry-run", action="store_true")

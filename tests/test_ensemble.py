@@ -129,7 +129,7 @@ def test_runs_over_one_fold_are_refused_by_name(runs, tmp_path, capsys):
         one_fold.append(copy)
     with pytest.raises(ensemble.EnsembleError, match=rf"{one_fold[0]}/oof.parquet: .* fold\(s\) \[0\] only"):
         ensemble.load_oof_set(one_fold)
-    assert ensemble.main(["--runs", *map(str, one_fold), "--out", str(tmp_path / "e")]) == 2
+    assert ensemble.main(["--runs", *map(str, one_fold), "--out-dir", str(tmp_path / "e")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {one_fold[0]}/oof.parquet")
 
 
@@ -137,8 +137,8 @@ def test_out_must_be_new_empty_or_an_ensemble_folder(runs, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "weights.json").write_text("the user's file")
-    assert ensemble.main(["--runs", *map(str, runs), "--out", str(mine)]) == 2
-    assert "--out is a folder hms did not make" in capsys.readouterr().err
+    assert ensemble.main(["--runs", *map(str, runs), "--out-dir", str(mine)]) == 2
+    assert "--out-dir is a folder hms did not make" in capsys.readouterr().err
     assert (mine / "weights.json").read_text() == "the user's file"
 
 
@@ -168,7 +168,7 @@ def test_command_saves_an_ensemble_that_predict_loads(runs, tiny_dataset, tmp_pa
     args = [
         "--runs",
         *map(str, runs),
-        "--out",
+        "--out-dir",
         str(out),
         "--combiner",
         combiner,
@@ -199,7 +199,7 @@ def test_command_saves_an_ensemble_that_predict_loads(runs, tiny_dataset, tmp_pa
     members = []
     for i, run in enumerate(runs):
         path = tmp_path / f"member{i}.csv"
-        argv = ["--model", str(run), "--data-dir", str(tiny_dataset), "--out", str(path), "--device", "cpu"]
+        argv = ["--run", str(run), "--data-dir", str(tiny_dataset), "--out", str(path), "--device", "cpu"]
         assert predict.main([*argv, "--no-progress"]) == 0
         members.append(pd.read_csv(path)[list(VOTE_COLUMNS)].to_numpy())
     np.testing.assert_allclose(submission[list(VOTE_COLUMNS)].to_numpy(), saved.combine(members), atol=1e-6)

@@ -5,6 +5,7 @@ test solution, and the single-recording path."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ def run_a(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def submission(run_a, tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "submission.csv"
-    argv = ["--model", str(run_a), "--data-dir", str(tiny_dataset), "--out", str(out), "--device", "cpu"]
+    argv = ["--run", str(run_a), "--data-dir", str(tiny_dataset), "--out", str(out), "--device", "cpu"]
     assert predict.main([*argv, "--no-progress"]) == 0
     return pd.read_csv(out)
 
@@ -116,7 +117,7 @@ def test_checkpoint_lacking_a_key_is_named(run_a, tiny_dataset, tmp_path, capsys
     state = torch.load(path, weights_only=True)
     del state["inputs"]
     torch.save(state, path)
-    argv = ["--model", str(broken), "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "s.csv")]
+    argv = ["--run", str(broken), "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "s.csv")]
     assert predict.main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: checkpoint lacks ['inputs']") and err.count("\n") == 1
@@ -134,6 +135,48 @@ def test_predict_caches_only_under_the_users_cache_folder(run_a, tiny_dataset, t
         assert folder.is_relative_to(tmp_path / "mine") and not folder.is_relative_to(trained_cache)
 
 
+TRAINING_ONLY = ("sklearn", "matplotlib", "optuna", "sqlalchemy", "psycopg")
+# None in sys.modules: "import x" fails and importlib.util.find_spec("x") is None, as when absent.
+_BLOCKED_PREDICT = """
+import sys
+sys.modules.update(dict.fromkeys({blocked!r}))
+from hms.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def test_a_slim_run_folder_predicts_without_the_training_extras(run_a, submission, tiny_dataset, tmp_path):
+    """What a Kaggle notebook gets: config.json and each fold's best.pt only, and an install of
+    the core dependencies (the training extras' packages cannot be imported)."""
+    import shutil
+    import subprocess
+    import sys
+
+    slim = tmp_path / "slim"
+    for path in [run_a / "config.json", *run_a.glob("fold*/best.pt")]:
+        target = slim / path.relative_to(run_a)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    out = tmp_path / "submission.csv"
+    argv = ["predict", "--run", str(slim), "--data-dir", str(tiny_dataset), "--out", str(out), "--no-progress"]
+    script = _BLOCKED_PREDICT.format(blocked=TRAINING_ONLY, argv=argv)
+    env = {**os.environ, "HMS_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pd.testing.assert_frame_equal(pd.read_csv(out), submission, atol=2e-3)  # float16 cache vs fresh
+
+
+def test_predict_never_guesses_the_test_set(run_a, tmp_path, capsys):
+    """Without --data-dir or --synthetic, predict is an error that says what to pass (a silent
+    synthetic submission would look valid on Kaggle); a missing run is named before data work."""
+    with pytest.raises(SystemExit) as exc:
+        predict.main(["--run", str(run_a), "--out", str(tmp_path / "s.csv")])
+    assert exc.value.code == 2 and "--data-dir DIR" in capsys.readouterr().err
+    assert predict.main(["--run", str(tmp_path / "absent"), "--data-dir", str(tmp_path / "no-data")]) == 2
+    assert f"{tmp_path / 'absent' / 'config.json'}: not found" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path_factory, capsys):
     """A 50 s test EEG predicted as a lone file equals its row of the test-set submission, and a
     longer recording is predicted from its central 50 s."""
@@ -149,7 +192,7 @@ def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path
     longer = tmp_path_factory.mktemp("lone-eeg") / "long.parquet"
     pd.concat([recording.iloc[:5000], recording, recording.iloc[5000:]]).to_parquet(longer)  # same centre
     capsys.readouterr()  # drop what training printed
-    assert predict.main(["--model", str(run_eeg), "--eeg", str(longer)]) == 0
+    assert predict.main(["--run", str(run_eeg), "--eeg", str(longer)]) == 0
     printed = [float(v) for v in capsys.readouterr().out.split()[1::2]]
     np.testing.assert_allclose(printed, lone, atol=1e-4)
 
@@ -166,5 +209,5 @@ def test_device_auto_picks_what_training_picks(monkeypatch, cuda, mps, expected)
         raise ValueError("stop here")
 
     monkeypatch.setattr(predict, "predict_test", fake_predict_test)
-    assert predict.main(["--model", "runs/a", "--data-dir", "data"]) == 2
+    assert predict.main(["--run", "runs/a", "--data-dir", "data"]) == 2
     assert seen["device"] == expected

@@ -155,14 +155,26 @@ def test_cli(tmp_path, capsys):
         synth.main(["--help"])
     assert help_exit.value.code == 0 and "--n-patients" in capsys.readouterr().out
     out = tmp_path / "cli"
-    args = ["--out", str(out), "--n-patients", "2", "--n-eegs", "3", "--n-test-eegs", "1", "--seed", "4", "--quiet"]
+    args = [
+        "--out-dir",
+        str(out),
+        "--n-patients",
+        "2",
+        "--n-eegs",
+        "3",
+        "--n-test-eegs",
+        "1",
+        "--seed",
+        "4",
+        "--no-progress",
+    ]
     assert synth.main(args) == 0
     assert "3 train EEGs" in capsys.readouterr().out
     assert CompetitionData(out).train["eeg_id"].nunique() == 3
     assert synth.main(args) == 2 and "not empty" in capsys.readouterr().err
     assert synth.main([*args, "--overwrite", "--n-eegs", "4"]) == 0
     assert CompetitionData(out).train["eeg_id"].nunique() == 4
-    assert synth.main(["--out", str(tmp_path / "bad"), "--n-patients", "5", "--n-eegs", "2", "--quiet"]) == 2
+    assert synth.main(["--out-dir", str(tmp_path / "bad"), "--n-patients", "5", "--n-eegs", "2", "--no-progress"]) == 2
     assert "at least one EEG per patient" in capsys.readouterr().err
 
 

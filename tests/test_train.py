@@ -309,7 +309,7 @@ def test_help_lists_every_option(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for name in config.field_names() + ["resume", "config"]:
-        assert f"--{name}" in text, name
+        assert config.option_name(name) in text, name
 
 
 def test_unknown_option_names_the_closest_key(capsys):

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 import typing
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+import tomllib
 
 from hms import config, tune
 from hms.search_space import SearchSpaceError, apply_params, load_space, parse_space

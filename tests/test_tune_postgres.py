@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+import tomllib
 from sqlalchemy.engine import make_url
 
 from _postgres import free_port, postgres_server, unavailable_reason  # noqa: F401 - postgres_server is a fixture

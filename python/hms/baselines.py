@@ -24,8 +24,8 @@ from scipy.signal import welch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from hms import CLASSES, progress
-from hms.cli import command
+from hms import CLASSES
+from hms.cli import add_data_dir_option, add_progress_option, command, parse_command
 from hms.competition import CompetitionData, open_data
 from hms.labels import make_folds, make_labels, targets_of
 from hms.metric import kl_divergence
@@ -144,13 +144,13 @@ def run_baselines(
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms.baselines", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="competition folder (default: the synthetic set)")
+    parser = argparse.ArgumentParser(prog="hms baselines", description=__doc__.split("\n\n")[0])
+    add_data_dir_option(parser)
     parser.add_argument("--grouping", choices=GROUPINGS, default="eeg", help="label grouping (default %(default)s)")
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    progress.configure()
+    add_progress_option(parser)
+    args = parse_command(parser, argv)
     data = open_data(args.data_dir, require=("train",))
     labels = make_labels(data.train, args.grouping)
     folds = make_folds(labels, args.n_folds, args.seed)

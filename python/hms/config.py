@@ -13,13 +13,17 @@ import dataclasses
 import difflib
 import json
 import sys
-import tomllib
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 SCHEDULERS = ("cosine", "onecycle", "plateau", "step")
 #: clip_lo and clip_hi are natural logs of float32 spectrogram powers: e^87 is near float32's maximum.
@@ -399,25 +403,38 @@ def _toml_value(value: Any) -> str:
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
+BOOL_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
+
+
+def option_name(key: str) -> str:
+    """The command-line spelling of a config key: ``--data-dir`` for ``data_dir``."""
+    return "--" + key.replace("_", "-")
+
+
 def _normalize_argv(argv: list[str], flags: frozenset[str] = frozenset()) -> list[str]:
-    """``key=value`` tokens become ``--key=value``; ``--some-key`` becomes ``--some_key`` for config
-    keys. The
-    token after an option that takes a value is that value, kept as is (``--run_dir runs/lr=3e-3``);
-    ``flags`` are the options that take none."""
-    out = []
-    value_next = False
+    """``key=value`` tokens become ``--key=value``, and config keys take their one spelling
+    (``--data_dir`` and ``data-dir=`` become ``--data-dir``). The token after an option that takes
+    a value is that value, kept as is (``--run-dir runs/lr=3e-3``); ``flags`` take none, and a
+    boolean config option (``--tta``) takes the next token only if it is a boolean word."""
+    booleans = {option_name(name) for name, hint in typing.get_type_hints(Config).items() if hint is bool}
+    out: list[str] = []
+    pending: str | None = None  # an option whose value may be the next token
     for token in argv:
-        if value_next:
-            out.append(token)
-            value_next = False
-            continue
+        if pending is not None:
+            option, pending = pending, None
+            if option not in booleans or token.lower() in BOOL_WORDS:
+                out.append(token)  # the option's value, kept as is
+                continue
         if not token.startswith("-") and "=" in token:
             token = "--" + token
         if token.startswith("--"):
             key, eq, rest = token[2:].partition("=")
-            if key.replace("-", "_") in _FIELD_NAMES:
-                token = "--" + key.replace("-", "_") + eq + rest
-            value_next = not eq and token.partition("=")[0] not in flags
+            name = key.replace("-", "_")
+            negated = name.startswith("no_") and name[3:] in _FIELD_NAMES
+            if name in _FIELD_NAMES or negated:
+                token = option_name(name) + eq + rest
+            if not eq and not negated and token not in flags:
+                pending = token
         out.append(token)
     return out
 
@@ -433,19 +450,56 @@ def _flag_options(parser: argparse.ArgumentParser) -> frozenset[str]:
     )
 
 
+def _metavar(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _metavar(next(a for a in args if a is not type(None)))
+    if origin is list:
+        return f"{_metavar(args[0])},..."
+    return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(hint, "TEXT")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--config`` and one ``--<key>`` option per config field (help lists them all)."""
+    """Adds ``--config`` and one ``--<key>`` option per config field (help lists them all, with
+    their type or choices and default); a boolean key also has ``--no-<key>``."""
     parser.allow_abbrev = False  # a misspelt key must be an error, not a prefix match
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON config file (overridden by the options below)")
     group = parser.add_argument_group("config options (also as key=value)")
+    hints = typing.get_type_hints(Config)
     for f in fields(Config):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        hint = hints[f.name]
+        choices = get_args(hint) if get_origin(hint) is Literal else None
+        help_text = f.metadata.get("help", "")
+        if "default" not in help_text:
+            help_text += f" [default: {default}]"
+        if hint is bool:
+            help_text += f"; {option_name('no_' + f.name)} sets it to false"
+            group.add_argument(
+                option_name(f.name),
+                dest=f"cfg_{f.name}",
+                nargs="?",
+                const="true",
+                default=argparse.SUPPRESS,
+                metavar="BOOL",
+                help=help_text,
+            )
+            group.add_argument(
+                option_name("no_" + f.name),
+                dest=f"cfg_{f.name}",
+                action="store_const",
+                const="false",
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
+            continue
         group.add_argument(
-            f"--{f.name}",
+            option_name(f.name),
             dest=f"cfg_{f.name}",
             default=argparse.SUPPRESS,
-            metavar="VALUE",
-            help=f"{f.metadata.get('help', '')} [default: {default}]",
+            choices=choices,
+            metavar=None if choices else _metavar(hint),
+            help=help_text,
         )
 
 

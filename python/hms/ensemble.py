@@ -33,8 +33,7 @@ import torch
 from scipy.optimize import minimize
 from torch import nn
 
-from hms import progress
-from hms.cli import command
+from hms.cli import add_progress_option, command, parse_command
 from hms.io import atomic_output, write_csv_atomic, write_json_atomic
 from hms.metric import kl_divergence
 from hms.progress import bar as progress_bar
@@ -311,7 +310,7 @@ class SavedEnsemble:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        require_writable_folder(path, ENSEMBLE_FILE, "--out")
+        require_writable_folder(path, ENSEMBLE_FILE, "--out-dir")
         path.mkdir(parents=True, exist_ok=True)
         members = [_relative_to(m, path) for m in self.members]
         manifest: dict[str, Any] = {"members": members, "combiner": self.combiner}
@@ -387,10 +386,10 @@ def plot_table(table: pd.DataFrame, min_votes: int):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hms.ensemble", description="Score and save ensembles of runs on their OOF predictions."
+        prog="hms ensemble", description="Score and save ensembles of runs on their OOF predictions."
     )
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR")
-    parser.add_argument("--out", help="ensemble folder (default: ensembles/<run names joined>)")
+    parser.add_argument("--out-dir", metavar="DIR", help="ensemble folder [default: ensembles/<run names joined>]")
     parser.add_argument(
         "--min-votes", type=int, default=10, help="threshold of the high-vote score (default: %(default)s)"
     )
@@ -401,13 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-epochs", type=int, default=300)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    add_progress_option(parser)
     return parser
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    progress.configure()
+    args = parse_command(build_parser(), argv)
     settings = StackingSettings(
         hidden=args.hidden,
         ce_weight=args.ce_weight,
@@ -416,8 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_epochs=args.max_epochs,
         patience=args.patience,
     )
-    out = Path(args.out) if args.out else Path("ensembles") / "+".join(Path(r).name for r in args.runs)
-    require_writable_folder(out, ENSEMBLE_FILE, "--out")  # before the work, not after
+    out = Path(args.out_dir) if args.out_dir else Path("ensembles") / "+".join(Path(r).name for r in args.runs)
+    require_writable_folder(out, ENSEMBLE_FILE, "--out-dir")  # before the work, not after
     oof = load_oof_set(args.runs)
     table = evaluate_combiners(oof, settings, args.min_votes)
     combiners = [c for c in table["combiner"] if not c.startswith("member ")]

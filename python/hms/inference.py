@@ -68,6 +68,13 @@ def trained_folds(run: RunDir, cfg: Config) -> list[int]:
     return folds
 
 
+def check_run(path: str | os.PathLike) -> None:
+    """Raises RunDirError naming what is missing when ``path`` is not a finished, loadable run
+    (its config and every trained fold's best.pt), without loading any weights."""
+    run = RunDir.open(path)
+    trained_folds(run, run_config(run))
+
+
 def load_run(path: str | os.PathLike, data: CompetitionData | None, device: torch.device | str = "cpu") -> LoadedRun:
     """Every fold model of a run, in eval mode on ``device``, with its own input pipeline."""
     run = RunDir.open(path)

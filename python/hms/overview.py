@@ -12,8 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hms import progress
-from hms.cli import command
+from hms.cli import add_data_dir_option, command, parse_command
 from hms.competition import open_data
 from hms.plots import EXPERT_VOTES, dataset_overview, plot_dataset_overview
 from hms.schema import CONSENSUS_NAMES
@@ -22,15 +21,13 @@ from hms.schema import CONSENSUS_NAMES
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hms.overview",
-        description="Plot class and vote-count distributions of a competition folder's train.csv.",
+        prog="hms overview", description="Plot class and vote-count distributions of a competition folder's train.csv."
     )
-    parser.add_argument("--data-dir", default=None, help="competition folder (default: the synthetic set)")
+    add_data_dir_option(parser)
     parser.add_argument(
         "--out", type=Path, default=Path("dataset_overview.png"), help="PNG to write (default %(default)s)"
     )
-    args = parser.parse_args(argv)
-    progress.configure()
+    args = parse_command(parser, argv)
     data = open_data(args.data_dir, require=("train",))
     overview = dataset_overview(data.train)
     plot_dataset_overview(

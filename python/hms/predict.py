@@ -1,18 +1,20 @@
 """Test-set inference: a run or a saved ensemble -> a validated ``submission.csv``.
 
-    python -m hms.predict --model runs/a [--data-dir DIR] [--out submission.csv] [--tta]
-    python -m hms.predict --ensemble ensembles/NAME [--data-dir DIR] [--out submission.csv]
-    python -m hms.predict --model runs/a --eeg recording.parquet
+    hms predict --run runs/a --data-dir DIR [--out submission.csv] [--tta]
+    hms predict --ensemble ensembles/NAME --data-dir DIR [--out submission.csv]
+    hms predict --run runs/a --synthetic         (the synthetic set's test split)
+    hms predict --run runs/a --eeg recording.parquet
 
 Each member run averages its fold models (each with its own training-time preprocessing and
 normalization, see :mod:`hms.inference`); an ensemble then combines its members as saved by
 ``python -m hms.ensemble``. Rows follow test.csv; the probabilities pass the metric's checks before
-the file is written (atomically). Without ``--data-dir`` the synthetic set's test split is used.
+the file is written (atomically). The test set is never guessed: ``--data-dir`` or ``--synthetic``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,10 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hms import CLASSES, engine, progress
-from hms.cli import command
-from hms.competition import open_data
-from hms.inference import load_run, predict_eeg_file, predict_labels
+from hms import CLASSES, engine
+from hms.cli import add_progress_option, command, parse_command
+from hms.competition import open_data, resolve_data_dir
+from hms.inference import check_run, load_run, predict_eeg_file, predict_labels
 from hms.io import write_csv_atomic
 from hms.metric import validate_probabilities
 from hms.schema import SUBMISSION_COLUMNS
@@ -66,33 +68,32 @@ def predict_members(
 
 def predict_test(
     *,
-    model: str | None = None,
+    run: str | None = None,
     ensemble: str | None = None,
-    data_dir: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     tta: bool = False,
     device: str = "cpu",
     batch_size: int = 32,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, float]:
-    """(submission frame in test.csv order, samples/s) for a run or a saved ensemble."""
+    """(submission frame in test.csv order, samples/s) for a run or a saved ensemble. The run
+    folders are checked before any data is read."""
     from hms.ensemble import SavedEnsemble
 
+    if (run is None) == (ensemble is None):
+        raise ValueError("predict_test needs a run (run=) or an ensemble (ensemble=)")
+    saved = SavedEnsemble.load(ensemble) if ensemble is not None else None
+    members = saved.members if saved is not None else [str(run)]
+    for member in members:
+        check_run(member)
     data = open_data(data_dir, require=("test",))
     labels = data.test.reset_index(drop=True)
     torch_device = torch.device(device)
     started = time.perf_counter()
-    if model is not None:
-        probs = predict_members(
-            [model], data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress
-        )[0]
-    elif ensemble is not None:
-        saved = SavedEnsemble.load(ensemble)
-        member_probs = predict_members(
-            saved.members, data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress
-        )
-        probs = saved.combine(member_probs)
-    else:
-        raise ValueError("predict_test needs a run (model=) or an ensemble (ensemble=)")
+    member_probs = predict_members(
+        members, data, labels, tta=tta, device=torch_device, batch_size=batch_size, progress=progress
+    )
+    probs = saved.combine(member_probs) if saved is not None else member_probs[0]
     if torch_device.type == "cuda":
         torch.cuda.synchronize()
     samples_per_s = len(labels) / max(time.perf_counter() - started, 1e-9)
@@ -100,14 +101,16 @@ def predict_test(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hms.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="hms predict", description=__doc__.split("\n\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", metavar="RUN_DIR", help="a training run (its fold models are averaged)")
-    which.add_argument("--ensemble", metavar="DIR", help="an ensemble folder written by python -m hms.ensemble")
-    parser.add_argument(
-        "--data-dir", help="competition folder with test.csv, test_eegs/, test_spectrograms/ (default: synthetic set)"
+    which.add_argument("--run", metavar="RUN_DIR", help="a training run (its fold models are averaged)")
+    which.add_argument("--ensemble", metavar="DIR", help="an ensemble folder written by hms ensemble")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument(
+        "--data-dir", metavar="DIR", help="competition folder with test.csv, test_eegs/, test_spectrograms/"
     )
-    parser.add_argument("--out", default="submission.csv", help="where to write the submission (default: %(default)s)")
+    data.add_argument("--synthetic", action="store_true", help="predict the synthetic set's test split")
+    parser.add_argument("--out", default="submission.csv", help="where to write the submission [default: %(default)s]")
     parser.add_argument(
         "--eeg", metavar="FILE.parquet", help="predict one EEG recording (EEG-only models) and print it"
     )
@@ -119,25 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: cuda, then mps, then cpu (default: %(default)s)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--no-progress", action="store_true")
+    add_progress_option(parser)
     return parser
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    progress.configure(progress=not args.no_progress)
+    parser = build_parser()
+    args = parse_command(parser, argv)
     device = str(engine.resolve_device(args.device))  # the trainer's rule: cuda, then mps, then cpu
     if args.eeg is not None:
         return _predict_one_eeg(args)
+    if args.data_dir is None and not args.synthetic:
+        # Never a guess: on Kaggle a silently synthetic submission would look valid.
+        parser.error("say which test set: --data-dir DIR (the competition folder with test.csv) or --synthetic")
     frame, samples_per_s = predict_test(
-        model=args.model,
+        run=args.run,
         ensemble=args.ensemble,
-        data_dir=args.data_dir,
+        data_dir=resolve_data_dir(args.data_dir),
         tta=args.tta,
         device=device,
         batch_size=args.batch_size,
-        progress=not args.no_progress,
+        progress=args.progress,
     )
     write_csv_atomic(frame, args.out)
     print(
@@ -156,7 +162,7 @@ def _predict_one_eeg(args: argparse.Namespace) -> int:
             [predict_eeg_file(load_run(m, None), args.eeg, tta=args.tta)[None] for m in saved.members]
         )[0]
     else:
-        probs = predict_eeg_file(load_run(args.model, None), args.eeg, tta=args.tta)
+        probs = predict_eeg_file(load_run(args.run, None), args.eeg, tta=args.tta)
     validate_probabilities(probs[None], "prediction")
     print("  ".join(f"{c} {p:.4f}" for c, p in zip(CLASSES, probs)))
     return 0

@@ -55,7 +55,7 @@ def prepare_cache(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hms.prepare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="hms prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--splits", default="train,test", help="comma-separated splits to prepare [default: train,test]"
     )

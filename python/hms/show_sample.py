@@ -49,7 +49,7 @@ def render_sample(pipeline: InputPipeline, labels, row_index: int, split: str, o
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hms.show_sample", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="hms show-sample", description=__doc__.split("\n\n")[0])
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--row", type=int, default=0, help="row of the split's labels [default: 0]")
     which.add_argument("--eeg-id", type=int, help="the sample of this eeg_id")

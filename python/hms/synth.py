@@ -42,8 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
-from hms import progress
-from hms.cli import command
+from hms.cli import add_progress_option, command, parse_command
 from hms.io import atomic_output, cache_dir, publish_permissions, write_csv_atomic
 from hms.progress import bar as progress_bar
 from hms.schema import (
@@ -540,11 +539,13 @@ def default_data_dir(*, show_progress: bool = True) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hms.synth",
+        prog="hms synth",
         description="Write a synthetic HMS dataset in the exact competition layout "
         "(train.csv, test.csv, sample_submission.csv, train_/test_ eegs and spectrograms).",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must be empty or absent)")
+    parser.add_argument(
+        "--out-dir", required=True, type=Path, metavar="DIR", help="output folder (must be empty or absent)"
+    )
     parser.add_argument(
         "--n-patients", type=int, default=DEFAULT_PARAMS["n_patients"], help="training patients (default %(default)s)"
     )
@@ -567,17 +568,16 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="worker threads (default: one per CPU core, at most 8)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     return parser
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    progress.configure(progress=not args.quiet)
+    args = parse_command(_parser(), argv)
     started = time.perf_counter()
     out = generate(
-        args.out,
+        args.out_dir,
         args.n_patients,
         args.n_eegs,
         args.seed,
@@ -585,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         eegs_per_recording=tuple(args.eegs_per_recording),
         overwrite=args.overwrite,
         workers=args.workers,
-        show_progress=not args.quiet,
+        show_progress=args.progress,
     )
     train = pd.read_csv(out / "train.csv")
     print(

@@ -276,7 +276,7 @@ def write_plots(run: RunDir, labels: pd.DataFrame, probs: np.ndarray, metrics: p
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hms.train", description="K-fold cross-validated training; prints CV KL next to the baselines."
+        prog="hms train", description="K-fold cross-validated training; prints CV KL next to the baselines."
     )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last finished epoch")
     config.add_config_arguments(parser)

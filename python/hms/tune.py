@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from hms import config, engine, progress
-from hms.cli import command
+from hms import config, engine
+from hms.cli import add_data_dir_option, add_progress_option, command, parse_command
 from hms.io import write_csv_atomic, write_text_atomic
 from hms.search_space import Param, SearchSpaceError, apply_params, load_space
 
@@ -503,14 +503,14 @@ def format_summary(summary: dict[str, Any], settings: TuneSettings) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hms.tune", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = argparse.ArgumentParser(prog="hms tune", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--config", metavar="FILE", help="base config (TOML/JSON); the space's keys override it")
     p.add_argument("--space", metavar="FILE", help="search space file (default: hms/search_space_default.toml)")
     p.add_argument("--trials", type=int, default=20, help="trials this worker runs (default 20)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--study", default="hms", help="study name (default hms)")
     p.add_argument("--storage", help="SQLAlchemy URL, journal:PATH or PATH.log (default: sqlite in the study folder)")
-    p.add_argument("--data-dir", help="competition folder (overrides the config's data_dir)")
+    add_data_dir_option(p, "competition folder (overrides the config's data_dir)")
     p.add_argument("--studies-dir", default="studies", help="parent of the study folder (default studies)")
     p.add_argument("--tune-folds", type=int, default=2, help="folds per trial: the first N of n_folds (default 2)")
     p.add_argument("--tune-epochs", type=int, default=2, help="stage-1 epochs per fold (default 2)")
@@ -527,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=180,
         help="RDB storages: a RUNNING trial without a heartbeat for this long is FAIL",
     )
+    add_progress_option(p)
     return p
 
 
@@ -569,8 +570,7 @@ def settings_from_args(args: argparse.Namespace) -> TuneSettings:
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    progress.configure()
+    args = parse_command(build_parser(), argv)
     started = time.perf_counter()
     settings = settings_from_args(args)
     space = load_space(args.space)
