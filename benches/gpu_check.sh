@@ -13,7 +13,7 @@ python3 benches/train_throughput.py --device $DEVICE --model resnet10t --shape 4
 python3 benches/train_throughput.py --device $DEVICE --model resnet10t --shape 4,128,256 --input-pool 2 --batch-size 256 --modes fp32,bf16+cl --steps $STEPS | tee -a $OUT/ceiling.jsonl
 python3 benches/train_throughput.py --device $DEVICE --model efficientnet_b0 --shape 1,512,512 --batch-size 64 --modes fp32,fp32+cl,bf16,bf16+cl --steps $STEPS | tee -a $OUT/ceiling.jsonl
 log synth
-python3 -m hms.synth --out /tmp/synth-big --n-patients $N_PATIENTS --n-eegs $N_EEGS --n-test-eegs 20 --quiet --overwrite || exit 1
+python3 -m hms.synth --out-dir /tmp/synth-big --n-patients $N_PATIENTS --n-eegs $N_EEGS --n-test-eegs 20 --no-progress --overwrite || exit 1
 COMMON="--data-dir /tmp/synth-big grouping=row folds=0 epochs=2 stage2_epochs=0 batch_size=64 num_workers=$WORKERS deterministic=false progress=false device=$DEVICE"
 log prepare; python3 -m hms.prepare --data-dir /tmp/synth-big grouping=row --splits train 2>&1 | tail -2
 log single; python3 -m hms.train $COMMON run_dir=/tmp/runs/single 2>&1 | tail -8
