@@ -105,6 +105,16 @@ def test_study_names_stay_inside_the_studies_folder(tiny_setup, tmp_path, capsys
     assert not any(tmp_path.rglob("study.db"))
 
 
+def test_base_config_takes_key_value_overrides(tmp_path):
+    base = tmp_path / "base.toml"
+    base.write_text('input = "eeg"\nepochs = 5\n')
+    args = tune.build_parser().parse_args(["--config", str(base), "input=both", "batch-size=8", "--trials", "1"])
+    settings = tune.settings_from_args(args)
+    assert settings.base_values == {"input": "both", "epochs": 5, "batch_size": "8"}
+    with pytest.raises(config.ConfigError, match="unknown config key 'epoch' in the command line.*'epochs'"):
+        tune.settings_from_args(tune.build_parser().parse_args(["epoch=1"]))
+
+
 def test_default_space_samples_valid_configs():
     space = load_space()
     assert {p.key for p in space} >= {

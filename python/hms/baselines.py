@@ -8,7 +8,7 @@
 The trainer reports these next to its CV so a model's number has a scale. Band powers use
 scipy directly: this is a yardstick, not part of the model pipeline.
 
-    python -m hms.baselines [--data-dir DIR] [--grouping eeg] [--n-folds 5] [--seed 0]
+    hms baselines [--data-dir DIR] [--grouping eeg] [--n-folds 5] [--seed 0]
 """
 
 from __future__ import annotations

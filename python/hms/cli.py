@@ -1,6 +1,6 @@
 """What the commands share: the ``hms`` command, option spellings, and how errors end a command.
 
-``hms SUBCOMMAND ...`` runs ``python -m hms.<module> ...`` (:data:`SUBCOMMANDS`). Shared options
+``hms SUBCOMMAND ...`` (or ``python -m hms SUBCOMMAND ...``) runs the subcommand's module (:data:`SUBCOMMANDS`). Shared options
 are spelled alike everywhere: ``--data-dir``, ``--device``, ``--out`` (a file) or ``--out-dir`` (a
 folder), ``--progress`` / ``--no-progress``; config-based commands take every config key as
 ``--key value`` or ``key=value``.

@@ -115,7 +115,7 @@ class Config:
     aug_mask_freq: int = _opt(16, "widest frequency mask in bins")
     mixup_alpha: float = _opt(0.0, "mixup Beta(alpha, alpha) in training batches (0: off)")
     mixup_p: float = _opt(0.5, "probability that a training batch is mixed")
-    cache: bool = _opt(True, "cache preprocessed Kaggle windows and EEG spectrograms (python -m hms.prepare)")
+    cache: bool = _opt(True, "cache preprocessed Kaggle windows and EEG spectrograms (hms prepare)")
     cache_dir: str | None = _opt(None, "input cache folder (default: $HMS_CACHE_DIR or ~/.cache/hms, /inputs)")
     # --- model ----------------------------------------------------------------------------------
     preset: str | None = _opt(None, f"start from the seed design's settings for one member: {', '.join(PRESETS)}")
@@ -341,6 +341,19 @@ def _check_keys(keys: typing.Iterable[str], source: str) -> None:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{key}' in {source}{hint}")
+
+
+def parse_overrides(tokens: Sequence[str], source: str = "the command line") -> dict[str, str]:
+    """``key=value`` tokens as {key: value} (``-`` in keys read as ``_``); ConfigError names a
+    token that is not ``key=value`` or an unknown key."""
+    overrides = {}
+    for token in tokens:
+        key, eq, value = token.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"expected key=value on {source}, got {token!r}")
+        overrides[key.replace("-", "_")] = value
+    _check_keys(overrides, source)
+    return overrides
 
 
 def read_toml_or_json(path: str | Path, what: str = "config file") -> Any:

@@ -1,6 +1,6 @@
 """Ensembling and stacking of trained runs, scored on their out-of-fold predictions.
 
-    python -m hms.ensemble --runs runs/a runs/b ... [--out ensembles/NAME] [--ce-weight A --kl-weight B]
+    hms ensemble --runs runs/a runs/b ... [--out-dir ensembles/NAME] [--ce-weight A --kl-weight B]
 
 Every combiner is scored by the competition metric on the same OOF rows (all rows and the rows
 with >= ``--min-votes`` votes), and every score is leakage-free: a combiner fitted on data (the
@@ -8,7 +8,7 @@ optimized weights, the stacking meta-model) is cross-fitted over the runs' own p
 the part scored on fold k was fitted without fold k. (The seed's stacker was trained on
 predictions of models that had seen the same samples, and scored with the KL arguments swapped.)
 The table is printed and saved as ``cv.csv`` and ``cv.png``; the best combiner, refitted on all
-OOF rows, is saved in the ensemble folder that ``python -m hms.predict --ensemble`` loads:
+OOF rows, is saved in the ensemble folder that ``hms predict --ensemble`` loads:
 
     ensemble.json   members (run paths relative to this folder), chosen combiner, weights, stacking settings
     weights.json    the optimized member weights

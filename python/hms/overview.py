@@ -1,6 +1,6 @@
 """A PNG overview of a competition folder's labels.
 
-    python -m hms.overview [--data-dir DIR] [--out FILE.png]
+    hms overview [--data-dir DIR] [--out FILE.png]
 
 Without --data-dir it summarizes the default synthetic set (created on first use).
 """

@@ -7,7 +7,7 @@
 
 Each member run averages its fold models (each with its own training-time preprocessing and
 normalization, see :mod:`hms.inference`); an ensemble then combines its members as saved by
-``python -m hms.ensemble``. Rows follow test.csv; the probabilities pass the metric's checks before
+``hms ensemble``. Rows follow test.csv; the probabilities pass the metric's checks before
 the file is written (atomically). The test set is never guessed: ``--data-dir`` or ``--synthetic``.
 """
 

@@ -1,6 +1,6 @@
 """Precompute the expensive model-input sources into the input cache.
 
-    python -m hms.prepare [--data-dir DIR] [--splits train,test] [config options, e.g. input=both]
+    hms prepare [--data-dir DIR] [--splits train,test] [config options, e.g. input=both]
 
 Computes, for every sample of the chosen splits (train: ``make_labels(train, grouping)``; test:
 test.csv), the sources of ``cfg.input`` (Kaggle log windows, EEG chain spectrograms) and stores

@@ -1,6 +1,6 @@
 """Render one sample as a PNG: montage traces, chain spectrograms, Kaggle tiles, model input, labels.
 
-python -m hms.show_sample [--row N | --eeg-id ID] [--split train|test] [--out FILE.png] [config options]
+hms show-sample [--row N | --eeg-id ID] [--split train|test] [--out FILE.png] [config options]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A synthetic HMS dataset in the exact competition layout.
 
-    python -m hms.synth --out DIR [--n-patients N] [--n-eegs M] [--n-test-eegs K] [--seed S]
+    hms synth --out-dir DIR [--n-patients N] [--n-eegs M] [--n-test-eegs K] [--seed S]
 
 The real data (about 20 GB) is not needed to see the whole pipeline run: this writes train.csv,
 test.csv, sample_submission.csv and the four parquet folders with the real files' schema.

@@ -1,10 +1,10 @@
 """K-fold cross-validated training with timm backbones; resumable runs and a CV report.
 
-    python -m hms.train [--config FILE] [--data-dir DIR] [key=value | --key value ...]
-    python -m hms.train --model resnet18 --epochs 1 --n_folds 2 --run_dir runs/try
-    python -m hms.train --resume runs/try
+    hms train [--config FILE] [--data-dir DIR] [key=value | --key value ...]
+    hms train --model resnet18 --epochs 1 --n-folds 2 --run-dir runs/try
+    hms train --resume runs/try
     torchrun --nproc_per_node=4 -m hms.train ...          # DistributedDataParallel, see hms.distributed
-    python -m hms.train folds_parallel=4 ...              # four folds at once, one GPU each
+    hms train folds_parallel=4 ...              # four folds at once, one GPU each
 
 Without arguments it trains the default small model on the synthetic set (made on first use)
 and prints the per-fold and overall CV KL next to the baselines. Everything lands in the run

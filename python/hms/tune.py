@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna: pruned, resumable, shareable between worker processes.
 
-    python -m hms.tune [--config FILE] [--space FILE] [--trials N] [--timeout S] [--study NAME]
-                       [--storage URL] [--data-dir DIR] [--pruner median|hyperband|none] ...
+    hms tune [--config FILE] [KEY=VALUE ...] [--space FILE] [--trials N] [--timeout S] [--study NAME]
+             [--storage URL] [--data-dir DIR] [--pruner median|hyperband|none] ...
 
 Each trial is the trainer's own fold loop (:class:`hms.folds.FoldTrainer`) on a reduced budget:
 the first ``--tune-folds`` folds of the config's K-fold split (default 2, so validation rows are the
@@ -22,12 +22,12 @@ SQLite/SQLAlchemy storages record a heartbeat: a worker killed mid-trial leaves 
 that any other worker marks FAIL (and says so) when it next starts a trial, or finishes, once
 ``--grace-period`` seconds have passed without a heartbeat. Optuna's journal storage has no
 heartbeat, so a killed worker's trial stays RUNNING there (it is not counted as a result; nothing
-else is affected). PostgreSQL needs a driver: ``pip install 'hms[postgres]'`` (psycopg). Each
+else is affected). PostgreSQL needs a driver: ``pip install 'hms-eeg[postgres]'`` (psycopg). Each
 worker prints the trials it ran; ``--trials`` is per worker, so the study grows by their sum.
 
 Outputs under ``--studies-dir/NAME`` (default studies/NAME): ``trials/NNNN/`` (each trial's run
 directory), ``trials.csv``, ``best.toml`` (the --config values plus the best trial's parameters:
-``python -m hms.train --config best.toml`` trains it on all folds with the full epoch budget) and
+``hms train --config best.toml`` trains it on all folds with the full epoch budget) and
 ``plots/*.png``. ``optuna-dashboard sqlite:///studies/NAME/study.db`` reads the study live.
 """
 
@@ -156,7 +156,7 @@ def open_rdb_storage(url: str, settings: TuneSettings):
                 )
         except ImportError as exc:
             missing = exc.__cause__ or exc
-            hint = " (pip install 'hms[postgres]')" if shown.startswith("postgres") else ""
+            hint = " (pip install 'hms-eeg[postgres]')" if shown.startswith("postgres") else ""
             raise ValueError(f"--storage {shown}: the database driver is not installed{hint}: {missing}") from None
         except sqlalchemy.exc.ArgumentError as exc:  # includes NoSuchModuleError (unknown dialect)
             hint = "; PostgreSQL URLs start postgresql:// (not postgres://)" if shown.startswith("postgres:") else ""
@@ -433,7 +433,7 @@ def write_outputs(study, settings: TuneSettings, space: list[Param]) -> dict[str
     values = best_config_values(settings, space, best.params)
     header = (
         f"# hms.tune study '{settings.study}', trial {best.number}: mean validation KL {best.value:.5f}\n"
-        f"# ({settings.tune_folds} folds x {settings.tune_epochs} epochs). Train it: python -m hms.train --config best.toml\n"
+        f"# ({settings.tune_folds} folds x {settings.tune_epochs} epochs). Train it: hms train --config best.toml\n"
     )
     write_text_atomic(out / "best.toml", header + config.to_toml(values))
     summary["best"] = {"number": best.number, "value": best.value, "params": best.params}
@@ -493,7 +493,7 @@ def format_summary(summary: dict[str, Any], settings: TuneSettings) -> str:
         best = summary["best"]
         lines.append(f"best trial {best['number']}: mean validation KL {best['value']:.5f}")
         lines.extend(f"  {k} = {v}" for k, v in best["params"].items())
-        lines.append(f"best config: {settings.study_dir / 'best.toml'}  (python -m hms.train --config it)")
+        lines.append(f"best config: {settings.study_dir / 'best.toml'}  (hms train --config it)")
     return "\n".join(lines)
 
 
@@ -527,12 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=180,
         help="RDB storages: a RUNNING trial without a heartbeat for this long is FAIL",
     )
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="base config values, over --config (e.g. input=both)"
+    )
     add_progress_option(p)
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> TuneSettings:
     base = config.load_file(args.config) if args.config else {}
+    base.update(config.parse_overrides(args.overrides))
     if args.data_dir:
         base["data_dir"] = args.data_dir
     for name, value in (
