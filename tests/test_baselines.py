@@ -82,7 +82,7 @@ def test_run_baselines_scores_are_the_metric_of_their_predictions(tiny_dataset):
     labels = make_labels(data.train, "eeg")
     folds = make_folds(labels, 4, seed=0)
     results = baselines.run_baselines(data, labels, folds, show_progress=False)
-    assert set(results) == {"uniform", "class_prior", "band_power_lr"}
+    assert set(results) == {"uniform", "class_prior", "band_power_lr", "bayes_floor"}
     for result in results.values():
         assert result.oof.shape == (len(labels), 6)
         assert result.score == pytest.approx(kl_divergence(targets_of(labels), result.oof))
@@ -101,10 +101,38 @@ def test_the_synthetic_set_is_honestly_difficult(small_dataset):
     assert prior > 0.9
     assert lr < prior - 0.15
     assert lr > 0.4
+    # The floor: far below both, and not 0 (rater noise is not in the signal).
+    assert 0.1 < results["bayes_floor"].score < lr - 0.2
+
+
+def test_bayes_floor_is_each_eegs_expected_votes(tiny_dataset, tmp_path):
+    """Predictions are the Dirichlet mean of the generator's vote model for the EEG's true
+    pattern and strength; a folder without synthetic_truth.csv (real data) has no floor."""
+    import shutil
+
+    import pandas as pd
+
+    from hms import synth
+
+    truth = pd.read_csv(tiny_dataset / synth.TRUTH_FILE).set_index("eeg_id")
+    eeg_ids = truth.index[:3].to_numpy()
+    floor = synth.bayes_floor_predictions(tiny_dataset, eeg_ids)
+    rng = np.random.default_rng(0)
+    for eeg_id, predicted in zip(eeg_ids, floor):
+        pattern = synth.PATTERNS.index(truth.loc[eeg_id, "pattern"])
+        draws = [synth.draw_votes(rng, pattern, truth.loc[eeg_id, "strength"], 1, 1000)[0] for _ in range(300)]
+        np.testing.assert_allclose(np.mean(draws, axis=0) / 1000, predicted, atol=0.02)
+    assert np.allclose(floor.sum(axis=1), 1.0)
+    real_like = tmp_path / "data"
+    shutil.copytree(tiny_dataset, real_like)
+    (real_like / synth.TRUTH_FILE).unlink()
+    data = CompetitionData(real_like)
+    labels = make_labels(data.train, "eeg")
+    assert "bayes_floor" not in baselines.run_baselines(data, labels, make_folds(labels, 2), show_progress=False)
 
 
 def test_cli_prints_the_table(tiny_dataset, capsys):
     assert baselines.main(["--data-dir", str(tiny_dataset), "--n-folds", "2", "--grouping", "row"]) == 0
     out = capsys.readouterr().out
-    for name in ("uniform", "class_prior", "band_power_lr"):
+    for name in ("uniform", "class_prior", "band_power_lr", "bayes_floor"):
         assert name in out

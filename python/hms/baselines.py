@@ -4,6 +4,9 @@
 * ``class_prior``: the mean target of the training folds.
 * ``band_power_lr``: multinomial logistic regression on log band powers of the double-banana
   chains in the labelled 10 s, fitted to the vote fractions (soft labels).
+* ``bayes_floor`` (synthetic sets only): each row's expected vote fractions given its EEG's true
+  pattern and strength (:func:`hms.synth.expected_votes`), the score no model of the signal can
+  beat on average: what remains is which raters happened to vote what.
 
 The trainer reports these next to its CV so a model's number has a scale. Band powers use
 scipy directly: this is a yardstick, not part of the model pipeline.
@@ -24,7 +27,7 @@ from scipy.signal import welch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from hms import CLASSES
+from hms import CLASSES, synth
 from hms.cli import add_data_dir_option, add_progress_option, command, parse_command
 from hms.competition import CompetitionData, open_data
 from hms.labels import make_folds, make_labels, targets_of
@@ -139,6 +142,9 @@ def run_baselines(
         "class_prior": class_prior_oof(targets, folds),
         "band_power_lr": band_power_lr_oof(features, targets, folds),
     }
+    floor = synth.bayes_floor_predictions(data.root, labels["eeg_id"].to_numpy())
+    if floor is not None:
+        predictions["bayes_floor"] = floor
     return {name: BaselineResult(name, oof, kl_divergence(targets, oof)) for name, oof in predictions.items()}
 
 

@@ -90,6 +90,7 @@ CONFUSION = np.array(
         [0.20, 0.15, 0.15, 0.20, 0.30, 0.00],  # anything vs other
     ]
 )
+TRUTH_FILE = "synthetic_truth.csv"
 RATER_AGREEMENT = 8.0  # Dirichlet concentration of an EEG's vote distribution
 ROW_AGREEMENT = 60.0  # rows of one EEG are rated alike
 EEGS_PER_RECORDING = (1, 6)  # EEG excerpts per recording (real: ~1.5 eeg_ids per spectrogram_id)
@@ -216,6 +217,38 @@ def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int, taken: se
     return ids
 
 
+def _vote_concentration(pattern: int, strength: float) -> np.ndarray:
+    """The Dirichlet parameters of an EEG's vote distribution: raters recognize the pattern with
+    a probability (clarity) that grows with its strength, and otherwise confuse it plausibly."""
+    clarity = 0.15 + 0.8 * strength
+    expected = clarity * np.eye(len(PATTERNS))[pattern] + (1.0 - clarity) * CONFUSION[pattern]
+    return RATER_AGREEMENT * expected + 1e-3
+
+
+def expected_votes(pattern: int, strength: float) -> np.ndarray:
+    """An EEG's expected vote fractions (6,) given its true pattern and strength: the best
+    prediction anyone can make of its label rows from the signal (the noise of which raters
+    voted what is not in the signal)."""
+    alpha = _vote_concentration(pattern, strength)
+    return alpha / alpha.sum()
+
+
+def bayes_floor_predictions(root: str | os.PathLike, eeg_ids: Sequence[int]) -> np.ndarray | None:
+    """(n, 6) expected vote fractions of these EEGs of a synthetic set (from its
+    ``synthetic_truth.csv``); None for a folder without one (real data has no floor)."""
+    path = Path(root) / TRUTH_FILE
+    if not path.is_file():
+        return None
+    truth = pd.read_csv(path).drop_duplicates("eeg_id").set_index("eeg_id")
+    missing = sorted(set(int(i) for i in eeg_ids) - set(truth.index))
+    if missing:
+        raise ValueError(f"{path}: no truth for eeg_id(s) {missing[:5]}")
+    rows = truth.loc[list(eeg_ids)]
+    return np.stack(
+        [expected_votes(PATTERNS.index(p), float(s)) for p, s in zip(rows["pattern"], rows["strength"])]
+    )
+
+
 def draw_votes(rng: np.random.Generator, pattern: int, strength: float, n_rows: int, n_raters: int) -> np.ndarray:
     """Votes (n_rows, 6) of ``n_raters`` raters for each label row of one EEG.
 
@@ -223,9 +256,7 @@ def draw_votes(rng: np.random.Generator, pattern: int, strength: float, n_rows: 
     otherwise pick a plausible confusion; an EEG's vote distribution is a Dirichlet draw around
     that, and its rows are rated alike (a tighter Dirichlet around the EEG's distribution).
     """
-    clarity = 0.15 + 0.8 * strength
-    expected = clarity * np.eye(len(PATTERNS))[pattern] + (1.0 - clarity) * CONFUSION[pattern]
-    per_eeg = rng.dirichlet(RATER_AGREEMENT * expected + 1e-3)
+    per_eeg = rng.dirichlet(_vote_concentration(pattern, strength))
     votes = np.empty((n_rows, len(PATTERNS)), dtype=np.int64)
     for row in range(n_rows):
         votes[row] = rng.multinomial(n_raters, rng.dirichlet(ROW_AGREEMENT * per_eeg + 1e-3))
@@ -478,7 +509,7 @@ def generate(
             submission[column] = 1.0 / len(VOTE_COLUMNS)
         write_csv_atomic(submission, staging / "sample_submission.csv")
         write_csv_atomic(plan.test_solution(), staging / "test_solution.csv")
-        write_csv_atomic(plan.truth_table(), staging / "synthetic_truth.csv")
+        write_csv_atomic(plan.truth_table(), staging / TRUTH_FILE)
         params = {
             "n_patients": n_patients,
             "n_eegs": n_eegs,
