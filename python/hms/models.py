@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hms import CLASSES
+from hms.raw_models import RAW_MODELS
 
 
 class ModelError(ValueError):
@@ -34,10 +35,19 @@ def create_model(
     drop_path_rate: float = 0.0,
     input_pool: int = 1,
 ) -> nn.Module:
-    """A timm ``name`` backbone with ``in_chans`` input channels and a six-class linear head;
-    with ``input_pool > 1`` the input is average-pooled by that factor first."""
+    """A timm ``name`` backbone (or a raw-EEG model of :data:`hms.raw_models.RAW_MODELS`) with
+    ``in_chans`` input channels and a six-class linear head starting at zero; with
+    ``input_pool > 1`` an image input is average-pooled by that factor first."""
+    if name in RAW_MODELS:
+        if pretrained:
+            raise ModelError(f"model {name!r} has no published pretrained weights; pass weights=FILE or train it")
+        model: nn.Module = RAW_MODELS[name](in_chans, len(CLASSES), drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+        _zero_classifier(model)
+        if weights is not None:
+            load_pretrained(model, weights)
+        return model
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.7)
+        close = difflib.get_close_matches(name, [*RAW_MODELS, *timm.list_models()], n=5, cutoff=0.7)
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ModelError(f"model: unknown timm model {name!r}{hint}")
     kwargs: dict[str, Any] = dict(in_chans=in_chans, num_classes=len(CLASSES), drop_rate=drop_rate)
@@ -78,6 +88,12 @@ def _zero_classifier(model: nn.Module) -> None:
 
 def create_model_from_config(cfg, in_chans: int) -> nn.Module:
     """:func:`create_model` with the model section of a :class:`hms.config.Config`."""
+    if cfg.model in RAW_MODELS:
+        # The raw-EEG input recipe is not part of the pipeline yet; these models take (B, C, T).
+        raise ModelError(
+            f"model {cfg.model!r} takes raw EEG (batch, channels, samples), which no input recipe "
+            f"({cfg.input!r} gives images) provides yet; use a timm model name"
+        )
     return create_model(
         cfg.model,
         in_chans,

@@ -233,7 +233,7 @@ def expected_votes(pattern: int, strength: float) -> np.ndarray:
     return alpha / alpha.sum()
 
 
-def bayes_floor_predictions(root: str | os.PathLike, eeg_ids: Sequence[int]) -> np.ndarray | None:
+def bayes_floor_predictions(root: str | os.PathLike, eeg_ids: Sequence[int] | np.ndarray) -> np.ndarray | None:
     """(n, 6) expected vote fractions of these EEGs of a synthetic set (from its
     ``synthetic_truth.csv``); None for a folder without one (real data has no floor)."""
     path = Path(root) / TRUTH_FILE
@@ -244,9 +244,7 @@ def bayes_floor_predictions(root: str | os.PathLike, eeg_ids: Sequence[int]) -> 
     if missing:
         raise ValueError(f"{path}: no truth for eeg_id(s) {missing[:5]}")
     rows = truth.loc[list(eeg_ids)]
-    return np.stack(
-        [expected_votes(PATTERNS.index(p), float(s)) for p, s in zip(rows["pattern"], rows["strength"])]
-    )
+    return np.stack([expected_votes(PATTERNS.index(p), float(s)) for p, s in zip(rows["pattern"], rows["strength"])])
 
 
 def draw_votes(rng: np.random.Generator, pattern: int, strength: float, n_rows: int, n_raters: int) -> np.ndarray:
