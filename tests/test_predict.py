@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from _tiny_runs import tiny_run
-from hms import inference, predict
+from hms import CLASSES, inference, predict
 from hms.competition import open_data
 from hms.inputs import InputPipeline
 from hms.metric import kl_divergence
@@ -211,3 +211,44 @@ def test_device_auto_picks_what_training_picks(monkeypatch, cuda, mps, expected)
     monkeypatch.setattr(predict, "predict_test", fake_predict_test)
     assert predict.main(["--run", "runs/a", "--data-dir", "data"]) == 2
     assert seen["device"] == expected
+
+
+def test_a_whole_recording_gives_windows_a_timeline_and_a_summary(tiny_dataset, tmp_path_factory, capsys):
+    """Sliding 50-s windows every --stride seconds; each window's probabilities equal the lone
+    prediction of that window, written as its own 50-s file; CSV, PNG and summary are written."""
+    run_eeg = tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", "eeg")
+    tmp = tmp_path_factory.mktemp("recording")
+    source = max((tiny_dataset / "train_eegs").glob("*.parquet"), key=lambda p: pd.read_parquet(p).shape[0])
+    frame = pd.read_parquet(source)
+    frame.to_parquet(tmp / "rec.parquet", index=False)
+    out = tmp / "rec_windows.csv"
+    capsys.readouterr()
+    argv = ["--run", str(run_eeg), "--recording", str(tmp / "rec.parquet"), "--stride", "7.5", "--out", str(out)]
+    assert predict.main([*argv, "--no-progress"]) == 0
+    windows = pd.read_csv(out)
+    n_expected = (len(frame) - 10_000) // 1500 + 1
+    assert len(windows) == n_expected and list(windows.columns) == ["start_s", "end_s", *VOTE_COLUMNS]
+    np.testing.assert_allclose(windows["start_s"], np.arange(n_expected) * 7.5)
+    np.testing.assert_allclose(windows[list(VOTE_COLUMNS)].sum(axis=1), 1.0, atol=1e-9)
+    loaded = inference.load_run(run_eeg, None)
+    for k in (0, n_expected - 1):
+        lone = tmp / f"w{k}.parquet"
+        frame.iloc[k * 1500 : k * 1500 + 10_000].to_parquet(lone, index=False)
+        np.testing.assert_allclose(
+            windows.loc[k, list(VOTE_COLUMNS)], inference.predict_eeg_file(loaded, lone), atol=1e-6
+        )
+    summary = json.loads((tmp / "rec_windows_summary.json").read_text())
+    assert summary["windows"] == n_expected and set(summary["per_class"]) == set(CLASSES)
+    assert (tmp / "rec_windows_timeline.png").stat().st_size > 10_000
+    assert "windows/s" in capsys.readouterr().out
+
+
+def test_recording_prediction_refuses_what_it_cannot_do(run_a, tiny_dataset, tmp_path, capsys):
+    eeg = next((tiny_dataset / "test_eegs").glob("*.parquet"))
+    assert predict.main(["--run", str(run_a), "--recording", str(eeg)]) == 2  # a Kaggle-spectrogram run
+    assert "needs a Kaggle spectrogram" in capsys.readouterr().err
+    short = tmp_path / "short.parquet"
+    pd.read_parquet(eeg).iloc[:5000].to_parquet(short, index=False)
+    run_eeg = tiny_run(tiny_dataset, run_a.parent, "eeg")
+    assert predict.main(["--run", str(run_eeg), "--recording", str(short)]) == 2
+    assert "25 s long; a window is 50 s" in capsys.readouterr().err

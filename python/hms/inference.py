@@ -13,13 +13,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from hms import config, engine
+from hms import CLASSES, config, engine
 from hms.competition import CompetitionData
 from hms.config import Config
 from hms.dataset import InputDataset
@@ -28,6 +29,7 @@ from hms.models import create_model_from_config
 from hms.progress import bar as progress_bar
 from hms.readers import read_eeg
 from hms.rundir import RunDir, RunDirError
+from hms.schema import EEG_WINDOW_SAMPLES, SAMPLE_RATE, VOTE_COLUMNS
 from hms.windows import central_eeg_window
 
 
@@ -142,3 +144,77 @@ def predict_eeg_file(loaded: LoadedRun, path: str | os.PathLike, *, tta: bool = 
                 p = 0.5 * (p + fm.model(fm.pipeline.swap_hemispheres(inputs)).double().softmax(dim=1))
             total += p[0].numpy()
     return total / len(loaded.folds)
+
+
+def window_starts(n_samples: int, stride_s: float) -> np.ndarray:
+    """Start samples of the 50-s windows over a recording, every ``stride_s`` seconds from 0
+    (the last window ends at or before the recording's end)."""
+    if not stride_s > 0:
+        raise ValueError(f"stride must be > 0 seconds, got {stride_s}")
+    if n_samples < EEG_WINDOW_SAMPLES:
+        raise ValueError(
+            f"the recording is {n_samples / SAMPLE_RATE:g} s long; a window is {EEG_WINDOW_SAMPLES / SAMPLE_RATE:g} s"
+        )
+    step = max(1, int(round(stride_s * SAMPLE_RATE)))
+    return np.arange(0, n_samples - EEG_WINDOW_SAMPLES + 1, step)
+
+
+def predict_windows(
+    loaded: LoadedRun,
+    recording: np.ndarray,
+    starts: np.ndarray,
+    *,
+    tta: bool = False,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """(len(starts), 6) probabilities of the 50-s windows of ``recording`` (20, samples) starting
+    at ``starts``: the mean of the run's fold models, each window's inputs built natively in
+    batches. Only for EEG-only inputs (a recording has no Kaggle spectrogram)."""
+    if "kaggle" in loaded.sources:
+        raise ValueError(
+            f"{loaded.path}: input={loaded.cfg.input!r} needs a Kaggle spectrogram, which a recording does not "
+            "have; use a run trained with input=eeg"
+        )
+    device = torch.device(device)
+    total = np.zeros((len(starts), 6))
+    batches = range(0, len(starts), batch_size)
+    with torch.no_grad():
+        for first in progress_bar(batches, desc=f"{loaded.path.name} windows", unit="batch", show=progress):
+            chunk = starts[first : first + batch_size]
+            windows = np.stack([recording[:, s : s + EEG_WINDOW_SAMPLES] for s in chunk])
+            for fm in loaded.folds:
+                inputs = torch.from_numpy(fm.pipeline.transform_windows(eeg=windows)).to(device)
+                p = fm.model(inputs).double().softmax(dim=1)
+                if tta:
+                    p = 0.5 * (p + fm.model(fm.pipeline.swap_hemispheres(inputs)).double().softmax(dim=1))
+                total[first : first + len(chunk)] += p.cpu().numpy()
+    return total / len(loaded.folds)
+
+
+def windows_frame(starts: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """The per-window table: start_s, end_s and the six class probabilities (submission columns)."""
+    frame = pd.DataFrame({"start_s": starts / SAMPLE_RATE, "end_s": (starts + EEG_WINDOW_SAMPLES) / SAMPLE_RATE})
+    for j, column in enumerate(VOTE_COLUMNS):
+        frame[column] = probs[:, j]
+    return frame
+
+
+def recording_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    """Per class: mean and largest window probability (and where), and the share of windows in
+    which it is the most likely class."""
+    probs = frame[list(VOTE_COLUMNS)].to_numpy()
+    top = probs.argmax(axis=1)
+    return {
+        "windows": len(frame),
+        "per_class": {
+            name: {
+                "mean": float(probs[:, j].mean()),
+                "max": float(probs[:, j].max()),
+                "max_at_s": float(frame["start_s"].iloc[int(probs[:, j].argmax())]),
+                "top_share": float((top == j).mean()),
+            }
+            for j, name in enumerate(CLASSES)
+        },
+    }

@@ -244,3 +244,38 @@ def plot_input_sample(
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# A recording's probability timeline
+# ---------------------------------------------------------------------------------------------
+
+
+def _clock(seconds: float, _position: Any = None) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def plot_probability_timeline(windows: pd.DataFrame, title: str) -> plt.Figure:
+    """Stacked class probabilities of a recording's windows over its time axis (window centres,
+    h:mm:ss), with the most likely class of each window as a strip underneath."""
+    from matplotlib.ticker import FuncFormatter
+
+    centres = 0.5 * (windows["start_s"].to_numpy() + windows["end_s"].to_numpy())
+    probs = windows[list(VOTE_COLUMNS)].to_numpy()
+    colors = [plt.get_cmap("tab10")(k) for k in range(len(CLASSES))]
+    fig, (ax, strip) = plt.subplots(
+        2, 1, figsize=(12, 4.5), sharex=True, gridspec_kw={"height_ratios": [6, 1]}, constrained_layout=True
+    )
+    ax.stackplot(centres, probs.T, labels=[c.upper() for c in CLASSES], colors=colors, alpha=0.9)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    strip.scatter(centres, np.zeros_like(centres), c=[colors[k] for k in probs.argmax(axis=1)], marker="|", s=400)
+    strip.set_yticks([])
+    strip.set_ylabel("top", rotation=0, ha="right", va="center")
+    strip.xaxis.set_major_formatter(FuncFormatter(_clock))
+    strip.set_xlabel("recording time (window centre, h:mm:ss)")
+    strip.set_xlim(0, float(windows["end_s"].max()))
+    return fig

@@ -3,7 +3,8 @@
     hms predict --run runs/a --data-dir DIR [--out submission.csv] [--tta]
     hms predict --ensemble ensembles/NAME --data-dir DIR [--out submission.csv]
     hms predict --run runs/a --synthetic         (the synthetic set's test split)
-    hms predict --run runs/a --eeg recording.parquet
+    hms predict --run runs/a --eeg recording.parquet     (one 50-s window: the central one)
+    hms predict --run runs/eeg --recording night.edf [--stride 10]   (a whole recording)
 
 Each member run averages its fold models (each with its own training-time preprocessing and
 normalization, see :mod:`hms.inference`); an ensemble then combines its members as saved by
@@ -14,6 +15,7 @@ the file is written (atomically). The test set is never guessed: ``--data-dir`` 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -27,10 +29,21 @@ import torch
 from hms import CLASSES, engine
 from hms.cli import add_progress_option, command, parse_command
 from hms.competition import open_data, resolve_data_dir
-from hms.inference import check_run, load_run, predict_eeg_file, predict_labels
-from hms.io import write_csv_atomic
+from hms.inference import (
+    check_run,
+    load_run,
+    predict_eeg_file,
+    predict_labels,
+    predict_windows,
+    recording_summary,
+    window_starts,
+    windows_frame,
+)
+from hms.io import write_csv_atomic, write_json_atomic
 from hms.metric import validate_probabilities
 from hms.schema import SUBMISSION_COLUMNS
+
+log = logging.getLogger("hms.predict")  # not __name__: it is __main__ under python -m
 
 
 def submission_frame(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
@@ -110,9 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", metavar="DIR", help="competition folder with test.csv, test_eegs/, test_spectrograms/"
     )
     data.add_argument("--synthetic", action="store_true", help="predict the synthetic set's test split")
-    parser.add_argument("--out", default="submission.csv", help="where to write the submission [default: %(default)s]")
+    parser.add_argument(
+        "--out",
+        help="the submission [default: submission.csv]; with --recording the per-window CSV "
+        "[default: <recording>_windows.csv], beside it <out>_timeline.png and <out>_summary.json",
+    )
     parser.add_argument(
         "--eeg", metavar="FILE.parquet", help="predict one EEG recording (EEG-only models) and print it"
+    )
+    recording = parser.add_argument_group("a whole recording (EEG-only runs)")
+    recording.add_argument(
+        "--recording", metavar="FILE", help="EDF, EDF+, BDF or parquet: probabilities of sliding 50-s windows"
+    )
+    recording.add_argument("--stride", type=float, default=10.0, help="seconds between windows [default: 10]")
+    recording.add_argument("--mapping", metavar="FILE", help="channel mapping file (TOML/JSON: file label = channel)")
+    recording.add_argument(
+        "--allow-missing-channels", action="store_true", help="fill channels the file lacks as flat (with a warning)"
     )
     parser.add_argument("--tta", action="store_true", help="average in the left/right hemisphere-swapped input")
     parser.add_argument(
@@ -133,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = str(engine.resolve_device(args.device))  # the trainer's rule: cuda, then mps, then cpu
     if args.eeg is not None:
         return _predict_one_eeg(args)
+    if args.recording is not None:
+        return _predict_recording(args, device)
     if args.data_dir is None and not args.synthetic:
         # Never a guess: on Kaggle a silently synthetic submission would look valid.
         parser.error("say which test set: --data-dir DIR (the competition folder with test.csv) or --synthetic")
@@ -145,11 +173,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         progress=args.progress,
     )
-    write_csv_atomic(frame, args.out)
+    out = args.out or "submission.csv"
+    write_csv_atomic(frame, out)
+    print(f"{out}: {len(frame)} rows; {samples_per_s:.1f} test samples/s on {device}{' with TTA' if args.tta else ''}")
+    return 0
+
+
+def _predict_recording(args: argparse.Namespace, device: str) -> int:
+    from hms.ensemble import SavedEnsemble
+    from hms.recordings import load_mapping, read_recording
+
+    saved = SavedEnsemble.load(args.ensemble) if args.ensemble is not None else None
+    members = saved.members if saved is not None else [args.run]
+    for member in members:
+        check_run(member)
+    started = time.perf_counter()
+    mapping = load_mapping(args.mapping) if args.mapping else None
+    recording = read_recording(args.recording, mapping=mapping, allow_missing=args.allow_missing_channels)
+    read_seconds = time.perf_counter() - started
+    starts = window_starts(recording.data.shape[1], args.stride)
+    member_probs = [
+        predict_windows(
+            load_run(m, None, device),
+            recording.data,
+            starts,
+            tta=args.tta,
+            batch_size=args.batch_size,
+            device=device,
+            progress=args.progress,
+        )
+        for m in members
+    ]
+    probs = validate_probabilities(saved.combine(member_probs) if saved else member_probs[0], "window predictions")
+    seconds = time.perf_counter() - started
+    frame = windows_frame(starts, probs)
+    out = Path(args.out or f"{Path(args.recording).stem}_windows.csv")
+    write_csv_atomic(frame, out)
+    summary = {
+        "recording": str(args.recording),
+        "seconds": recording.seconds,
+        "source_rate_hz": recording.source_rate,
+        "missing_channels": list(recording.missing),
+        "stride_s": args.stride,
+        "models": [str(m) for m in members],
+        **recording_summary(frame),
+    }
+    write_json_atomic(out.with_name(out.stem + "_summary.json"), summary)
+    try:
+        from hms.plots import plot_probability_timeline, save_figure
+    except ImportError:
+        log.warning("the timeline PNG needs matplotlib (pip install 'hms-eeg[train]'); wrote the CSV and summary")
+    else:
+        title = f"{Path(args.recording).name}: {recording.seconds / 60:.1f} min, {len(frame)} windows every {args.stride:g} s"
+        save_figure(plot_probability_timeline(frame, title), out.with_name(out.stem + "_timeline.png"), dpi=110)
     print(
-        f"{args.out}: {len(frame)} rows; {samples_per_s:.1f} test samples/s on {device}"
-        f"{' with TTA' if args.tta else ''}"
+        f"{out}: {len(frame)} windows of {recording.seconds:.0f} s in {seconds:.1f} s "
+        f"({len(frame) / seconds:.1f} windows/s; reading and resampling {read_seconds:.1f} s)"
     )
+    for name, stats in summary["per_class"].items():
+        print(
+            f"  {name:<8} mean {stats['mean']:.3f}  max {stats['max']:.3f} at {stats['max_at_s']:.0f} s  "
+            f"top in {100 * stats['top_share']:.0f}% of windows"
+        )
     return 0
 
 
