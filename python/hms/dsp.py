@@ -88,6 +88,12 @@ def _real(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{name} is beyond float64's range, got {value!r}") from None
+
+
+# The largest count the native core's unsigned (64-bit) arguments hold.
+_MAX_COUNT = 2**64 - 1
 
 
 def _index(value: Any, name: str) -> int:
@@ -100,6 +106,8 @@ def _index(value: Any, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
     if v < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {v}")
+    if v > _MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**64 - 1, got {v}")
     return v
 
 
@@ -184,7 +192,8 @@ def sosfiltfilt(sos: ArrayLike, x: ArrayLike, axis: int = -1) -> FloatArray:
 def set_num_threads(n: int | None) -> None:
     """Threads of the native core in this process from now on (None: the default, which is
     ``RAYON_NUM_THREADS`` or one per CPU). Like ``torch.set_num_threads``: e.g. one per
-    DataLoader worker, or a share of the CPUs per process of a multi-process job."""
+    DataLoader worker, or a share of the CPUs per process of a multi-process job. At most 8 per
+    CPU this process may use (ValueError above; ``RAYON_NUM_THREADS`` is capped there too)."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
         raise TypeError(f"n must be an int or None, got {n!r}")
     _native.set_num_threads(None if n is None else int(n))

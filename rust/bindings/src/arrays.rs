@@ -4,7 +4,7 @@
 
 use crate::buffers::{output_array, Init};
 use crate::errors::{type_error, value_error, Result};
-use crate::runtime::detached;
+use crate::runtime::{detached, guarded};
 use hms_core::mel::LogFloat;
 use hms_core::transform::ClipLogSum;
 use ndarray::ArrayViewD;
@@ -95,7 +95,9 @@ pub fn filled_from<'py, T: Float, U: numpy::Element + Default + Copy + Send + Sy
 ) -> Result<Bound<'py, PyAny>> {
     let x = x.try_readonly()?;
     let view = x.as_array();
-    output_array(x.py(), shape(view.shape())?, init, |out| fill(view, out))
+    // The shape may take building a plan (the mel recipe's): guarded against panics too.
+    let shape = guarded(|| Ok(shape(view.shape())?))?;
+    output_array(x.py(), shape, init, |out| fill(view, out))
 }
 
 /// A kernel that changes a C-contiguous array in place.

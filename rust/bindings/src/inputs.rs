@@ -21,10 +21,11 @@ fn batch_first<'a, D: ndarray::Dimension>(
         return Err(value_error(format!("{name} must have a batch axis and {tail} more, got shape {shape:?}")));
     }
     let lead = shape[..shape.len() - tail].to_vec();
+    // The batch size fits: the view's element count does (checked by numpy), and so the product
+    // of some of its dimensions.
     let mut dims = vec![lead.iter().product::<usize>()];
     dims.extend_from_slice(&shape[shape.len() - tail..]);
-    let standard: ndarray::CowArray<'a, f32, ndarray::IxDyn> =
-        if view.is_standard_layout() { view.into() } else { view.as_standard_layout().into_owned().into() };
+    let standard = hms_core::alloc::standard_layout(view, &format!("a contiguous copy of {name}"))?;
     let reshaped =
         standard.into_shape_with_order(dims).expect("standard layout reshapes").into_dimensionality::<D>().expect("dimensions match");
     Ok((reshaped, lead))
