@@ -25,14 +25,16 @@ pub enum Init {
 /// Outputs of `POOL_MIN_BYTES` or more reuse the buffer of an earlier result that Python has
 /// released (see [`OutputBuffer`]), zeroed in parallel when asked; smaller ones are new numpy
 /// arrays (numpy's zeros come from calloc, zeroed page by page as they are first written). An
-/// output whose size overflows, or whose memory the system refuses, is a MemoryError.
+/// output whose size overflows, or whose memory the system refuses, is a MemoryError naming
+/// `what` (e.g. "the output for eeg").
 pub fn output_array<'py, U: numpy::Element + Default + Copy + Send + Sync>(
     py: Python<'py>,
+    what: &str,
     shape: Vec<usize>,
     init: Init,
     fill: impl FnOnce(&mut [U]) -> hms_core::Result<()> + Send,
 ) -> Result<Bound<'py, PyAny>> {
-    let what = format!("an output array of shape {shape:?}");
+    let what = format!("{what} (shape {shape:?})");
     let len = hms_core::alloc::checked_len::<U>(&shape, &what)?;
     let bytes = len * std::mem::size_of::<U>();
     if bytes < POOL_MIN_BYTES {

@@ -41,7 +41,7 @@ impl<'py> WithFloatArray<'py> for &Stft {
     type Output = Bound<'py, PyAny>;
     fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Self::Output> {
         let shape = |s: &[usize]| self.output_shape(s);
-        filled_from(x, Init::Zeroed, shape, |x, out: &mut [T::Complex]| self.compute_into(x, T::complex_mut(out)))
+        filled_from(x, "x", Init::Zeroed, shape, |x, out: &mut [T::Complex]| self.compute_into(x, T::complex_mut(out)))
     }
 }
 

@@ -112,7 +112,7 @@ impl BandMel {
         let band = bank.band();
         let tiles = band.len().div_ceil(NR);
         let padded_bins = tiles * NR;
-        let what = "the band mel kernel's basis";
+        let what = "the band mel basis of win_length and n_mels' bins";
         // Angles 2 pi k j / n_fft reduced exactly by integer arithmetic, as BandDft does.
         let table = alloc::collect(n_fft, (0..n_fft).map(|m| (2.0 * PI * m as f64 / n_fft as f64).sin_cos()), what)?;
         let size = |a: usize, b: usize| alloc::checked_len::<[f32; NR]>(&[a, b], what);
@@ -247,7 +247,7 @@ fn frames_with(
     wide: bool,
     fma: bool,
 ) -> Result<()> {
-    let what = "the band mel kernel's work space";
+    let what = "the band mel work space for x";
     let panel_frames = if wide {
         let full = n_frames / PANEL * PANEL;
         full + if n_frames - full >= HALF_PANEL { HALF_PANEL } else { 0 }

@@ -100,7 +100,7 @@ fn biquad_zi(s: &[f64; 6]) -> [f64; 2] {
 /// Zero-phase filtering of every 1-D lane of `x` along `axis` (scipy.signal.sosfiltfilt).
 /// Computed in f64 whatever `T` is; the output has `x`'s shape in standard layout.
 pub fn sosfiltfilt<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize) -> Result<ArrayD<T>> {
-    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the filtered signals")?;
+    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output for x")?;
     sosfiltfilt_into(sos, x.view(), axis, &mut out)?;
     Ok(ArrayD::from_shape_vec(x.raw_dim(), out).expect("x's shape"))
 }
@@ -124,7 +124,7 @@ fn filtfilt_into<T: Real>(sos: &Sos, plan: &Plan, x: ArrayViewD<T>, axis: usize,
     let mut out = ArrayViewMutD::from_shape(x.raw_dim(), out).expect("sizes checked");
     let count = x.len() / n;
     let inputs = alloc::collect(count, x.lanes(Axis(axis)), "the lanes of x")?;
-    let mut outputs = alloc::collect(count, out.lanes_mut(Axis(axis)), "the lanes of the output")?;
+    let mut outputs = alloc::collect(count, out.lanes_mut(Axis(axis)), "the lanes of the output for x")?;
     let finite = outputs
         .par_chunks_mut(LANES)
         .zip(inputs.par_chunks(LANES))
@@ -175,7 +175,7 @@ fn filtfilt_group<T: Real>(plan: &Plan, padlen: usize, inputs: &[ArrayView1<T>],
     let n = inputs[0].len();
     GROUP_BUFFER.with_borrow_mut(|buf| {
         // Reused across calls: every frame is written before it is read (see filtfilt_group_in).
-        let what = "the filter's work space for a group of lanes";
+        let what = "the filter's work space for lanes of x";
         let frames = n.checked_add(2 * padlen).ok_or_else(|| CoreError::alloc(what, None))?;
         alloc::resize(buf, alloc::checked_len::<CacheLine>(&[frames, LINES_PER_FRAME], what)?, CacheLine([0.0; 8]), what)?;
         // SAFETY: a frame is LINES_PER_FRAME cache lines of f64, with a smaller alignment.
@@ -864,5 +864,17 @@ mod tests {
         let mut gap = Array1::<f64>::zeros(100);
         gap[50] = f64::NAN;
         assert!(sosfiltfilt(&bandpass(), gap.view().into_dyn(), 0).is_err());
+    }
+
+    #[test]
+    fn zero_strided_signals_beyond_memory_are_allocation_errors() {
+        use ndarray::ShapeBuilder;
+        let one = [0.0f64];
+        let huge = ArrayViewD::from_shape(ndarray::IxDyn(&[1 << 40, 1 << 14, 64]).strides(ndarray::IxDyn(&[0, 0, 0])), &one[..]).unwrap();
+        let err = sosfiltfilt(&bandpass(), huge, 2).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        let sos = ndarray::Array2::from_shape_vec((1, 6), vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).unwrap();
+        let many = ndarray::ArrayView2::from_shape((1 << 60, 6).strides((0, 1)), sos.as_slice().unwrap()).unwrap();
+        assert!(Sos::new(many).unwrap_err().is_alloc());
     }
 }

@@ -138,7 +138,7 @@ impl MelFilterbank {
 
     /// The dense (n_mels x n_freq) matrix, row-major, of `U` (the weights rounded to it).
     pub fn to_dense<U: Copy + Default>(&self, from_f64: impl Fn(f64) -> U) -> Result<Vec<U>> {
-        let what = format!("a dense mel filterbank of {} x {} weights", self.n_mels(), self.n_freq);
+        let what = format!("a dense mel filterbank of n_mels x (n_fft / 2 + 1) = {} x {} weights", self.n_mels(), self.n_freq);
         let mut out = alloc::vec_of(alloc::checked_len::<U>(&[self.n_mels(), self.n_freq], &what)?, U::default(), &what)?;
         for (m, f) in self.filters.iter().enumerate() {
             for (o, &w) in out[m * self.n_freq + f.start..][..f.weights.len()].iter_mut().zip(&f.weights) {

@@ -96,9 +96,9 @@ impl Source<'_> {
 
 /// The model inputs of a batch into `out` (batch x `layout.shape(sources.len())`).
 pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, out: &mut [f32]) -> Result<()> {
-    ensure!(!sources.is_empty(), "at least one source is needed");
+    ensure!(!sources.is_empty(), "sources must name at least one source");
     let batch = sources[0].batch();
-    ensure!(sources.iter().all(|s| s.batch() == batch), "all sources need the same batch size");
+    ensure!(sources.iter().all(|s| s.batch() == batch), "the eeg and kaggle windows of sources need the same batch size");
     let groups = sources.len();
     let per_sample: usize = layout.shape(groups).iter().product();
     ensure!(out.len() == batch * per_sample, "out has {} elements, {batch} samples need {}", out.len(), batch * per_sample);
@@ -107,7 +107,7 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
             normal_eps(*eps, "eps")?;
         }
         Normalization::Fixed(stats) => {
-            ensure!(stats.len() == groups, "one (mean, std) per source is needed, got {}", stats.len());
+            ensure!(stats.len() == groups, "stats must hold one (mean, std) pair per source ({groups}), got {}", stats.len());
             for (g, &(mean, std)) in stats.iter().enumerate() {
                 // Applied in float32: both must be float32 values, the std a normal positive one
                 // (a std that rounds to 0 or a subnormal would turn every value into inf).
@@ -129,12 +129,12 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
                 let (_, regions, rows, cols) = x.dim();
                 ensure!(
                     recipe.order.iter().all(|&r| r < regions),
-                    "Kaggle windows have {regions} regions; order {:?} is out of range",
+                    "kaggle windows have {regions} regions; kaggle_order {:?} is out of range",
                     recipe.order
                 );
                 ensure!(
                     rows <= TILE_ROWS && cols >= TILE_COLS,
-                    "Kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}"
+                    "kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}"
                 );
                 specs.push(None);
             }
@@ -144,7 +144,7 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
                 let geometry = montage::mel_geometry(n, recipe)?;
                 ensure!(
                     geometry.0.n_mels() == TILE_ROWS && geometry.2 == TILE_COLS,
-                    "the EEG recipe gives {} x {} images, the tiles are {TILE_ROWS} x {TILE_COLS}",
+                    "eeg_recipe gives {} x {} images, the tiles are {TILE_ROWS} x {TILE_COLS}",
                     geometry.0.n_mels(),
                     geometry.2
                 );
@@ -230,7 +230,7 @@ fn kaggle_tiles(
 ) -> Result<()> {
     let (_, rows, cols) = x.dim();
     let size = rows * cols;
-    let what = "the logs of a Kaggle window";
+    let what = "the logs of a kaggle window";
     alloc::resize(&mut work.logs, alloc::checked_len::<f32>(&[CHAINS, size], what)?, 0.0, what)?;
     let mut acc = Sums::default();
     for (c, logs) in work.logs.chunks_mut(size).enumerate() {
@@ -239,7 +239,7 @@ fn kaggle_tiles(
         match region.as_slice() {
             Some(v) => acc.add(clip_log_sums(&recipe.clip, v, logs, shift)),
             None => {
-                let region = alloc::collect(region.len(), region.iter().copied(), "a contiguous copy of a Kaggle window")?;
+                let region = alloc::collect(region.len(), region.iter().copied(), "a contiguous copy of a kaggle window")?;
                 acc.add(clip_log_sums(&recipe.clip, &region, logs, shift))
             }
         }
@@ -489,5 +489,32 @@ mod tests {
         let one = [Source::Kaggle(kaggle.view(), kaggle_recipe())];
         assert!(build_into(&one, Layout::Stack, &Normalization::Fixed(vec![(0.0, 0.0)]), &mut out).is_err());
         assert!(build_into(&one, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut out[1..]).is_err());
+    }
+
+    #[test]
+    fn statistics_that_float32_cannot_divide_by_are_refused() {
+        let (_, kaggle) = windows(1);
+        let one = [Source::Kaggle(kaggle.view(), kaggle_recipe())];
+        let mut out = vec![0.0f32; 512 * 256];
+        for (stats, needle) in [
+            ((0.0, 1e-300), "stats[0]: the std must be a positive normal float32"),
+            ((0.0, 1e-40), "stats[0]: the std must be a positive normal float32"),
+            ((0.0, 1e39), "stats[0]: the std must be a positive normal float32"),
+            ((1e39, 1.0), "stats[0]: the mean must be finite in float32"),
+            ((f64::NAN, 1.0), "stats[0]: the mean must be finite"),
+        ] {
+            let err = build_into(&one, Layout::Stack, &Normalization::Fixed(vec![stats]), &mut out).unwrap_err();
+            assert!(err.to_string().starts_with(needle), "{stats:?}: {err}");
+        }
+        let err = build_into(&one, Layout::Stack, &Normalization::Instance { eps: 5e-324 }, &mut out).unwrap_err();
+        assert!(err.to_string().starts_with("eps must be 0 or a normal"), "{err}");
+        // A constant window (all NaN: every value the NaN fill) with eps 0 has nothing to divide by.
+        let nan = Array4::from_elem((2, 4, 100, 300), f32::NAN);
+        let src = [Source::Kaggle(nan.view(), kaggle_recipe())];
+        let mut out2 = vec![0.0f32; 2 * 512 * 256];
+        let err = build_into(&src, Layout::Stack, &Normalization::Instance { eps: 0.0 }, &mut out2).unwrap_err();
+        assert!(err.to_string().starts_with("sample ") && err.to_string().contains("eps is 0"), "{err}");
+        build_into(&src, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut out2).unwrap();
+        assert!(out2.iter().all(|&v| v == 0.0));
     }
 }

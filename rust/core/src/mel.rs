@@ -174,7 +174,7 @@ impl<G: GemmFloat> MelPlan<'_, G> {
             Path::Fft(_) => {
                 let mut padded = std::mem::take(&mut work.signal);
                 let result = self.spec.framing.extend_into(x, &mut padded).and_then(|()| {
-                    alloc::resize(&mut work.power, self.band.len() * n_frames, G::default(), "a power spectrogram")?;
+                    alloc::resize(&mut work.power, self.band.len() * n_frames, G::default(), "a power spectrogram of x")?;
                     self.fft_power(&padded, n_frames, work)?;
                     self.spec.mel.apply(&work.power, n_frames, out);
                     Ok(())
@@ -197,9 +197,9 @@ impl<G: GemmFloat> MelPlan<'_, G> {
         }
         alloc::resize(
             &mut work.power,
-            alloc::checked_len::<G>(&[nb, n_frames], "a power spectrogram")?,
+            alloc::checked_len::<G>(&[nb, n_frames], "a power spectrogram of x")?,
             G::default(),
-            "a power spectrogram",
+            "a power spectrogram of x",
         )?;
         match &self.path {
             Path::Fused(_) => unreachable!("handled above"),
@@ -209,7 +209,7 @@ impl<G: GemmFloat> MelPlan<'_, G> {
             }
             Path::Fft(_) => {
                 let mut signal = std::mem::take(&mut work.signal);
-                let result = alloc::clear_for(&mut signal, padded.len(), "a float64 copy of a signal").and_then(|()| {
+                let result = alloc::clear_for(&mut signal, padded.len(), "a float64 copy of a lane of x").and_then(|()| {
                     signal.extend(padded.iter().map(|v| v.to_f64()));
                     self.fft_power(&signal, n_frames, work)
                 });
@@ -225,13 +225,13 @@ impl<G: GemmFloat> MelPlan<'_, G> {
     pub fn run_f64(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) -> Result<()> {
         match &self.path {
             Path::Fft(_) => {
-                alloc::resize(&mut work.power, self.band.len() * n_frames, G::default(), "a power spectrogram")?;
+                alloc::resize(&mut work.power, self.band.len() * n_frames, G::default(), "a power spectrogram of x")?;
                 self.fft_power(padded, n_frames, work)?;
                 self.spec.mel.apply(&work.power, n_frames, out);
                 Ok(())
             }
             Path::Band(_) | Path::Fused(_) => {
-                let converted = alloc::collect(padded.len(), padded.iter().map(|&v| G::from_f64(v)), "a copy of a signal")?;
+                let converted = alloc::collect(padded.len(), padded.iter().map(|&v| G::from_f64(v)), "a copy of a lane of x")?;
                 self.run(&converted, n_frames, work, out)
             }
         }
@@ -279,7 +279,7 @@ impl PowerToDb {
             return;
         }
         let reference = self.reference.unwrap_or(max);
-        let amin = G::from_f64(self.amin).to_f64();
+        let amin = self.amin_in::<G>();
         // The fast log for finite values at or above a normal amin, else the standard one; the
         // same log for the reference, so that the maximum maps to exactly 0 dB with ref=max.
         let fast = max.is_finite() && reference.is_finite() && amin >= G::MIN_NORMAL;
@@ -301,6 +301,12 @@ impl PowerToDb {
 }
 
 impl PowerToDb {
+    /// `amin` in `G`: rounded to it, and at least its smallest positive value (a subnormal
+    /// float64 amin would round to 0 in float32, and log(0) - log(0) to NaN).
+    fn amin_in<G: LogFloat>(&self) -> f64 {
+        G::from_f64(self.amin).to_f64().max(G::TINY)
+    }
+
     /// `acc += (db + offset) * scale` for the decibels `db` of one spectrogram `s` (rows of
     /// `n_frames`, as `apply` computes them), its first `width` frames only: `acc` has rows of
     /// `width`. The same values as `apply` followed by the sum, without the decibels array.
@@ -309,11 +315,11 @@ impl PowerToDb {
         assert_eq!(acc.len(), s.len() / n_frames.max(1) * width, "acc has rows of width");
         let (max, nan) = max_and_nan(s);
         let reference = self.reference.unwrap_or(max);
-        let amin = G::from_f64(self.amin).to_f64();
+        let amin = self.amin_in::<G>();
         let fast = !nan && max.is_finite() && reference.is_finite() && amin >= G::MIN_NORMAL;
         if !fast {
             // Rare (NaN, inf, subnormal amin): the general path, row by row.
-            let mut db = alloc::vec_of(s.len(), G::default(), "a spectrogram's decibels")?;
+            let mut db = alloc::vec_of(s.len(), G::default(), "the decibels of a spectrogram of S")?;
             self.apply(s, &mut db);
             for (a, row) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
                 for (a, &v) in a.iter_mut().zip(row) {
@@ -370,7 +376,7 @@ impl PowerToDb {
         assert!(width <= n_frames && size % n_frames.max(1) == 0, "rows of n_frames, width <= n_frames");
         let rows = size / n_frames.max(1);
         assert!(rows == 0 || out.len() >= (rows - 1) * stride + width, "out too small");
-        let amin = G::from_f64(self.amin).to_f64();
+        let amin = self.amin_in::<G>();
         // The floor as a power ratio, where `count` of them multiply within G's normal range.
         let floor = self.top_db.filter(|_| self.product_fits::<G>(count) && amin >= G::MIN_NORMAL).map(|t| 10f64.powf(-t / 10.0));
         let ratios: Option<Vec<(G, G, f64)>> = floor.and_then(|floor| {
@@ -394,7 +400,7 @@ impl PowerToDb {
         let Some(ratios) = ratios else {
             // The general path: each spectrogram's decibels summed, then scaled.
             work.clear();
-            alloc::resize(work, rows * width, G::default(), "the decibel sums of an image")?;
+            alloc::resize(work, rows * width, G::default(), "the decibel sums of an eeg image")?;
             for s in specs.chunks(size) {
                 self.accumulate(s, n_frames, width, offset, scale, work)?;
             }
@@ -407,7 +413,7 @@ impl PowerToDb {
         let a = G::from_f64(10.0 * std::f64::consts::LOG10_E * scale * inv_count);
         let b = G::from_f64((shift + count as f64 * offset) * scale * inv_count);
         work.clear();
-        alloc::resize(work, width, G::default(), "the decibel sums of an image")?;
+        alloc::resize(work, width, G::default(), "the decibel sums of an eeg image")?;
         for (m, o) in out.chunks_mut(stride).take(rows).enumerate() {
             for (d, &(lower, inv, _)) in ratios.iter().enumerate() {
                 let row = &specs[d * size + m * n_frames..][..width];
@@ -461,6 +467,8 @@ simd_fn! {
 pub trait LogFloat: GemmFloat {
     /// The smallest positive normal value.
     const MIN_NORMAL: f64;
+    /// The smallest positive (subnormal) value.
+    const TINY: f64;
     /// Natural log of a positive, normal, finite value.
     fn ln_normal(self) -> Self;
     /// `out = max(10 log10(max(s, amin)) - ref_db, floor)` for finite `s` and a normal `amin`.
@@ -492,6 +500,7 @@ const LN_POLY_F32: [f32; 9] = [1.0, -0.49999994, 0.33334, -0.25001356, 0.1996299
 
 impl LogFloat for f64 {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    const TINY: f64 = 5e-324;
 
     #[inline(always)]
     fn ln_normal(self) -> f64 {
@@ -520,6 +529,7 @@ impl LogFloat for f64 {
 
 impl LogFloat for f32 {
     const MIN_NORMAL: f64 = f32::MIN_POSITIVE as f64;
+    const TINY: f64 = 1e-45f32 as f64;
 
     #[inline(always)]
     fn ln_normal(self) -> f32 {
@@ -747,6 +757,14 @@ mod tests {
         db.apply(&nan, &mut o);
         assert!(o.iter().all(|v| v.is_nan()));
         assert!(PowerToDb::new(None, 0.0, None).is_err());
+        // An amin below float32's smallest value: zeros are its smallest value, not log(0).
+        let tiny = PowerToDb::new(None, 5e-324, None).unwrap();
+        let mut o32 = [1.0f32; 3];
+        tiny.apply(&[0.0f32; 3], &mut o32);
+        assert_eq!(o32, [0.0; 3]);
+        let mut acc = [0.0f32; 4];
+        tiny.accumulate(&[0.0f32; 4], 2, 2, 40.0, 0.025, &mut acc).unwrap();
+        assert_eq!(acc, [1.0; 4]);
         assert!(PowerToDb::new(None, 1e-10, Some(-1.0)).is_err());
     }
 }

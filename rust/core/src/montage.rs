@@ -437,7 +437,7 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
         // The spectrograms of all differences first: each one's decibels need its maximum, and
         // their mean is then formed in one pass.
         let size = n_mels * n_frames;
-        let what = "the spectrograms of a chain";
+        let what = "the spectrograms of an eeg chain (n_mels x frames)";
         alloc::resize(&mut work.mel, alloc::checked_len::<T>(&[pairs.len(), size], what)?, T::default(), what)?;
         // Differences too large for the power spectrogram's type are scaled by a power of two
         // (the decibels are computed with amin and ref scaled along: the same values).
@@ -448,7 +448,7 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
                 // recording's differences, no padded copy.
                 let kept = recipe.pre.kept(self.n)?;
                 let start = (self.n - kept) / 2;
-                let what = "the differences of a chain";
+                let what = "the differences of an eeg chain";
                 alloc::resize(&mut work.signal, alloc::checked_len::<f32>(&[pairs.len(), kept], what)?, 0.0, what)?;
                 let differences = |scale: f64, signal: &mut [f32]| -> Result<f64> {
                     let mut amplitude = 0.0f64;
@@ -622,7 +622,7 @@ pub fn scipy_images_into<T: Real>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], 
     let (ln_amin, safe) = (amin.ln(), spec.safe_amplitude());
     let init = || (Vec::new(), Vec::new(), Vec::new());
     chain_images_into(&eeg, pairs, &recipe.pre, out, init, |(logs, acc, scaled): &mut (Vec<f64>, Vec<f64>, Vec<f64>), diffs, chain, img| {
-        let what = "the log spectrograms of a chain";
+        let what = "the log spectrograms of an eeg chain";
         alloc::resize(logs, alloc::checked_len::<f64>(&[n_seg, n_freq], what)?, 0.0, what)?;
         alloc::resize(acc, alloc::checked_len::<f64>(&[rows, n_seg], what)?, 0.0, what)?;
         acc.fill(0.0);
@@ -643,7 +643,7 @@ pub fn scipy_images_into<T: Real>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], 
                     }
                 })?;
             } else {
-                alloc::clear_for(scaled, signal.len(), "a scaled difference")?;
+                alloc::clear_for(scaled, signal.len(), "a scaled difference of eeg channels")?;
                 scaled.extend(signal.iter().map(|v| v * k));
                 let shift = 2.0 * k.ln();
                 spec.segments_into(scaled, logs, |p| (p.ln() - shift).max(ln_amin))?;
@@ -781,5 +781,62 @@ mod tests {
         assert!(pre.kept(6).is_err() && pre.kept(7).is_ok());
         let flat = ArrayView1::from(&[1.0f64; 3][..]);
         assert!(bipolar_montage(flat.into_dyn(), &[(0, 1)]).is_err());
+    }
+
+    #[test]
+    fn differences_beyond_the_power_range_are_scaled() {
+        // float32 EEG times 1e18 (and f64 times 1e200): power spectrograms beyond their type's
+        // range, the same decibel images (ref = max) as the unscaled EEG.
+        let eeg = noisy_eeg(2100);
+        let pairs = competition_pairs();
+        let recipe = crate::testing::short_mel_recipe();
+        let eeg32 = eeg.mapv(|v| v as f32);
+        let expected32 = mel_images(eeg32.view().into_dyn(), &pairs, &recipe).unwrap();
+        let loud32 = eeg.mapv(|v| (v * 1e18) as f32);
+        let got32 = mel_images(loud32.view().into_dyn(), &pairs, &recipe).unwrap();
+        for (a, b) in got32.iter().zip(expected32.iter()) {
+            // float32 rounding of the cancellations in bins far below the peak (as for the parity
+            // with the public recipe, 1e-4).
+            assert!(a.is_finite() && (a - b).abs() <= 1e-4, "{a} vs {b}");
+        }
+        let expected = mel_images(eeg.view().into_dyn(), &pairs, &recipe).unwrap();
+        let got = mel_images(eeg.mapv(|v| v * 1e200).view().into_dyn(), &pairs, &recipe).unwrap();
+        for (a, b) in got.iter().zip(expected.iter()) {
+            assert!((a - b).abs() <= 1e-9, "{a} vs {b}");
+        }
+        // Without a floor the decibels cannot be scaled exactly where amin underflows: refused.
+        let mut no_floor = recipe.clone();
+        no_floor.db = PowerToDb::new(None, 1e-10, None).unwrap();
+        let err = mel_images(eeg.mapv(|v| v * 1e300).view().into_dyn(), &pairs, &no_floor).unwrap_err();
+        assert!(err.to_string().contains("overflow the float64 power spectrogram"), "{err}");
+        mel_images(eeg.view().into_dyn(), &pairs, &no_floor).unwrap();
+        // The scipy recipe: log power shifts by 2 ln(k).
+        let spec = Spectrogram::new(200.0, &Window::Tukey(0.25), 128, 64, 256, Detrend::Linear, Scaling::Density).unwrap();
+        let recipe = ScipyRecipe { pre: Preprocessing::default(), spec, amin: 1e-10, n_freq: Some(60) };
+        let base = scipy_images(eeg.view().into_dyn(), &pairs, &recipe).unwrap();
+        let loud = scipy_images(eeg.mapv(|v| v * 1e300).view().into_dyn(), &pairs, &recipe).unwrap();
+        let shift = 2.0 * 1e300f64.ln();
+        for (a, b) in loud.iter().zip(base.iter()) {
+            assert!((a - shift - b).abs() <= 1e-9 * shift, "{a} vs {b} + {shift}");
+        }
+        assert_eq!(scale_for(10.0, 100.0), 1.0);
+        assert_eq!(scale_for(1000.0, 100.0), 0.0625);
+        assert_eq!(scale_for(f64::NAN, 100.0), 1.0);
+    }
+
+    #[test]
+    fn zero_strided_batches_beyond_memory_are_allocation_errors() {
+        use ndarray::ShapeBuilder;
+        let one = [0.0f32];
+        let huge =
+            ArrayViewD::from_shape(ndarray::IxDyn(&[1 << 30, 1 << 20, 20, 16]).strides(ndarray::IxDyn(&[0, 0, 0, 0])), &one[..]).unwrap();
+        let err = bipolar_montage(huge.view(), &competition_pairs()).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        let err = mel_images_into(huge, &competition_pairs(), &crate::testing::short_mel_recipe(), &mut []).unwrap_err();
+        assert!(err.to_string().contains("fewer than n_samples") || err.is_alloc(), "{err}");
+        let err = leading(
+            &ArrayViewD::from_shape(ndarray::IxDyn(&[1 << 38, 1 << 20, 20, 1]).strides(ndarray::IxDyn(&[0; 4])), &one[..]).unwrap(),
+        );
+        assert!(err.unwrap_err().is_alloc());
     }
 }

@@ -323,7 +323,7 @@ pub fn batch_shape(shape: &[usize], tail: &[usize]) -> Result<Vec<usize>> {
 
 /// A new array of `shape` in standard layout, filled by `fill` (the kernels' `*_into`).
 pub fn allocate<U: Copy + Default>(shape: Vec<usize>, fill: impl FnOnce(&mut [U]) -> Result<()>) -> Result<ArrayD<U>> {
-    let what = format!("an output of shape {shape:?}");
+    let what = format!("an output of shape {shape:?} for x");
     let mut out = alloc::vec_of(alloc::checked_len::<U>(&shape, &what)?, U::default(), &what)?;
     fill(&mut out)?;
     Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
@@ -437,7 +437,7 @@ struct FftRunner<'a> {
 impl<'a> FftRunner<'a> {
     fn new(fft: &'a Arc<dyn RealToComplex<f64>>) -> Result<Self> {
         let n = fft.len();
-        let what = format!("the buffers of an FFT of {n} points");
+        let what = format!("the buffers of an FFT of n_fft={n} points");
         let zero = Complex::new(0.0, 0.0);
         Ok(FftRunner {
             fft,
@@ -786,7 +786,7 @@ impl<G: GemmFloat> BandDft<G> {
         let odd = len % 2 == 1;
         // cos/sin of 2*pi*m/(2*n_fft): the angles of whole and half-sample offsets, reduced
         // exactly by integer arithmetic.
-        let what = "the band DFT's basis";
+        let what = "the band DFT basis of win_length and n_mels' bins";
         let period = n_fft.checked_mul(2).ok_or_else(|| CoreError::alloc(what, None))?;
         let table = alloc::collect(period, (0..period).map(|m| (PI * m as f64 / n_fft as f64).sin_cos()), what)?;
         let angle = |k: usize, twice_offset: usize| table[(k * twice_offset) % period];
@@ -852,7 +852,7 @@ impl<G: GemmFloat> BandDft<G> {
         let folded_len = if self.symmetric { n_frames * (k_re + k_im) } else { 0 };
         let rev_len = if self.symmetric { signal.len() } else { 0 };
         // Every element is written below: resize without clearing.
-        alloc::resize(scratch, folded_len + nb * n_frames + rev_len, G::default(), "the band DFT's work space")?;
+        alloc::resize(scratch, folded_len + nb * n_frames + rev_len, G::default(), "the band DFT work space for x")?;
         let (folded, rest) = scratch.split_at_mut(folded_len);
         let (im, rev) = rest.split_at_mut(nb * n_frames);
         let c = (n_frames, 1);

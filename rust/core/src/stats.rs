@@ -185,15 +185,19 @@ simd_fn! {
         }
         let min = first.lo.iter().copied().fold(f64::INFINITY, f64::min);
         let max = first.hi.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut mean0 = first.sum.iter().sum::<f64>() / count as f64;
         if !(min.is_finite() && max.is_finite()) {
             // inf among the values: the caller refuses them.
             return Moments { count, nan_count, mean: f64::NAN, mean_lo: 0.0, m2: f64::NAN, min, max };
         }
-        if !mean0.is_finite() {
+        // Within [min, max], as the mean is: exact for constant data, whose deviations are then
+        // 0 (an ulp of 1e300 squared would overflow).
+        let sum = first.sum.iter().sum::<f64>();
+        let mean0 = if sum.is_finite() {
+            (sum / count as f64).clamp(min, max)
+        } else {
             // Finite values whose sum overflows.
-            mean0 = scaled_mean(xs, min, max);
-        }
+            scaled_mean(xs, min, max)
+        };
         let mut second = SecondPass::default();
         for block in xs.chunks_exact(ACC) {
             second.add(block, mean0);
@@ -490,6 +494,14 @@ mod tests {
         // All alike: the sum overflows, the squares do not.
         let m = Moments::of_slice(&[1e306; 300]);
         assert_eq!((m.mean(), m.m2), (1e306, 0.0));
+        // All alike, and a sum that rounds: the mean stays exact (an ulp of 1e300 squared would
+        // overflow).
+        for v in [-1e300, 1.2345e299, 3e250] {
+            for n in [3, 7, 100, 40_000] {
+                let m = Moments::of_slice(&vec![v; n]);
+                assert_eq!((m.mean(), m.m2), (v, 0.0), "{v} x {n}");
+            }
+        }
         // Merging summaries that straddle f64's range keeps the mean finite too.
         let a = Moments::of_slice(&[1.7e308; 3]);
         let b = Moments::of_slice(&[-1.7e308]);

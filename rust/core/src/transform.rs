@@ -59,7 +59,7 @@ impl ClipLog {
 
 /// `log(clip(nan_to_num(x, nan), lo, hi))` of any array, in standard layout.
 pub fn clip_log<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f64) -> Result<ArrayD<T>> {
-    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output of x")?;
+    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output for x")?;
     clip_log_into(x.view(), lo, hi, nan, &mut out)?;
     Ok(ArrayD::from_shape_vec(x.raw_dim(), out).expect("x's shape"))
 }
@@ -207,7 +207,7 @@ pub fn ln_positive(x: f64) -> f64 {
 
 /// Standardizes each row: `(x - mean) / (std + eps)` with the population std, computed in f64.
 pub fn instance_normalize<T: Real>(x: ArrayView2<T>, eps: f64) -> Result<Array2<T>> {
-    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output of x")?;
+    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output for x")?;
     instance_normalize_into(x.view(), eps, &mut out)?;
     Ok(Array2::from_shape_vec(x.raw_dim(), out).expect("x's shape"))
 }
@@ -232,7 +232,7 @@ const TINY_SPREAD: f64 = 3.054936363499605e-151; // 2^-500
 /// that brings the largest magnitude to 1, which is exact and has the same value.
 fn normalize_row<T: Real>(i: usize, row: &[T], out: &mut [T], eps: f64) -> Result<()> {
     let m = Moments::of_slice(row);
-    ensure!(m.nan_count == 0 && !m.has_inf(), "instance {i} contains NaN or inf");
+    ensure!(m.nan_count == 0 && !m.has_inf(), "instance {i} contains NaN or inf (x must be finite)");
     let spread = m.max - m.min;
     let std = m.variance(0).sqrt();
     let inv = 1.0 / (std + eps);
@@ -538,5 +538,64 @@ mod tests {
         assert!((y.row(1).sum()).abs() < 1e-6);
         assert!(instance_normalize(array![[1.0f64, 1.0]].view(), 0.0).is_err());
         assert!(instance_normalize(array![[1.0f64, f64::NAN]].view(), 1e-6).is_err());
+    }
+
+    /// (x - mean) / (std + eps) of one row, from exact-enough f64 arithmetic on scaled values.
+    fn reference_row(row: &[f64], eps: f64) -> Vec<f64> {
+        let s = 2f64.powi(-1000) * 2f64.powi(-20);
+        let scaled: Vec<f64> = row.iter().map(|v| v * s).collect();
+        let n = row.len() as f64;
+        let mean = scaled.iter().sum::<f64>() / n;
+        let std = (scaled.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+        scaled.iter().map(|v| (v - mean) / (std + eps * s)).collect()
+    }
+
+    #[test]
+    fn instance_normalize_near_the_limits_of_f64() {
+        // A row holding -1e308: its squared deviations overflow, its std (4.3e307) does not.
+        let x = array![[-1e308, 0.0, 1.0, 2.0], [1.5e308, -1.5e308, 1.5e308, -1.5e308]];
+        let y = instance_normalize(x.view(), 1e-6).unwrap();
+        for (r, row) in x.rows().into_iter().enumerate() {
+            let expected = reference_row(row.as_slice().unwrap(), 1e-6);
+            for (a, b) in y.row(r).iter().zip(&expected) {
+                assert!(a.is_finite() && (a - b).abs() <= 1e-12, "row {r}: {a} vs {b}");
+            }
+        }
+        // A spread so small that its squares underflow, with eps 0: not a constant instance.
+        let tiny = array![[1e-200f64, 2e-200, 4e-200], [0.0, 5e-324, 1e-323]];
+        let y = instance_normalize(tiny.view(), 0.0).unwrap();
+        let expected = [-1.0690449676496976, -0.2672612419124244, 1.3363062095621219];
+        for (a, b) in y.row(0).iter().zip(expected) {
+            assert!((a - b).abs() <= 1e-12, "{a} vs {b}");
+        }
+        assert!(y.row(1).iter().all(|v| v.is_finite()) && (y[[1, 0]] + 1.224744871391589).abs() < 1e-12, "{y}");
+        // With eps far above the spread, eps decides (as without scaling).
+        let y = instance_normalize(tiny.view(), 1e-6).unwrap();
+        assert!((y[[0, 2]] - (4e-200 - 7e-200 / 3.0) / 1e-6).abs() <= 1e-206, "{}", y[[0, 2]]);
+        // float32 rows too.
+        let y32 = instance_normalize(array![[f32::MAX, -f32::MAX, 0.0]].view(), 0.0).unwrap();
+        assert!(y32.iter().all(|v| v.is_finite()) && (y32[[0, 0]] - 1.2247449).abs() < 1e-6, "{y32}");
+    }
+
+    #[test]
+    fn subnormal_eps_is_refused_and_constant_rows_are_zero() {
+        for eps in [5e-324, 1e-310] {
+            let err = instance_normalize(array![[1.0, 1.0, 1.0]].view(), eps).unwrap_err();
+            assert!(err.to_string().starts_with("eps must be 0 or a normal positive float"), "{err}");
+            assert!(ClipLogNormalize::new::<f64>(1.0, 2.0, 0.0, eps).is_err());
+        }
+        let y = instance_normalize(array![[1.0, 1.0, 1.0]].view(), f64::MIN_POSITIVE).unwrap();
+        assert_eq!(y.as_slice().unwrap(), &[0.0; 3]);
+        let err = instance_normalize(array![[3.0, 3.0]].view(), 0.0).unwrap_err();
+        assert!(err.to_string().contains("instance 0 is constant"), "{err}");
+        // Copies of zero-strided views beyond memory are allocation errors.
+        use ndarray::ShapeBuilder;
+        let one = [1.0f64];
+        let huge = ndarray::ArrayView2::from_shape((1 << 40, 1 << 20).strides((0, 0)), &one[..]).unwrap();
+        let err = instance_normalize_into(huge, 1e-6, &mut [0.0; 4]).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        let err = instance_normalize(huge, 1e-6).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        assert!(clip_log(huge.into_dyn(), 1.0, 2.0, 0.0).unwrap_err().is_alloc());
     }
 }
