@@ -208,7 +208,8 @@ def test_a_panic_while_planning_is_a_runtime_error():
 
 def test_set_num_threads_is_capped():
     cap = _native.max_num_threads()
-    assert cap == 8 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    # 8 per CPU this process may use (its affinity and CPU quota).
+    assert cap >= 8 and cap % 8 == 0 and cap <= 8 * (os.cpu_count() or 1)
     for bad in (cap + 1, 10**6, 2**70):
         with pytest.raises(ValueError, match=f"n must be at most {cap}"):
             dsp.set_num_threads(bad)
