@@ -30,15 +30,15 @@ impl PyRunningStats {
     }
 }
 
-/// The summaries of an array's values, as `template` (the statistics' kind) would add them.
-struct Summarize<'s>(&'s RunningStats);
+/// The summaries of an array's values for statistics of a kind (per channel, channel count).
+struct Summarize(bool, Option<usize>);
 
-impl<'py> WithFloatArray<'py> for Summarize<'_> {
+impl<'py> WithFloatArray<'py> for Summarize {
     type Output = Vec<Moments>;
     fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Vec<Moments>> {
         let x = x.try_readonly()?;
         let view = x.as_array();
-        detached(x.py(), || self.0.summarize(view))
+        detached(x.py(), || RunningStats::summarize_as(self.0, self.1, view))
     }
 }
 
@@ -58,8 +58,8 @@ impl PyRunningStats {
     /// Adds the values of `x`; per channel, axis 0 is the channel axis.
     fn update(&self, x: &Bound<'_, PyAny>) -> Result<()> {
         // The channel count as it is now, for an early check; `absorb` checks it again.
-        let template = self.lock().template();
-        let new = with_float_array(x, "x", Summarize(&template))?;
+        let (per_channel, channels) = self.lock().kind();
+        let new = with_float_array(x, "x", Summarize(per_channel, channels))?;
         guarded(|| Ok(self.lock().absorb(new)?))
     }
 
@@ -71,10 +71,11 @@ impl PyRunningStats {
 
     /// One row per channel of the `STATE_FIELDS` columns.
     fn state<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
-        let channels = self.lock().channels().to_vec();
         let rows = guarded(|| {
-            let values: Vec<f64> =
-                channels.iter().flat_map(|m| [m.count as f64, m.nan_count as f64, m.mean, m.mean_lo, m.m2, m.min, m.max]).collect();
+            let stats = self.lock();
+            let channels = stats.channels();
+            let fields = channels.iter().flat_map(|m| [m.count as f64, m.nan_count as f64, m.mean, m.mean_lo, m.m2, m.min, m.max]);
+            let values = hms_core::alloc::collect(channels.len() * STATE_FIELDS, fields, "the state of the statistics")?;
             Ok(Array2::from_shape_vec((channels.len(), STATE_FIELDS), values).expect("n x fields"))
         })?;
         Ok(rows.into_pyarray(py))
@@ -93,27 +94,24 @@ impl PyRunningStats {
                 Err(value_error(format!("RunningStats state: {what} must be a non-negative integer, got {v}")))
             }
         };
-        let channels = state
-            .rows()
-            .into_iter()
-            .map(|r| {
-                let m = Moments {
-                    count: as_count(r[0], "count")?,
-                    nan_count: as_count(r[1], "nan_count")?,
-                    mean: r[2],
-                    mean_lo: r[3],
-                    m2: r[4],
-                    min: r[5],
-                    max: r[6],
-                };
-                // What updates can produce: a finite mean, m2 >= 0 (inf where it overflowed).
-                let valid = m.count == 0 || (m.mean.is_finite() && m.mean_lo.is_finite() && m.m2 >= 0.0 && m.min <= m.max);
-                if !valid {
-                    return Err(value_error(format!("RunningStats state: invalid moments {:?}", r.to_vec())));
-                }
-                Ok(m)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut channels = hms_core::alloc::with_capacity(state.nrows(), "the channels of state")?;
+        for r in state.rows() {
+            let m = Moments {
+                count: as_count(r[0], "count")?,
+                nan_count: as_count(r[1], "nan_count")?,
+                mean: r[2],
+                mean_lo: r[3],
+                m2: r[4],
+                min: r[5],
+                max: r[6],
+            };
+            // What updates can produce: a finite mean, m2 >= 0 (inf where it overflowed).
+            let valid = m.count == 0 || (m.mean.is_finite() && m.mean_lo.is_finite() && m.m2 >= 0.0 && m.min <= m.max);
+            if !valid {
+                return Err(value_error(format!("RunningStats state: invalid moments {:?}", r.to_vec())));
+            }
+            channels.push(m);
+        }
         Ok(PyRunningStats { inner: Mutex::new(RunningStats::from_moments(channels, per_channel)?) })
     }
 }

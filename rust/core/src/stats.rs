@@ -297,10 +297,10 @@ impl RunningStats {
         Ok(RunningStats { channels, per_channel })
     }
 
-    /// Statistics of the same kind and channel count, without data: what `summarize` needs.
-    pub fn template(&self) -> RunningStats {
-        let n = if self.per_channel { self.channels.len() } else { 1 };
-        RunningStats { channels: vec![Moments::default(); n], per_channel: self.per_channel }
+    /// What `summarize` needs to know of these statistics: whether they are per channel, and
+    /// their channel count once fixed.
+    pub fn kind(&self) -> (bool, Option<usize>) {
+        (self.per_channel, (!self.channels.is_empty()).then_some(self.channels.len()))
     }
 
     pub fn is_per_channel(&self) -> bool {
@@ -321,14 +321,18 @@ impl RunningStats {
     /// The summaries that `update(x)` would add (one per channel), without changing the state: the
     /// work of an update, which needs no lock on shared statistics.
     pub fn summarize<T: Real>(&self, x: ArrayViewD<T>) -> Result<Vec<Moments>> {
-        let new: Vec<Moments> = if self.per_channel {
+        let (per_channel, channels) = self.kind();
+        Self::summarize_as(per_channel, channels, x)
+    }
+
+    /// [`RunningStats::summarize`] for statistics of `kind()` (per channel, channel count).
+    pub fn summarize_as<T: Real>(per_channel: bool, channels: Option<usize>, x: ArrayViewD<T>) -> Result<Vec<Moments>> {
+        let new: Vec<Moments> = if per_channel {
             ensure!(x.ndim() >= 1, "per-channel statistics need an array with a channel axis, got a 0-d array");
             let n_channels = x.len_of(Axis(0));
-            ensure!(
-                self.channels.is_empty() || self.channels.len() == n_channels,
-                "the channel axis has {n_channels} entries, but these statistics have {} channels",
-                self.channels.len()
-            );
+            if let Some(expected) = channels {
+                ensure!(expected == n_channels, "the channel axis has {n_channels} entries, but these statistics have {expected} channels");
+            }
             let what = "the summaries of x's channels";
             let mut results = alloc::with_capacity(n_channels, what)?;
             (0..n_channels).into_par_iter().map(|c| moments_of(&x.index_axis(Axis(0), c))).collect_into_vec(&mut results);
@@ -341,7 +345,7 @@ impl RunningStats {
             vec![moments_of(&x)?]
         };
         if let Some(c) = new.iter().position(Moments::has_inf) {
-            let where_ = if self.per_channel { format!(" in channel {c}") } else { String::new() };
+            let where_ = if per_channel { format!(" in channel {c}") } else { String::new() };
             return Err(crate::error::CoreError::new(format!("x contains inf{where_}; only NaN is skipped")));
         }
         Ok(new)
