@@ -318,3 +318,26 @@ def test_mel_recipe_fuzz(batch, n, n_samples, dtype, reverse, nan_run, seed):
                 )
             expected[k] += (librosa.power_to_db(mel, ref=np.max)[:, :width] + 40) / 160
     assert np.abs(got.reshape(-1, 4, 128, width)[-1] - expected).max() < 1e-4
+
+
+def test_recipes_of_eeg_whose_power_overflows():
+    """Differences whose power spectrogram leaves its type are scaled by a power of two: the mel
+    images (decibels relative to the maximum) are those of the unscaled EEG, the scipy recipe's log
+    power is shifted by 2 ln(scale)."""
+    df = synthetic_eeg(6000, seed=3, dtype=np.float64)
+    x = df.to_numpy().T
+    expected = dsp.eeg_spectrograms(x.astype(np.float32), n_samples=5000).images
+    loud = dsp.eeg_spectrograms((x * 1e18).astype(np.float32), n_samples=5000).images
+    np.testing.assert_allclose(loud, expected, atol=1e-4)
+    np.testing.assert_allclose(
+        dsp.eeg_spectrograms(x * 1e200, n_samples=5000).images,
+        dsp.eeg_spectrograms(x, n_samples=5000).images,
+        atol=1e-9,
+    )
+    base = dsp.eeg_spectrograms(x, recipe="scipy", n_samples=None).images
+    shifted = dsp.eeg_spectrograms(x * 1e300, recipe="scipy", n_samples=None).images
+    assert np.isfinite(shifted).all()
+    np.testing.assert_allclose(shifted - 2 * np.log(1e300), base, atol=1e-8 * 2 * np.log(1e300))
+    # Without a floor, amin cannot follow the scale below float64's normal range: refused, named.
+    with pytest.raises(ValueError, match="eeg: differences up to .* overflow the float64 power spectrogram"):
+        dsp.eeg_spectrograms(x * 1e300, n_samples=5000, top_db=None)

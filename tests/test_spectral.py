@@ -400,3 +400,12 @@ def test_spectrogram_fuzz(n, nperseg, overlap_frac, extra, detrend, scaling, win
     # against a floor set by the signal's power.
     floor = 1e-9 * float(np.max(x.astype(np.float64) ** 2))
     assert_close(s, s2, 1e-5 if s.dtype == np.float32 else 1e-9, floor)
+
+
+def test_power_to_db_amin_below_the_dtypes_range():
+    """An amin that float32 rounds to 0 is float32's smallest value, not log(0) - log(0) = NaN."""
+    for dtype in (np.float32, np.float64):
+        got = dsp.power_to_db(np.zeros((2, 3), dtype), amin=5e-324, top_db=None)
+        assert got.dtype == dtype and np.all(got == 0.0)
+    s = np.array([[1.0, 0.0]], np.float32)
+    np.testing.assert_allclose(dsp.power_to_db(s, amin=1e-50, top_db=None), [[0.0, 10 * np.log10(1e-45)]], rtol=1e-2)

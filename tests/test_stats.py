@@ -140,3 +140,19 @@ def test_ddof_merge_and_serialization():
         dsp.RunningStats(ddof=-1)
     with pytest.raises(TypeError, match="complex"):
         dsp.RunningStats().update(np.ones(3, complex))
+
+
+def test_states_no_update_can_make_are_refused():
+    """A restored state holds what updates produce: a finite mean, m2 >= 0 (inf allowed)."""
+    ok = [[3, 0, 1.0, 0.0, np.inf, -1e300, 1e300]]
+    assert dsp.RunningStats.from_dict({"axis": None, "ddof": 0, "state": ok}).var == np.inf
+    for bad in ([3, 0, np.nan, 0, 1, 0, 2], [3, 0, 1, 0, -1, 0, 2], [3, 0, 1, 0, np.nan, 0, 2], [3, 0, 1, 0, 1, 2, 0]):
+        with pytest.raises(ValueError, match="RunningStats state: invalid moments"):
+            dsp.RunningStats.from_dict({"axis": None, "ddof": 0, "state": [bad]})
+
+
+def test_constant_data_has_variance_zero_at_any_magnitude():
+    for value in (1e300, -1e300, 1.7e308, 3e-310):
+        for n in (3, 7, 100_000):
+            stats = dsp.RunningStats().update(np.full(n, value))
+            assert (stats.mean, stats.var, stats.min, stats.max) == (value, 0.0, value, value)

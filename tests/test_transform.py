@@ -248,3 +248,16 @@ def test_to_float32_widens_every_float16_as_numpy_does():
     x32 = np.ones(3, np.float32)
     assert dsp.to_float32(x32) is x32
     assert dsp.to_float32([1.5, 2.25]).dtype == np.float32
+
+
+def test_instance_normalize_of_spreads_near_the_float64_limits():
+    # Squared deviations below float64's range: not a constant instance with eps=0.
+    tiny = np.array([[1e-200, 2e-200, 4e-200]])
+    np.testing.assert_allclose(
+        dsp.instance_normalize(tiny, -1, eps=0.0), reference_instance_normalize(tiny * 1e200, -1, 0.0), rtol=1e-12
+    )
+    # Beyond it: the finite values of the definition.
+    huge = np.array([[1.5e308, -1.5e308, 1.5e308, -1.5e308], [-1e308, 0.0, 1.0, 2.0]])
+    expected = reference_instance_normalize(huge / 1e300, -1, 0.0)
+    np.testing.assert_allclose(dsp.instance_normalize(huge, -1, eps=0.0), expected, rtol=1e-12)
+    np.testing.assert_allclose(dsp.clip_log_normalize(np.full((1, 4), 5.0), -1, eps=1e-300), np.zeros((1, 4)))

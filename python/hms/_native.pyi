@@ -16,6 +16,7 @@ __all__ = [
     "StftPlan",
     "_output_pool_stats",
     "_panic_for_tests",
+    "_panic_in_plan_for_tests",
     "bipolar_montage",
     "clip_log",
     "clip_log_inplace",
@@ -27,6 +28,7 @@ __all__ = [
     "get_num_threads",
     "get_window",
     "instance_normalize",
+    "max_num_threads",
     "mel_filterbank",
     "melspectrogram",
     "model_inputs",
@@ -47,7 +49,9 @@ _Window = str | tuple[str, float] | NDArray[np.float64]
 # runtime.rs, buffers.rs
 def set_num_threads(n: int | None) -> None: ...
 def get_num_threads() -> int: ...
+def max_num_threads() -> int: ...
 def _panic_for_tests() -> None: ...
+def _panic_in_plan_for_tests() -> None: ...
 def _output_pool_stats() -> dict[str, int]: ...
 
 # filters.rs

@@ -56,18 +56,22 @@ def as_float_array(x: ArrayLike, name: str, *, allow_empty: bool = False) -> Flo
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-    if kind in "iub":
-        arr = arr.astype(np.float64)
-    elif kind == "f":
-        if arr.dtype == np.float16:
-            arr = arr.astype(np.float32)
-        elif arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(np.float64)
-    else:
+    if kind not in "iubf":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if kind in "iub" or arr.dtype not in (np.float32, np.float64):
+        arr = _converted(arr, np.float32 if arr.dtype == np.float16 else np.float64, name)
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     return arr
+
+
+def _converted(arr: NDArray[Any], dtype: Any, name: str) -> NDArray[Any]:
+    """``arr`` converted to ``dtype`` (a copy); a copy that cannot be allocated is a
+    MemoryError naming the argument (a view with zero strides can hold more than memory)."""
+    try:
+        return arr.astype(dtype)
+    except MemoryError as exc:
+        raise MemoryError(f"cannot allocate a {np.dtype(dtype).name} copy of {name}: {exc}") from None
 
 
 def _normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
@@ -88,6 +92,12 @@ def _real(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{name} is beyond float64's range, got {value!r}") from None
+
+
+# The largest count the native core's unsigned (64-bit) arguments hold.
+_MAX_COUNT = 2**64 - 1
 
 
 def _index(value: Any, name: str) -> int:
@@ -100,6 +110,8 @@ def _index(value: Any, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
     if v < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {v}")
+    if v > _MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**64 - 1, got {v}")
     return v
 
 
@@ -116,7 +128,8 @@ def _check_fs_and_freqs(freqs: Sequence[float], fs: Any, name: str) -> float:
     if fs_ <= 0:
         raise ValueError(f"fs must be positive, got {fs_}")
     for f in freqs:
-        if not 0 < f < fs_ / 2:
+        # As a fraction of Nyquist too: scipy's designs take 2 f / fs, which must not underflow.
+        if not (0 < f < fs_ / 2 and 0 < 2 * (f / fs_) < 1):
             raise ValueError(f"{name} must lie strictly between 0 and fs/2 = {fs_ / 2}, got {f}")
     return fs_
 
@@ -132,7 +145,10 @@ def butter_sos(order: int, cutoff: float | Sequence[float], btype: str, fs: floa
     if kind is None:
         raise ValueError(f"btype must be one of lowpass, highpass, bandpass, bandstop, got {btype!r}")
     band = kind in ("bandpass", "bandstop")
-    freqs = np.atleast_1d(np.asarray(cutoff, dtype=np.float64)) if np.ndim(cutoff) <= 1 else None
+    try:
+        freqs = np.atleast_1d(np.asarray(cutoff, dtype=np.float64)) if np.ndim(cutoff) <= 1 else None
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"cutoff must be one frequency or a pair of them, got {cutoff!r}") from None
     if freqs is None or freqs.size != (2 if band else 1):
         raise ValueError(
             f"cutoff for a {kind} filter must be {'a pair (low, high)' if band else 'one frequency'}, got {cutoff!r}"
@@ -153,7 +169,10 @@ def notch_sos(freq: float, q: float, fs: float) -> NDArray[np.float64]:
     q_ = _finite_number(q, "q")
     if q_ <= 0:
         raise ValueError(f"q must be positive, got {q_}")
-    b, a = _signal.iirnotch(f, q_, fs=float(fs))
+    try:
+        b, a = _signal.iirnotch(f, q_, fs=float(fs))
+    except (ValueError, ArithmeticError) as exc:
+        raise ValueError(f"no notch at freq={f} with q={q_} (fs={fs}): {exc}") from None
     return _signal.tf2sos(b, a)
 
 
@@ -184,7 +203,8 @@ def sosfiltfilt(sos: ArrayLike, x: ArrayLike, axis: int = -1) -> FloatArray:
 def set_num_threads(n: int | None) -> None:
     """Threads of the native core in this process from now on (None: the default, which is
     ``RAYON_NUM_THREADS`` or one per CPU). Like ``torch.set_num_threads``: e.g. one per
-    DataLoader worker, or a share of the CPUs per process of a multi-process job."""
+    DataLoader worker, or a share of the CPUs per process of a multi-process job. At most 8 per
+    CPU this process may use (ValueError above; ``RAYON_NUM_THREADS`` is capped there too)."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
         raise TypeError(f"n must be an int or None, got {n!r}")
     _native.set_num_threads(None if n is None else int(n))
@@ -199,10 +219,18 @@ def to_float32(x: ArrayLike) -> NDArray[np.float32]:
     """``x`` as a float32 array: float16 widened natively (exact, equal to numpy's cast and about
     20x faster; e.g. the float16 input cache), anything else through ``np.asarray``. A float32
     array is returned as is."""
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"x must be a numeric array: {exc}") from None
     if arr.dtype == np.float16:
         return _native.float16_to_float32(arr)
-    return np.asarray(arr, dtype=np.float32)
+    if arr.dtype == np.float32:
+        return arr
+    try:
+        return _converted(arr, np.float32, "x")
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"x must be a numeric array: {exc}") from None
 
 
 def clip_log(
@@ -320,7 +348,12 @@ class RunningStats:
 
     def __init__(self, axis: int | None = None, ddof: int = 0) -> None:
         if axis is not None:
-            axis = operator.index(axis)
+            if isinstance(axis, bool):
+                raise TypeError(f"axis must be an integer or None, got {axis!r}")
+            try:
+                axis = operator.index(axis)
+            except TypeError:
+                raise TypeError(f"axis must be an integer or None, got {axis!r}") from None
         self.axis = axis
         self.ddof = ddof
         self._core = _native.RunningStatsCore(axis is not None)
@@ -452,8 +485,9 @@ _NATIVE_WINDOWS = frozenset(
 )
 
 
-def _window_arg(window: Any, n: int, name: str = "window") -> Any:
-    """The window in a form the native core takes: a native name, (name, param), or values."""
+def _window_arg(window: Any, n: int, size: str, name: str = "window") -> Any:
+    """The window in a form the native core takes: a native name, (name, param), or values;
+    ``size`` names the argument that ``n`` comes from."""
     if isinstance(window, str) and window.lower() in _NATIVE_WINDOWS:
         return window
     if (
@@ -463,17 +497,20 @@ def _window_arg(window: Any, n: int, name: str = "window") -> Any:
         and window[0].lower() in ("tukey", "tuk")
     ):
         return (window[0], _real(window[1], f"{name}'s Tukey alpha"))
-    if callable(window):
-        values = window(n)
-    elif isinstance(window, (str, tuple)):
-        try:
-            values = _signal.get_window(window, n, fftbins=True)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{name}={window!r} is not a window scipy.signal.get_window knows: {exc}") from None
-    else:
-        values = as_float_array(window, name)
-    # The native core checks the values' shape and finiteness.
-    return np.ascontiguousarray(values, dtype=np.float64)
+    try:
+        if callable(window):
+            values = window(n)
+        elif isinstance(window, (str, tuple)):
+            try:
+                values = _signal.get_window(window, n, fftbins=True)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise ValueError(f"{name}={window!r} is not a window scipy.signal.get_window knows: {exc}") from None
+        else:
+            values = as_float_array(window, name)
+        # The native core checks the values' shape and finiteness.
+        return np.ascontiguousarray(values, dtype=np.float64)
+    except MemoryError as exc:
+        raise MemoryError(f"cannot allocate a {name} of {size}={n} values: {exc}") from None
 
 
 def get_window(window: Any, n: int) -> NDArray[np.float64]:
@@ -482,7 +519,7 @@ def get_window(window: Any, n: int) -> NDArray[np.float64]:
     ``window`` is a name ("hann", "hamming", "blackman", "boxcar", "bartlett", "tukey", or any
     other scipy window), a tuple such as ``("tukey", 0.25)``, a callable of ``n``, or values."""
     n_ = _index(n, "n")
-    return _native.get_window(_window_arg(window, n_), n_)
+    return _native.get_window(_window_arg(window, n_, "n"), n_)
 
 
 def _frame_args(n_fft: Any, hop_length: Any, win_length: Any) -> tuple[int, int, int]:
@@ -495,7 +532,7 @@ def _frame_args(n_fft: Any, hop_length: Any, win_length: Any) -> tuple[int, int,
 
 def _stft_plan(n_fft: Any, hop_length: Any, win_length: Any, window: Any, center: Any, pad_mode: Any) -> Any:
     n_fft_, hop, win = _frame_args(n_fft, hop_length, win_length)
-    return _native.StftPlan(n_fft_, hop, win, _window_arg(window, win), bool(center), pad_mode)
+    return _native.StftPlan(n_fft_, hop, win, _window_arg(window, win, "win_length"), bool(center), str(pad_mode))
 
 
 def stft(
@@ -524,7 +561,8 @@ def _spectrogram_plan(
     fs: float, window: Any, nperseg: int, noverlap: int, nfft: int, detrend: Any, scaling: Any
 ) -> Any:
     detrend_ = "none" if detrend is False or detrend is None else str(detrend)
-    return _native.SpectrogramPlan(fs, _window_arg(window, nperseg), nperseg, noverlap, nfft, detrend_, str(scaling))
+    window_ = _window_arg(window, nperseg, "nperseg")
+    return _native.SpectrogramPlan(fs, window_, nperseg, noverlap, nfft, detrend_, str(scaling))
 
 
 def spectrogram(
@@ -719,9 +757,16 @@ def _filters(bandpass: Any, notch: Any, order: Any, notch_q: Any, fs: float) -> 
     if bandpass is not None:
         if np.ndim(bandpass) != 1 or len(bandpass) != 2:
             raise ValueError(f"bandpass must be a pair (low, high) in Hz, got {bandpass!r}")
-        filters.append(butter_sos(order, tuple(bandpass), "bandpass", fs))
+        try:
+            filters.append(butter_sos(order, tuple(bandpass), "bandpass", fs))
+        except (ValueError, TypeError) as exc:
+            # butter_sos names its own arguments: cutoff is the recipe's bandpass.
+            raise type(exc)(f"bandpass={bandpass!r} (filter_order={order!r}): {exc}") from None
     if notch is not None:
-        filters.append(notch_sos(notch, notch_q, fs))
+        try:
+            filters.append(notch_sos(notch, notch_q, fs))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"notch={notch!r} (notch_q={notch_q!r}): {exc}") from None
     return filters
 
 
@@ -756,7 +801,7 @@ def _native_mel_recipe(p: dict[str, Any], names: list[str], kept: int | None, fi
         n_fft,
         hop,
         win,
-        _window_arg(p["window"], win),
+        _window_arg(p["window"], win, "win_length"),
         n_mels,
         fmin,
         fmax,
@@ -809,19 +854,36 @@ def model_inputs(
     def f32(x: Any, name: str) -> NDArray[np.float32] | None:
         if x is None:
             return None
-        return np.ascontiguousarray(as_float_array(x, name), dtype=np.float32)
+        arr = as_float_array(x, name)
+        try:
+            return np.ascontiguousarray(arr, dtype=np.float32)
+        except MemoryError as exc:
+            raise MemoryError(f"cannot allocate a contiguous float32 copy of {name}: {exc}") from None
 
-    stats_ = None if stats is None else [(_real(m, "mean"), _real(s, "std")) for m, s in stats]
+    def items(value: Any, name: str, what: str, size: int | None = None) -> list[Any]:
+        try:
+            values = list(value)
+        except TypeError:
+            raise TypeError(f"{name} must be {what}, got {value!r}") from None
+        if isinstance(value, str) or (size is not None and len(values) != size):
+            raise TypeError(f"{name} must be {what}, got {value!r}")
+        return values
+
+    stats_ = None
+    if stats is not None:
+        pairs = [items(p, f"stats[{g}]", "a (mean, std) pair", 2) for g, p in enumerate(items(stats, "stats", "pairs"))]
+        stats_ = [(_real(m, f"stats[{g}]'s mean"), _real(s, f"stats[{g}]'s std")) for g, (m, s) in enumerate(pairs)]
+    lo, hi, nan = items(clip, "clip", "a (lo, hi, nan) triple", 3)
     return _native.model_inputs(
-        list(sources),
+        [str(s) for s in items(sources, "sources", "a sequence of source names")],
         str(layout),
         _real(eps, "eps"),
         stats_,
         f32(eeg, "eeg"),
         eeg_recipe,
         f32(kaggle, "kaggle"),
-        [_index(i, "kaggle_order") for i in kaggle_order],
-        _clip_args(*clip),
+        [_index(i, "kaggle_order") for i in items(kaggle_order, "kaggle_order", "four region indices")],
+        (_real(lo, "clip's lo"), _real(hi, "clip's hi"), _real(nan, "clip's nan")),
     )
 
 

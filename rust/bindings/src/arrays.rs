@@ -4,7 +4,7 @@
 
 use crate::buffers::{output_array, Init};
 use crate::errors::{type_error, value_error, Result};
-use crate::runtime::detached;
+use crate::runtime::{detached, guarded};
 use hms_core::mel::LogFloat;
 use hms_core::transform::ClipLogSum;
 use ndarray::ArrayViewD;
@@ -61,7 +61,7 @@ pub fn new_array<'py, S>(x: &Bound<'py, PyAny>, name: &str, init: Init, shape: S
 where
     S: FnOnce(&[usize]) -> hms_core::Result<Vec<usize>>,
 {
-    with_float_array(x, name, NewArray { init, shape, kernel })
+    with_float_array(x, name, NewArray { name, init, shape, kernel })
 }
 
 /// The same shape as the input's.
@@ -70,6 +70,7 @@ pub fn same_shape(shape: &[usize]) -> hms_core::Result<Vec<usize>> {
 }
 
 struct NewArray<'k, S, K> {
+    name: &'k str,
     init: Init,
     shape: S,
     kernel: &'k K,
@@ -82,20 +83,24 @@ where
 {
     type Output = Bound<'py, PyAny>;
     fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Self::Output> {
-        filled_from(x, self.init, self.shape, |x, out| self.kernel.fill(x, out))
+        filled_from(x, self.name, self.init, self.shape, |x, out| self.kernel.fill(x, out))
     }
 }
 
-/// A new array of `shape(x.shape)` filled by `fill` from `x` (read-only, without the GIL).
+/// A new array of `shape(x.shape)` filled by `fill` from `x` (read-only, without the GIL);
+/// `name` is x's argument name, for the MemoryError of an output that cannot be allocated.
 pub fn filled_from<'py, T: Float, U: numpy::Element + Default + Copy + Send + Sync>(
     x: &Bound<'py, PyArrayDyn<T>>,
+    name: &str,
     init: Init,
     shape: impl FnOnce(&[usize]) -> hms_core::Result<Vec<usize>>,
     fill: impl FnOnce(ArrayViewD<'_, T>, &mut [U]) -> hms_core::Result<()> + Send,
 ) -> Result<Bound<'py, PyAny>> {
     let x = x.try_readonly()?;
     let view = x.as_array();
-    output_array(x.py(), shape(view.shape())?, init, |out| fill(view, out))
+    // The shape may take building a plan (the mel recipe's): guarded against panics too.
+    let shape = guarded(|| Ok(shape(view.shape())?))?;
+    output_array(x.py(), &format!("the output for {name}"), shape, init, |out| fill(view, out))
 }
 
 /// A kernel that changes a C-contiguous array in place.

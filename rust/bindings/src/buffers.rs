@@ -1,10 +1,12 @@
 //! Output arrays: new numpy arrays filled without the GIL, large ones in reused buffers.
 
 use crate::errors::Result;
-use crate::runtime::detached;
+use crate::runtime::{detached, guarded};
+use hms_core::CoreError;
 use numpy::{PyArray, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -22,23 +24,30 @@ pub enum Init {
 ///
 /// Outputs of `POOL_MIN_BYTES` or more reuse the buffer of an earlier result that Python has
 /// released (see [`OutputBuffer`]), zeroed in parallel when asked; smaller ones are new numpy
-/// arrays (numpy's zeros come from calloc, zeroed page by page as they are first written).
+/// arrays (numpy's zeros come from calloc, zeroed page by page as they are first written). An
+/// output whose size overflows, or whose memory the system refuses, is a MemoryError naming
+/// `what` (e.g. "the output for eeg").
 pub fn output_array<'py, U: numpy::Element + Default + Copy + Send + Sync>(
     py: Python<'py>,
+    what: &str,
     shape: Vec<usize>,
     init: Init,
     fill: impl FnOnce(&mut [U]) -> hms_core::Result<()> + Send,
 ) -> Result<Bound<'py, PyAny>> {
-    let len: usize = shape.iter().product();
-    let bytes = len.saturating_mul(std::mem::size_of::<U>());
+    let what = format!("{what} (shape {shape:?})");
+    let len = hms_core::alloc::checked_len::<U>(&shape, &what)?;
+    let bytes = len * std::mem::size_of::<U>();
     if bytes < POOL_MIN_BYTES {
-        let array = if init == Init::Zeroed {
-            PyArray::<U, ndarray::IxDyn>::zeros(py, shape, false)
-        } else {
-            // SAFETY: float elements have no invalid bit patterns, and `fill` overwrites every
-            // one before the array is returned (on an error it is dropped unseen).
-            unsafe { PyArray::<U, ndarray::IxDyn>::new(py, shape, false) }
-        };
+        // numpy's own allocation of under 4 MiB; the crate panics if it fails (guarded).
+        let array = guarded(|| {
+            Ok(if init == Init::Zeroed {
+                PyArray::<U, ndarray::IxDyn>::zeros(py, shape.clone(), false)
+            } else {
+                // SAFETY: float elements have no invalid bit patterns, and `fill` overwrites every
+                // one before the array is returned (on an error it is dropped unseen).
+                unsafe { PyArray::<U, ndarray::IxDyn>::new(py, shape.clone(), false) }
+            })
+        })?;
         {
             let mut out = array.readwrite();
             let out = out.as_slice_mut().expect("a new array is contiguous");
@@ -47,13 +56,14 @@ pub fn output_array<'py, U: numpy::Element + Default + Copy + Send + Sync>(
         return Ok(array.into_any());
     }
     assert!(std::mem::align_of::<U>() <= std::mem::align_of::<u64>());
-    let mut words = OutputBuffer::take(bytes.div_ceil(8));
+    let mut words = OutputBuffer::take(bytes.div_ceil(8), &what)?;
     let ptr = words.as_mut_ptr().cast::<U>();
     {
         // SAFETY: the buffer holds at least `len` elements of U (aligned: U is a float or a
-        // complex of floats); float elements have no invalid bit patterns, and the array is
-        // exposed only after `fill` (which writes every element, or every one that is not zeroed
-        // here) has succeeded.
+        // complex of floats). Its words may be uninitialized (a new buffer): the kernels write
+        // every element before they read it (`Init::Written`), or it is zeroed below first
+        // (`Init::Zeroed`), and the array is exposed only after `fill` has succeeded; float
+        // elements have no invalid bit patterns once written.
         let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
         detached(py, || {
             if init == Init::Zeroed {
@@ -77,7 +87,7 @@ const POOL_MIN_BYTES: usize = 4 << 20;
 /// At most this many released buffers, and this many bytes, wait in the pool.
 const POOL_BUFFERS: usize = 4;
 const POOL_BYTES: usize = 512 << 20;
-static POOL: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+static POOL: Mutex<Vec<Vec<MaybeUninit<u64>>>> = Mutex::new(Vec::new());
 /// Pooled-size outputs served from the pool, and newly allocated, since the process started.
 static REUSED: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
@@ -90,27 +100,27 @@ static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 /// bytes, dropping the oldest first.
 #[pyclass(frozen, module = "hms._native")]
 pub struct OutputBuffer {
-    words: Vec<u64>,
+    words: Vec<MaybeUninit<u64>>,
 }
 
 impl OutputBuffer {
-    /// A buffer of exactly `n_words` (contents unspecified): a pooled one, or a new one.
-    fn take(n_words: usize) -> Vec<u64> {
+    /// A buffer of exactly `n_words` (contents unspecified, possibly uninitialized): a pooled
+    /// one, or a new one; `what` names it if the memory cannot be had.
+    fn take(n_words: usize, what: &str) -> hms_core::Result<Vec<MaybeUninit<u64>>> {
         let mut pool = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(i) = pool.iter().position(|b| b.len() == n_words) {
             REUSED.fetch_add(1, Ordering::Relaxed);
-            return pool.remove(i);
+            return Ok(pool.remove(i));
         }
         drop(pool);
+        let mut words = Vec::new();
+        words.try_reserve_exact(n_words).map_err(|_| CoreError::alloc(what, n_words.checked_mul(8)))?;
+        // SAFETY: the capacity was reserved above, and uninitialized memory is a valid value of
+        // `MaybeUninit<u64>`.
+        unsafe { words.set_len(n_words) };
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
-        let mut words = Vec::with_capacity(n_words);
-        // SAFETY: u64 has no invalid bit patterns; callers overwrite what they expose.
-        #[allow(clippy::uninit_vec)]
-        unsafe {
-            words.set_len(n_words)
-        };
         advise_huge_pages(&mut words);
-        words
+        Ok(words)
     }
 }
 
@@ -130,7 +140,7 @@ impl Drop for OutputBuffer {
 
 /// Asks Linux for transparent huge pages behind a new buffer (where THP is in "madvise" mode, as
 /// numpy does for its large arrays): 512 times fewer page faults when it is first written.
-fn advise_huge_pages(words: &mut [u64]) {
+fn advise_huge_pages(words: &mut [MaybeUninit<u64>]) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;

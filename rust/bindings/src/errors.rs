@@ -2,11 +2,12 @@
 //! return [`Result`], `?` converts both, and pyo3 raises it through `From<Error> for PyErr`.
 
 use hms_core::CoreError;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 pub enum Error {
-    /// A bad argument found by a kernel: ValueError.
+    /// A kernel's error: ValueError for a bad argument, MemoryError for memory that cannot be
+    /// allocated (including sizes that overflow).
     Core(CoreError),
     Py(PyErr),
 }
@@ -34,6 +35,7 @@ impl From<numpy::BorrowError> for Error {
 impl From<Error> for PyErr {
     fn from(e: Error) -> Self {
         match e {
+            Error::Core(e) if e.is_alloc() => PyMemoryError::new_err(e.to_string()),
             Error::Core(e) => PyValueError::new_err(e.to_string()),
             Error::Py(e) => e,
         }

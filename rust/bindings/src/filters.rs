@@ -3,6 +3,7 @@
 use crate::arrays::{new_array, same_shape, Float, FloatKernel};
 use crate::buffers::Init;
 use crate::errors::Result;
+use crate::runtime::guarded;
 use hms_core::filter::{self, Sos};
 use ndarray::{Array2, ArrayViewD};
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArrayDyn};
@@ -10,7 +11,7 @@ use pyo3::prelude::*;
 
 /// The checked sections of a float64 array (n_sections, 6).
 pub fn sos_arg(sos: &PyReadonlyArrayDyn<'_, f64>) -> Result<Sos> {
-    Ok(Sos::new(sos.as_array())?)
+    guarded(|| Ok(Sos::new(sos.as_array())?))
 }
 
 struct FiltFilt {
@@ -31,9 +32,13 @@ pub fn sosfiltfilt<'py>(sos: PyReadonlyArrayDyn<'py, f64>, x: &Bound<'py, PyAny>
 
 #[pyfunction]
 pub fn sosfilt_zi<'py>(py: Python<'py>, sos: PyReadonlyArrayDyn<'py, f64>) -> Result<Bound<'py, PyArray2<f64>>> {
-    let zi: Vec<f64> = sos_arg(&sos)?.initial_conditions().into_iter().flatten().collect();
-    let n = zi.len() / 2;
-    Ok(Array2::from_shape_vec((n, 2), zi).expect("n x 2").into_pyarray(py))
+    let sos = sos_arg(&sos)?;
+    let zi = guarded(|| {
+        let zi: Vec<f64> = sos.initial_conditions().into_iter().flatten().collect();
+        let n = zi.len() / 2;
+        Ok(Array2::from_shape_vec((n, 2), zi).expect("n x 2"))
+    })?;
+    Ok(zi.into_pyarray(py))
 }
 
 #[pyfunction]

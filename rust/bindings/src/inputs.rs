@@ -21,10 +21,11 @@ fn batch_first<'a, D: ndarray::Dimension>(
         return Err(value_error(format!("{name} must have a batch axis and {tail} more, got shape {shape:?}")));
     }
     let lead = shape[..shape.len() - tail].to_vec();
+    // The batch size fits: the view's element count does (checked by numpy), and so the product
+    // of some of its dimensions.
     let mut dims = vec![lead.iter().product::<usize>()];
     dims.extend_from_slice(&shape[shape.len() - tail..]);
-    let standard: ndarray::CowArray<'a, f32, ndarray::IxDyn> =
-        if view.is_standard_layout() { view.into() } else { view.as_standard_layout().into_owned().into() };
+    let standard = hms_core::alloc::standard_layout(view, &format!("a contiguous copy of {name}"))?;
     let reshaped =
         standard.into_shape_with_order(dims).expect("standard layout reshapes").into_dimensionality::<D>().expect("dimensions match");
     Ok((reshaped, lead))
@@ -66,7 +67,7 @@ pub fn model_inputs<'py>(
             "kaggle" => {
                 let (x, l) = kaggle.as_ref().ok_or_else(|| value_error("source 'kaggle' needs kaggle windows"))?;
                 let (order, (lo, hi, nan)) = order.zip(clip).ok_or_else(|| value_error("source 'kaggle' needs kaggle_order and clip"))?;
-                let clip = ClipLog::new::<f32>(lo, hi, nan)?;
+                let clip = ClipLog::new::<f32>(lo, hi, nan).map_err(|e| e.context("clip"))?;
                 (Source::Kaggle(x.view(), KaggleRecipe { order, clip }), l)
             }
             "eeg" => {
@@ -82,8 +83,8 @@ pub fn model_inputs<'py>(
         lead = Some(this_lead.clone());
         built.push(source);
     }
-    let lead = lead.ok_or_else(|| value_error("at least one source is needed"))?;
+    let lead = lead.ok_or_else(|| value_error("sources must name at least one source ('kaggle', 'eeg')"))?;
     let shape: Vec<usize> = lead.iter().copied().chain(layout.shape(built.len())).collect();
     // Every tile is written whole (the Kaggle rows around the data as zeros).
-    output_array(py, shape, Init::Written, |out| inputs::build_into(&built, layout, &norm, out))
+    output_array(py, "the model inputs of eeg/kaggle", shape, Init::Written, |out| inputs::build_into(&built, layout, &norm, out))
 }

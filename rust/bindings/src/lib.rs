@@ -30,7 +30,7 @@ mod _native {
     #[pymodule_export]
     use crate::montage::{bipolar_montage, eeg_mel_spectrograms, eeg_scipy_spectrograms, PyEegMelRecipe};
     #[pymodule_export]
-    use crate::runtime::{_panic_for_tests, get_num_threads, set_num_threads};
+    use crate::runtime::{_panic_for_tests, _panic_in_plan_for_tests, get_num_threads, max_num_threads, set_num_threads};
     #[pymodule_export]
     use crate::spectral::{get_window, mel_filterbank, melspectrogram, power_to_db, spectrogram, stft, PySpectrogram, PyStft};
     #[pymodule_export]

@@ -4,6 +4,7 @@ use crate::arrays::{new_array, Float, FloatKernel};
 use crate::buffers::Init;
 use crate::errors::Result;
 use crate::filters::sos_arg;
+use crate::runtime::{detached, guarded};
 use crate::spectral::{window_arg, PySpectrogram};
 use hms_core::filterbank::MelFilterbank;
 use hms_core::mel::{MelSpectrogram, PowerToDb};
@@ -25,14 +26,14 @@ impl FloatKernel for Montage {
 
 #[pyfunction]
 pub fn bipolar_montage<'py>(eeg: &Bound<'py, PyAny>, channels: Vec<String>) -> Result<Bound<'py, PyAny>> {
-    let pairs = montage::bipolar_pairs(&channels)?;
+    let pairs = guarded(|| Ok(montage::bipolar_pairs(&channels)?))?;
     new_array(eeg, "eeg", Init::Zeroed, |s| montage::montage_shape(s, &pairs), &Montage(pairs.clone()))
 }
 
 /// The recipes' preprocessing: the middle `n_samples`, then the filters.
 fn preprocessing(n_samples: Option<usize>, filters: Vec<PyReadonlyArrayDyn<'_, f64>>) -> Result<Preprocessing> {
     let filters = filters.iter().map(sos_arg).collect::<Result<Vec<_>>>()?;
-    Ok(Preprocessing::new(n_samples, filters)?)
+    guarded(|| Ok(Preprocessing::new(n_samples, filters)?))
 }
 
 /// The EEG mel recipe's arguments, checked once (`hop_length` None: kept samples // 256), for
@@ -66,8 +67,9 @@ impl PyEegMelRecipe {
         offset: f64,
         scale: f64,
     ) -> Result<Self> {
-        let pairs = montage::bipolar_pairs(&channels)?;
+        let pairs = guarded(|| Ok(montage::bipolar_pairs(&channels)?))?;
         let pre = preprocessing(n_samples, filters)?;
+        let py = window.py();
         let window = window_arg(window)?;
         // Checked now (any hop), so that bad parameters are reported before any work; the
         // sampling rate by this recipe's name for it.
@@ -78,7 +80,8 @@ impl PyEegMelRecipe {
             let bank = MelFilterbank::new(fs, n_fft, n_mels, fmin, fmax, false, true)?;
             MelSpectrogram::new(framing, &window, Some(win_length), bank, power)
         };
-        spec(hop_length.unwrap_or(1))?;
+        // The filterbank and window are built (and dropped) without the GIL, their memory checked.
+        detached(py, || spec(hop_length.unwrap_or(1)).map(drop))?;
         let recipe = MelRecipe {
             pre,
             spec: Arc::new(move |kept: usize| {
@@ -91,7 +94,7 @@ impl PyEegMelRecipe {
             offset,
             scale,
         };
-        recipe.check()?;
+        guarded(|| Ok(recipe.check()?))?;
         Ok(PyEegMelRecipe { pairs, recipe })
     }
 }
@@ -130,9 +133,9 @@ pub fn eeg_scipy_spectrograms<'py>(
     amin: f64,
     fmax: Option<f64>,
 ) -> Result<Bound<'py, PyAny>> {
-    let pairs = montage::bipolar_pairs(&channels)?;
+    let pairs = guarded(|| Ok(montage::bipolar_pairs(&channels)?))?;
     let pre = preprocessing(n_samples, filters)?;
-    let n_freq = fmax.map(|fmax| spec.plan.bins_up_to(spec.fs, fmax)).transpose()?;
+    let n_freq = guarded(|| Ok(fmax.map(|fmax| spec.plan.bins_up_to(spec.fs, fmax)).transpose()?))?;
     let kernel = ScipyImages { pairs, recipe: ScipyRecipe { pre, spec: spec.plan.clone(), amin, n_freq } };
     new_array(eeg, "eeg", Init::Zeroed, |s| montage::scipy_shape(s, &kernel.recipe), &kernel)
 }

@@ -3,6 +3,7 @@
 use crate::arrays::{filled_from, new_array, same_shape, with_float_array, Float, FloatKernel, WithFloatArray};
 use crate::buffers::Init;
 use crate::errors::{type_error, value_error, Result};
+use crate::runtime::{detached, guarded};
 use hms_core::filterbank::MelFilterbank;
 use hms_core::mel::{self, MelSpectrogram, PowerToDb};
 use hms_core::spectral::{Detrend, Framing, PadMode, Scaling, Spectrogram, Stft, Window};
@@ -23,7 +24,7 @@ pub fn window_arg(window: &Bound<'_, PyAny>) -> Result<Window> {
         if values.ndim() != 1 {
             return Err(value_error(format!("window must be 1-D, got shape {:?}", values.shape())));
         }
-        return Ok(Window::Values(values.iter().copied().collect()));
+        return Ok(Window::Values(hms_core::alloc::collect(values.len(), values.iter().copied(), "the window's values")?));
     }
     Err(type_error("window must be a name, a (name, parameter) tuple or a 1-D float64 array"))
 }
@@ -31,7 +32,8 @@ pub fn window_arg(window: &Bound<'_, PyAny>) -> Result<Window> {
 /// The periodic window of `n` points (values are checked and returned as they are).
 #[pyfunction]
 pub fn get_window<'py>(py: Python<'py>, window: &Bound<'py, PyAny>, n: usize) -> Result<Bound<'py, PyArray1<f64>>> {
-    Ok(window_arg(window)?.periodic(n)?.into_pyarray(py))
+    let window = window_arg(window)?;
+    Ok(detached(py, || window.periodic(n))?.into_pyarray(py))
 }
 
 /// The STFT's output is complex: its own dispatch.
@@ -39,7 +41,7 @@ impl<'py> WithFloatArray<'py> for &Stft {
     type Output = Bound<'py, PyAny>;
     fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Self::Output> {
         let shape = |s: &[usize]| self.output_shape(s);
-        filled_from(x, Init::Zeroed, shape, |x, out: &mut [T::Complex]| self.compute_into(x, T::complex_mut(out)))
+        filled_from(x, "x", Init::Zeroed, shape, |x, out: &mut [T::Complex]| self.compute_into(x, T::complex_mut(out)))
     }
 }
 
@@ -57,8 +59,10 @@ impl PyStft {
     #[new]
     fn new(n_fft: usize, hop_length: usize, win_length: usize, window: &Bound<'_, PyAny>, center: bool, pad_mode: &str) -> Result<Self> {
         let framing = Framing::new(n_fft, hop_length, center, PadMode::from_name(pad_mode)?)?;
-        let window = window_arg(window)?;
-        Ok(PyStft { stft: Stft::new(framing, &window, Some(win_length))?, framing, window, win_length })
+        let window_ = window_arg(window)?;
+        // The plan (window, FFT tables) is built without the GIL, its allocations checked.
+        let stft = detached(window.py(), || Stft::new(framing, &window_, Some(win_length)))?;
+        Ok(PyStft { stft, framing, window: window_, win_length })
     }
 }
 
@@ -80,7 +84,9 @@ impl PySpectrogram {
     #[new]
     fn new(fs: f64, window: &Bound<'_, PyAny>, nperseg: usize, noverlap: usize, nfft: usize, detrend: &str, scaling: &str) -> Result<Self> {
         let (detrend, scaling) = (Detrend::from_name(detrend)?, Scaling::from_name(scaling)?);
-        Ok(PySpectrogram { plan: Spectrogram::new(fs, &window_arg(window)?, nperseg, noverlap, nfft, detrend, scaling)?, fs })
+        let window_ = window_arg(window)?;
+        let plan = detached(window.py(), || Spectrogram::new(fs, &window_, nperseg, noverlap, nfft, detrend, scaling))?;
+        Ok(PySpectrogram { plan, fs })
     }
 }
 
@@ -108,9 +114,12 @@ pub fn mel_filterbank<'py>(
     htk: bool,
     slaney_norm: bool,
 ) -> Result<Bound<'py, PyArray2<f32>>> {
-    let mel = MelFilterbank::new(sr, n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
-    let dense: Vec<f32> = mel.to_dense().into_iter().map(|v| v as f32).collect();
-    Ok(Array2::from_shape_vec((n_mels, mel.n_freq()), dense).expect("n_mels x n_freq").into_pyarray(py))
+    let dense = detached(py, || {
+        let mel = MelFilterbank::new(sr, n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
+        let dense = mel.to_dense(|v| v as f32)?;
+        Ok(Array2::from_shape_vec((n_mels, mel.n_freq()), dense).expect("n_mels x n_freq"))
+    })?;
+    Ok(dense.into_pyarray(py))
 }
 
 impl FloatKernel for MelSpectrogram {
@@ -133,8 +142,11 @@ pub fn melspectrogram<'py>(
     htk: bool,
     slaney_norm: bool,
 ) -> Result<Bound<'py, PyAny>> {
-    let bank = MelFilterbank::new(sr, plan.framing.n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
-    let mel = MelSpectrogram::new(plan.framing, &plan.window, Some(plan.win_length), bank, power)?;
+    let plan: &PyStft = &plan;
+    let mel = detached(x.py(), || {
+        let bank = MelFilterbank::new(sr, plan.framing.n_fft, n_mels, fmin, fmax, htk, slaney_norm)?;
+        MelSpectrogram::new(plan.framing, &plan.window, Some(plan.win_length), bank, power)
+    })?;
     new_array(x, "x", Init::Zeroed, |s| mel.output_shape(s), &mel)
 }
 
@@ -147,5 +159,6 @@ impl FloatKernel for PowerToDb {
 /// power_to_db per 2-D spectrogram; `reference` None is each spectrogram's maximum.
 #[pyfunction]
 pub fn power_to_db<'py>(s: &Bound<'py, PyAny>, reference: Option<f64>, amin: f64, top_db: Option<f64>) -> Result<Bound<'py, PyAny>> {
-    new_array(s, "S", Init::Zeroed, same_shape, &PowerToDb::new(reference, amin, top_db)?)
+    let db = guarded(|| Ok(PowerToDb::new(reference, amin, top_db)?))?;
+    new_array(s, "S", Init::Zeroed, same_shape, &db)
 }

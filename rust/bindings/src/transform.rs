@@ -42,7 +42,7 @@ pub fn clip_log_inplace(x: &Bound<'_, PyAny>, lo: f64, hi: f64, nan: f64) -> Res
 #[pyfunction]
 pub fn float16_to_float32<'py>(x: PyReadonlyArrayDyn<'py, half::f16>) -> Result<Bound<'py, PyAny>> {
     let view = x.as_array();
-    output_array(x.py(), view.shape().to_vec(), Init::Written, |out| transform::f16_to_f32_into(view, out))
+    output_array(x.py(), "the output for x", view.shape().to_vec(), Init::Written, |out| transform::f16_to_f32_into(view, out))
 }
 
 /// `(x - mean) / (std + eps)` of each row.

@@ -12,8 +12,9 @@
 //! with the signal laid out as `hop` rows (row r holds samples r, r + hop, r + 2 hop, ...),
 //! sample `c + j` of frames t..t+32 is one contiguous run of row `(c + j) % hop`.
 
+use crate::alloc;
 use crate::ensure;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::filterbank::MelFilterbank;
 use crate::simd::simd_fn;
 use multiversion::target::selected_target;
@@ -111,12 +112,14 @@ impl BandMel {
         let band = bank.band();
         let tiles = band.len().div_ceil(NR);
         let padded_bins = tiles * NR;
+        let what = "the band mel basis of win_length and n_mels' bins";
         // Angles 2 pi k j / n_fft reduced exactly by integer arithmetic, as BandDft does.
-        let table: Vec<(f64, f64)> = (0..n_fft).map(|m| (2.0 * PI * m as f64 / n_fft as f64).sin_cos()).collect();
-        let mut basis_re = vec![[0.0f32; NR]; tiles * (half + 1)];
-        let mut basis_im = vec![[0.0f32; NR]; tiles * half];
-        let mut by_bin_re = vec![0.0f32; (half + 1) * padded_bins];
-        let mut by_bin_im = vec![0.0f32; half * padded_bins];
+        let table = alloc::collect(n_fft, (0..n_fft).map(|m| (2.0 * PI * m as f64 / n_fft as f64).sin_cos()), what)?;
+        let size = |a: usize, b: usize| alloc::checked_len::<[f32; NR]>(&[a, b], what);
+        let mut basis_re = alloc::vec_of(size(tiles, half + 1)?, [0.0f32; NR], what)?;
+        let mut basis_im = alloc::vec_of(size(tiles, half)?, [0.0f32; NR], what)?;
+        let mut by_bin_re = alloc::vec_of(size(half + 1, padded_bins)?, 0.0f32, what)?;
+        let mut by_bin_im = alloc::vec_of(size(half, padded_bins)?, 0.0f32, what)?;
         for (b, k) in band.clone().enumerate() {
             let (tile, i) = (b / NR, b % NR);
             for j in 0..=half {
@@ -132,18 +135,22 @@ impl BandMel {
             }
         }
         // Each mel row receives its bins in ascending order, as `MelFilterbank::apply` sums.
-        let mut per_bin: Vec<Vec<(usize, f32, bool)>> = vec![Vec::new(); padded_bins];
-        let mut empty_rows = Vec::new();
+        let mut per_bin: Vec<Vec<(usize, f32, bool)>> = alloc::vec_of(padded_bins, Vec::new(), what)?;
+        let n_empty = bank.filters().filter(|(_, w)| w.is_empty()).count();
+        let mut empty_rows = alloc::with_capacity(n_empty, what)?;
         for (m, (start, weights)) in bank.filters().enumerate() {
             for (i, &wt) in weights.iter().enumerate() {
-                per_bin[start + i - band.start].push((m, wt as f32, i == 0));
+                let feeds = &mut per_bin[start + i - band.start];
+                feeds.try_reserve(1).map_err(|_| CoreError::alloc(what, None))?;
+                feeds.push((m, wt as f32, i == 0));
             }
             if weights.is_empty() {
                 empty_rows.push(m);
             }
         }
-        let mut feed_start = vec![0];
-        let mut feeds = Vec::new();
+        let mut feed_start = alloc::with_capacity(padded_bins + 1, what)?;
+        feed_start.push(0);
+        let mut feeds = alloc::with_capacity(per_bin.iter().map(Vec::len).sum(), what)?;
         for f in per_bin {
             feeds.extend(f);
             feed_start.push(feeds.len());
@@ -172,7 +179,7 @@ impl BandMel {
     /// `out[m * stride..][..n_frames]`. The signal is `x` with `pad` zeros before and after it
     /// (pass an already padded signal with `pad` 0); frame t starts at `t * hop` of it.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, x: &[f32], pad: usize, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) {
+    pub fn run(&self, x: &[f32], pad: usize, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) -> Result<()> {
         assert!(stride >= n_frames, "stride shorter than a row");
         assert!(n_frames == 0 || out.len() >= (self.n_mels - 1) * stride + n_frames, "output too small");
         assert!(
@@ -183,7 +190,7 @@ impl BandMel {
         for &m in &self.empty_rows {
             out[m * stride..][..n_frames].fill(0.0);
         }
-        run_frames(self, Padded { x, pad }, n_frames, work, out, stride);
+        run_frames(self, Padded { x, pad }, n_frames, work, out, stride)
     }
 
     /// Frames `t0..t0 + width` (width <= PANEL) of the row layout into `folded`.
@@ -218,12 +225,12 @@ impl BandMel {
 
 simd_fn! {
     /// All frames, with the widest panels the selected target holds in registers.
-    fn run_frames<'a>(bm: &BandMel, padded: Padded<'a>, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) {
+    fn run_frames<'a>(bm: &BandMel, padded: Padded<'a>, n_frames: usize, work: &mut BandMelWork, out: &mut [f32], stride: usize) -> Result<()> {
         // A full panel's 24 accumulators need AVX-512's 32 registers; with 16 (AVX2, NEON) half
         // panels keep them out of memory.
         let wide = selected_target!().supports_feature_str("avx512f");
         let fma = selected_target!().supports_feature_str("fma") || selected_target!().supports_feature_str("neon");
-        frames_with(bm, padded, n_frames, work, out, stride, wide, fma);
+        frames_with(bm, padded, n_frames, work, out, stride, wide, fma)
     }
 }
 
@@ -239,7 +246,8 @@ fn frames_with(
     stride: usize,
     wide: bool,
     fma: bool,
-) {
+) -> Result<()> {
+    let what = "the band mel work space for x";
     let panel_frames = if wide {
         let full = n_frames / PANEL * PANEL;
         full + if n_frames - full >= HALF_PANEL { HALF_PANEL } else { 0 }
@@ -249,9 +257,9 @@ fn frames_with(
     if panel_frames > 0 {
         // Row r holds padded[r], padded[r + hop], ...: enough columns for every panel frame.
         let row_len = panel_frames + (bm.centre + bm.half) / bm.hop + 1;
-        work.rows.resize(bm.hop * row_len, 0.0);
+        alloc::resize(&mut work.rows, alloc::checked_len::<f32>(&[bm.hop, row_len], what)?, 0.0, what)?;
         fill_rows(padded, bm.hop, row_len, &mut work.rows);
-        work.folded.resize(2 * bm.half + 1, [0.0; PANEL]);
+        alloc::resize(&mut work.folded, 2 * bm.half + 1, [0.0; PANEL], what)?;
         let mut t0 = 0;
         while t0 < panel_frames {
             let width = if wide && panel_frames - t0 >= PANEL { PANEL } else { HALF_PANEL };
@@ -275,9 +283,14 @@ fn frames_with(
             t0 += width;
         }
     }
+    if panel_frames < n_frames {
+        alloc::clear_for(&mut work.frame, 2 * bm.half + 1, what)?;
+        alloc::clear_for(&mut work.acc, 2 * bm.tiles * NR, what)?;
+    }
     for t in panel_frames..n_frames {
         single_frame(bm, padded, t, work, out, stride);
     }
+    Ok(())
 }
 
 /// 16 f32 lanes, one AVX-512 register (two AVX2 or four NEON registers).
@@ -460,14 +473,14 @@ mod tests {
         let n_frames = framing.n_frames(n).unwrap();
         // The float64 band path as the reference.
         let mut expected = vec![0.0f64; n_mels * n_frames];
-        spec.plan::<f64>().unwrap().run(&padded64, n_frames, &mut MelWork::default(), &mut expected);
+        spec.plan::<f64>().unwrap().run(&padded64, n_frames, &mut MelWork::default(), &mut expected).unwrap();
         let stride = n_frames + 3;
         let mut got = vec![f32::NAN; n_mels * stride];
-        bm.run(&padded32, 0, n_frames, &mut BandMelWork::default(), &mut got, stride);
+        bm.run(&padded32, 0, n_frames, &mut BandMelWork::default(), &mut got, stride).unwrap();
         // The same from the unpadded signal.
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let mut unpadded = vec![f32::NAN; n_mels * stride];
-        bm.run(&x32, n_fft / 2, n_frames, &mut BandMelWork::default(), &mut unpadded, stride);
+        bm.run(&x32, n_fft / 2, n_frames, &mut BandMelWork::default(), &mut unpadded, stride).unwrap();
         for m in 0..n_mels {
             assert_eq!(got[m * stride..][..n_frames], unpadded[m * stride..][..n_frames]);
         }
@@ -502,8 +515,8 @@ mod tests {
         let n_frames = framing.n_frames(5000).unwrap();
         let mut a = vec![0.0f32; 128 * n_frames];
         let mut b = vec![0.0f32; 128 * n_frames];
-        bm.run(&padded, 0, n_frames, &mut BandMelWork::default(), &mut a, n_frames);
-        frames_with(&bm, Padded { x: &padded, pad: 0 }, n_frames, &mut BandMelWork::default(), &mut b, n_frames, false, false);
+        bm.run(&padded, 0, n_frames, &mut BandMelWork::default(), &mut a, n_frames).unwrap();
+        frames_with(&bm, Padded { x: &padded, pad: 0 }, n_frames, &mut BandMelWork::default(), &mut b, n_frames, false, false).unwrap();
         let scale = a.iter().fold(0.0f32, |m, v| m.max(*v));
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= 1e-5 * x.abs() + 1e-7 * scale);

@@ -5,8 +5,9 @@
 //! Signals are processed in groups of `LANES` interleaved channels so that the recursive (and so
 //! latency-bound) section update runs across channels in SIMD registers.
 
+use crate::alloc;
 use crate::ensure;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::real::Real;
 use crate::simd::simd_fn;
 use ndarray::{ArrayD, ArrayView, ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis, Dimension, Ix2};
@@ -41,7 +42,7 @@ impl Sos {
             "sos must have shape (n_sections, 6) with n_sections >= 1, got {shape:?}"
         );
         let sos = sos.into_dimensionality::<Ix2>().expect("2-d");
-        let mut sections = Vec::with_capacity(sos.nrows());
+        let mut sections = alloc::with_capacity(sos.nrows(), "the sections of sos")?;
         for (k, row) in sos.rows().into_iter().enumerate() {
             ensure!(row.iter().all(|v| v.is_finite()), "sos section {k} contains NaN or inf: {row}");
             ensure!(row[3] == 1.0, "sos section {k}: a0 (column 3) must be 1, got {}", row[3]);
@@ -99,9 +100,9 @@ fn biquad_zi(s: &[f64; 6]) -> [f64; 2] {
 /// Zero-phase filtering of every 1-D lane of `x` along `axis` (scipy.signal.sosfiltfilt).
 /// Computed in f64 whatever `T` is; the output has `x`'s shape in standard layout.
 pub fn sosfiltfilt<T: Real>(sos: &Sos, x: ArrayViewD<T>, axis: usize) -> Result<ArrayD<T>> {
-    let mut out = ArrayD::from_elem(x.raw_dim(), T::from_f64(0.0));
-    sosfiltfilt_into(sos, x, axis, out.as_slice_mut().expect("fresh array"))?;
-    Ok(out)
+    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output for x")?;
+    sosfiltfilt_into(sos, x.view(), axis, &mut out)?;
+    Ok(ArrayD::from_shape_vec(x.raw_dim(), out).expect("x's shape"))
 }
 
 /// [`sosfiltfilt`] into `out`, a buffer of `x`'s size holding the result in standard layout.
@@ -121,13 +122,14 @@ fn filtfilt_into<T: Real>(sos: &Sos, plan: &Plan, x: ArrayViewD<T>, axis: usize,
     );
     ensure!(out.len() == x.len(), "out has {} elements, x has {}", out.len(), x.len());
     let mut out = ArrayViewMutD::from_shape(x.raw_dim(), out).expect("sizes checked");
-    let inputs: Vec<ArrayView1<T>> = x.lanes(Axis(axis)).into_iter().collect();
-    let mut outputs: Vec<ArrayViewMut1<T>> = out.lanes_mut(Axis(axis)).into_iter().collect();
+    let count = x.len() / n;
+    let inputs = alloc::collect(count, x.lanes(Axis(axis)), "the lanes of x")?;
+    let mut outputs = alloc::collect(count, out.lanes_mut(Axis(axis)), "the lanes of the output for x")?;
     let finite = outputs
         .par_chunks_mut(LANES)
         .zip(inputs.par_chunks(LANES))
         .map(|(outs, ins)| filtfilt_group(plan, padlen, ins, outs))
-        .reduce(|| true, |a, b| a && b);
+        .try_reduce(|| true, |a, b| Ok(a && b))?;
     // An IIR filter spreads one NaN over the whole lane: refuse rather than return garbage.
     ensure!(finite, "x contains NaN or inf; fill gaps before filtering");
     Ok(())
@@ -169,11 +171,13 @@ impl Plan {
     }
 }
 
-fn filtfilt_group<T: Real>(plan: &Plan, padlen: usize, inputs: &[ArrayView1<T>], outputs: &mut [ArrayViewMut1<T>]) -> bool {
+fn filtfilt_group<T: Real>(plan: &Plan, padlen: usize, inputs: &[ArrayView1<T>], outputs: &mut [ArrayViewMut1<T>]) -> Result<bool> {
     let n = inputs[0].len();
     GROUP_BUFFER.with_borrow_mut(|buf| {
         // Reused across calls: every frame is written before it is read (see filtfilt_group_in).
-        buf.resize((n + 2 * padlen) * LINES_PER_FRAME, CacheLine([0.0; 8]));
+        let what = "the filter's work space for lanes of x";
+        let frames = n.checked_add(2 * padlen).ok_or_else(|| CoreError::alloc(what, None))?;
+        alloc::resize(buf, alloc::checked_len::<CacheLine>(&[frames, LINES_PER_FRAME], what)?, CacheLine([0.0; 8]), what)?;
         // SAFETY: a frame is LINES_PER_FRAME cache lines of f64, with a smaller alignment.
         let buf: &mut [Frame] = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<Frame>(), n + 2 * padlen) };
         let ins: Option<Vec<&[T]>> = inputs.iter().map(|lane| lane.as_slice()).collect();
@@ -188,7 +192,7 @@ fn filtfilt_group<T: Real>(plan: &Plan, padlen: usize, inputs: &[ArrayView1<T>],
         } else {
             LanesMut::Views(outputs)
         };
-        filtfilt_group_in(plan, padlen, source, sink, buf)
+        Ok(filtfilt_group_in(plan, padlen, source, sink, buf))
     })
 }
 
@@ -860,5 +864,17 @@ mod tests {
         let mut gap = Array1::<f64>::zeros(100);
         gap[50] = f64::NAN;
         assert!(sosfiltfilt(&bandpass(), gap.view().into_dyn(), 0).is_err());
+    }
+
+    #[test]
+    fn zero_strided_signals_beyond_memory_are_allocation_errors() {
+        use ndarray::ShapeBuilder;
+        let one = [0.0f64];
+        let huge = ArrayViewD::from_shape(ndarray::IxDyn(&[1 << 40, 1 << 14, 64]).strides(ndarray::IxDyn(&[0, 0, 0])), &one[..]).unwrap();
+        let err = sosfiltfilt(&bandpass(), huge, 2).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        let sos = ndarray::Array2::from_shape_vec((1, 6), vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).unwrap();
+        let many = ndarray::ArrayView2::from_shape((1 << 60, 6).strides((0, 1)), sos.as_slice().unwrap()).unwrap();
+        assert!(Sos::new(many).unwrap_err().is_alloc());
     }
 }

@@ -12,8 +12,9 @@
 //! Layouts of one sample's output: `Channels` (4 G, 128, 256), source g's chain c in channel
 //! 4 g + c; `Stack` (1, 512, 256 G), chain c in rows 128 c.., source g in columns 256 g...
 
+use crate::alloc;
 use crate::ensure;
-use crate::error::{non_negative, Result};
+use crate::error::{normal_eps, CoreError, Result};
 use crate::montage::{self, MelImager, MelImagerWork, MelRecipe};
 use crate::simd::simd_fn;
 use crate::transform::{ClipLog, ClipLogFloat};
@@ -95,20 +96,28 @@ impl Source<'_> {
 
 /// The model inputs of a batch into `out` (batch x `layout.shape(sources.len())`).
 pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, out: &mut [f32]) -> Result<()> {
-    ensure!(!sources.is_empty(), "at least one source is needed");
+    ensure!(!sources.is_empty(), "sources must name at least one source");
     let batch = sources[0].batch();
-    ensure!(sources.iter().all(|s| s.batch() == batch), "all sources need the same batch size");
+    ensure!(sources.iter().all(|s| s.batch() == batch), "the eeg and kaggle windows of sources need the same batch size");
     let groups = sources.len();
     let per_sample: usize = layout.shape(groups).iter().product();
     ensure!(out.len() == batch * per_sample, "out has {} elements, {batch} samples need {}", out.len(), batch * per_sample);
     match norm {
         Normalization::Instance { eps } => {
-            non_negative(*eps, "eps")?;
+            normal_eps(*eps, "eps")?;
         }
         Normalization::Fixed(stats) => {
-            ensure!(stats.len() == groups, "one (mean, std) per source is needed, got {}", stats.len());
-            for &(mean, std) in stats {
-                ensure!(mean.is_finite() && std.is_finite() && std > 0.0, "statistics must be finite with std > 0, got ({mean}, {std})");
+            ensure!(stats.len() == groups, "stats must hold one (mean, std) pair per source ({groups}), got {}", stats.len());
+            for (g, &(mean, std)) in stats.iter().enumerate() {
+                // Applied in float32: both must be float32 values, the std a normal positive one
+                // (a std that rounds to 0 or a subnormal would turn every value into inf).
+                ensure!(mean.is_finite() && (mean as f32).is_finite(), "stats[{g}]: the mean must be finite in float32, got {mean:e}");
+                ensure!(
+                    std.is_finite() && std >= f32::MIN_POSITIVE as f64 && (std as f32).is_finite(),
+                    "stats[{g}]: the std must be a positive normal float32 (between {:e} and {:e}), got {std:e}",
+                    f32::MIN_POSITIVE,
+                    f32::MAX
+                );
             }
         }
     }
@@ -120,12 +129,12 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
                 let (_, regions, rows, cols) = x.dim();
                 ensure!(
                     recipe.order.iter().all(|&r| r < regions),
-                    "Kaggle windows have {regions} regions; order {:?} is out of range",
+                    "kaggle windows have {regions} regions; kaggle_order {:?} is out of range",
                     recipe.order
                 );
                 ensure!(
                     rows <= TILE_ROWS && cols >= TILE_COLS,
-                    "Kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}"
+                    "kaggle windows must have at most {TILE_ROWS} rows and at least {TILE_COLS} frames, got {rows} x {cols}"
                 );
                 specs.push(None);
             }
@@ -135,7 +144,7 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
                 let geometry = montage::mel_geometry(n, recipe)?;
                 ensure!(
                     geometry.0.n_mels() == TILE_ROWS && geometry.2 == TILE_COLS,
-                    "the EEG recipe gives {} x {} images, the tiles are {TILE_ROWS} x {TILE_COLS}",
+                    "eeg_recipe gives {} x {} images, the tiles are {TILE_ROWS} x {TILE_COLS}",
                     geometry.0.n_mels(),
                     geometry.2
                 );
@@ -160,7 +169,8 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
                 Normalization::Fixed(s) => Some(s[g]),
             };
             match source {
-                Source::Kaggle(x, recipe) => kaggle_tiles(x.index_axis(Axis(0), b), recipe, layout, groups, g, stats, norm, work, block)?,
+                Source::Kaggle(x, recipe) => kaggle_tiles(x.index_axis(Axis(0), b), recipe, layout, groups, g, stats, norm, work, block)
+                    .map_err(|e| e.context(format!("sample {b}")))?,
                 Source::Eeg(x, _, pairs) => {
                     let imager = imagers[g].as_ref().expect("prepared for every EEG source");
                     let rec = x.index_axis(Axis(0), b);
@@ -170,7 +180,7 @@ pub fn build_into(sources: &[Source<'_>], layout: Layout, norm: &Normalization, 
                     }
                     let (mean, scale) = match stats {
                         Some(s) => s,
-                        None => instance_stats(layout, groups, g, block, norm),
+                        None => instance_stats(layout, groups, g, block, norm).map_err(|e| e.context(format!("sample {b}, source {g}")))?,
                     };
                     for c in 0..CHAINS {
                         let (offset, stride) = layout.tile(groups, g, c);
@@ -192,7 +202,7 @@ struct Work {
 }
 
 /// (mean, std + eps) of source g's four tiles.
-fn instance_stats(layout: Layout, groups: usize, g: usize, block: &[f32], norm: &Normalization) -> (f64, f64) {
+fn instance_stats(layout: Layout, groups: usize, g: usize, block: &[f32], norm: &Normalization) -> Result<(f64, f64)> {
     let mut acc = Sums::default();
     let (first, _) = layout.tile(groups, g, 0);
     let shift = rough_mean(&block[first..first + TILE_COLS]);
@@ -202,7 +212,7 @@ fn instance_stats(layout: Layout, groups: usize, g: usize, block: &[f32], norm: 
             acc.add(sums(&row[..TILE_COLS], shift));
         }
     }
-    acc.mean_scale(norm)
+    acc.checked_mean_scale(norm)
 }
 
 /// Source g's tiles of one Kaggle window (regions x rows x frames).
@@ -220,17 +230,24 @@ fn kaggle_tiles(
 ) -> Result<()> {
     let (_, rows, cols) = x.dim();
     let size = rows * cols;
-    work.logs.resize(CHAINS * size, 0.0);
+    let what = "the logs of a kaggle window";
+    alloc::resize(&mut work.logs, alloc::checked_len::<f32>(&[CHAINS, size], what)?, 0.0, what)?;
     let mut acc = Sums::default();
     for (c, logs) in work.logs.chunks_mut(size).enumerate() {
         let region = x.index_axis(Axis(0), recipe.order[c]);
         let shift = (c > 0).then_some(acc.shift as f32);
         match region.as_slice() {
             Some(v) => acc.add(clip_log_sums(&recipe.clip, v, logs, shift)),
-            None => acc.add(clip_log_sums(&recipe.clip, &region.iter().copied().collect::<Vec<f32>>(), logs, shift)),
+            None => {
+                let region = alloc::collect(region.len(), region.iter().copied(), "a contiguous copy of a kaggle window")?;
+                acc.add(clip_log_sums(&recipe.clip, &region, logs, shift))
+            }
         }
     }
-    let (mean, scale) = stats.unwrap_or_else(|| acc.mean_scale(norm));
+    let (mean, scale) = match stats {
+        Some(s) => s,
+        None => acc.checked_mean_scale(norm).map_err(|e| e.context(format!("source {g} (kaggle)")))?,
+    };
     let top = (TILE_ROWS - rows) / 2;
     let first = (cols - TILE_COLS) / 2;
     for (c, logs) in work.logs.chunks(size).enumerate() {
@@ -267,6 +284,17 @@ impl Sums {
         self.sum += other.sum;
         self.sq += other.sq;
         self.n += other.n;
+    }
+
+    /// Mean and `std + eps`, which must be something to divide by.
+    fn checked_mean_scale(&self, norm: &Normalization) -> Result<(f64, f64)> {
+        let (mean, scale) = self.mean_scale(norm);
+        if !(scale > 0.0 && (1.0 / scale).is_finite() && mean.is_finite()) {
+            return Err(CoreError::new(format!(
+                "the values are constant (or their spread underflows) and eps is 0: their std {scale:e} cannot be divided by"
+            )));
+        }
+        Ok((mean, scale))
     }
 
     /// Mean and `std + eps` (population std).
@@ -461,5 +489,32 @@ mod tests {
         let one = [Source::Kaggle(kaggle.view(), kaggle_recipe())];
         assert!(build_into(&one, Layout::Stack, &Normalization::Fixed(vec![(0.0, 0.0)]), &mut out).is_err());
         assert!(build_into(&one, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut out[1..]).is_err());
+    }
+
+    #[test]
+    fn statistics_that_float32_cannot_divide_by_are_refused() {
+        let (_, kaggle) = windows(1);
+        let one = [Source::Kaggle(kaggle.view(), kaggle_recipe())];
+        let mut out = vec![0.0f32; 512 * 256];
+        for (stats, needle) in [
+            ((0.0, 1e-300), "stats[0]: the std must be a positive normal float32"),
+            ((0.0, 1e-40), "stats[0]: the std must be a positive normal float32"),
+            ((0.0, 1e39), "stats[0]: the std must be a positive normal float32"),
+            ((1e39, 1.0), "stats[0]: the mean must be finite in float32"),
+            ((f64::NAN, 1.0), "stats[0]: the mean must be finite"),
+        ] {
+            let err = build_into(&one, Layout::Stack, &Normalization::Fixed(vec![stats]), &mut out).unwrap_err();
+            assert!(err.to_string().starts_with(needle), "{stats:?}: {err}");
+        }
+        let err = build_into(&one, Layout::Stack, &Normalization::Instance { eps: 5e-324 }, &mut out).unwrap_err();
+        assert!(err.to_string().starts_with("eps must be 0 or a normal"), "{err}");
+        // A constant window (all NaN: every value the NaN fill) with eps 0 has nothing to divide by.
+        let nan = Array4::from_elem((2, 4, 100, 300), f32::NAN);
+        let src = [Source::Kaggle(nan.view(), kaggle_recipe())];
+        let mut out2 = vec![0.0f32; 2 * 512 * 256];
+        let err = build_into(&src, Layout::Stack, &Normalization::Instance { eps: 0.0 }, &mut out2).unwrap_err();
+        assert!(err.to_string().starts_with("sample ") && err.to_string().contains("eps is 0"), "{err}");
+        build_into(&src, Layout::Stack, &Normalization::Instance { eps: 1e-6 }, &mut out2).unwrap();
+        assert!(out2.iter().all(|&v| v == 0.0));
     }
 }

@@ -2,6 +2,7 @@
 //! recipes, model inputs and running statistics, in plain Rust (no Python). The bindings crate
 //! (`hms-native`) exposes them to Python as `hms._native`.
 
+pub mod alloc;
 pub mod bandmel;
 pub mod error;
 pub mod filter;

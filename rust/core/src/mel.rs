@@ -6,6 +6,7 @@
 //! the power comes from `BandDft`'s dense product instead of an FFT per frame, and the sparse
 //! filterbank is applied row by row.
 
+use crate::alloc;
 use crate::bandmel::{self, BandMel, BandMelWork};
 use crate::ensure;
 use crate::error::{finite, positive, Result};
@@ -54,6 +55,18 @@ impl MelSpectrogram {
         self.mel.n_mels()
     }
 
+    /// The largest signal amplitude whose mel spectrogram, and the squared magnitudes on the way
+    /// to it, stay a sixteenth of `max` (the largest value of the type they are computed in) away
+    /// from overflow: `|X_k| <= A sum|w|`, `mel <= (A sum|w|)^power max_m sum_b W[m, b]`.
+    pub fn safe_amplitude(&self, max: f64) -> f64 {
+        let limit = max / 16.0;
+        let w1: f64 = self.window.iter().map(|w| w.abs()).sum();
+        let gain = self.mel.filters().map(|(_, w)| w.iter().sum::<f64>()).fold(0.0, f64::max);
+        let squares = (limit / 2.0).sqrt();
+        let mel = if gain > 0.0 { (limit / gain).powf(1.0 / self.power) } else { f64::INFINITY };
+        squares.min(mel) / w1.max(f64::MIN_POSITIVE)
+    }
+
     /// The transform of one signal, prepared once and applied to many signals of one length.
     pub fn plan<G: GemmFloat>(&self) -> Result<MelPlan<'_, G>> {
         let band = self.mel.band();
@@ -67,8 +80,11 @@ impl MelSpectrogram {
         let dft = BandDft::<G>::new(&self.window, band.clone())?;
         let n = self.framing.n_fft as f64;
         let fft_cost = BAND_DFT_ADVANTAGE * 2.5 * n * n.log2().max(1.0);
-        let path =
-            if (dft.cost_per_frame() as f64) <= fft_cost { Path::Band(dft) } else { Path::Fft(spectral::plan_fft(self.framing.n_fft)) };
+        let path = if (dft.cost_per_frame() as f64) <= fft_cost {
+            Path::Band(dft)
+        } else {
+            Path::Fft(spectral::plan_fft(self.framing.n_fft, "n_fft")?)
+        };
         Ok(MelPlan { spec: self, band, path })
     }
 
@@ -123,6 +139,11 @@ impl<G: GemmFloat> MelPlan<'_, G> {
         }
     }
 
+    /// The exponent of the magnitudes (2: power).
+    pub fn power(&self) -> f64 {
+        self.spec.power
+    }
+
     /// Samples of padding the framing adds before (and after) a signal.
     pub fn pad(&self) -> usize {
         self.spec.framing.pad()
@@ -135,28 +156,31 @@ impl<G: GemmFloat> MelPlan<'_, G> {
                 let out = G::as_f32_mut(out).expect("the fused path is planned for f32 only");
                 if self.spec.framing.pad_mode == spectral::PadMode::Constant {
                     // The zeros of the padding are implicit.
-                    work.lane.clear();
+                    alloc::clear_for(&mut work.lane, x.len(), "a float32 copy of a lane of x")?;
                     work.lane.extend(x.iter().map(|v| v.to_f64() as f32));
                     ensure!(spectral::all_finite(&work.lane), "x contains NaN or inf");
-                    fused.run(&work.lane, self.spec.framing.pad(), n_frames, &mut work.fused, out, n_frames);
+                    fused.run(&work.lane, self.spec.framing.pad(), n_frames, &mut work.fused, out, n_frames)?;
                 } else {
                     self.spec.framing.extend_into(x, &mut work.lane)?;
-                    fused.run(&work.lane, 0, n_frames, &mut work.fused, out, n_frames);
+                    fused.run(&work.lane, 0, n_frames, &mut work.fused, out, n_frames)?;
                 }
             }
             Path::Band(_) => {
                 let mut padded = std::mem::take(&mut work.padded);
-                self.spec.framing.extend_into(x, &mut padded)?;
-                self.run(&padded, n_frames, work, out);
+                let result = self.spec.framing.extend_into(x, &mut padded).and_then(|()| self.run(&padded, n_frames, work, out));
                 work.padded = padded;
+                result?;
             }
             Path::Fft(_) => {
                 let mut padded = std::mem::take(&mut work.signal);
-                self.spec.framing.extend_into(x, &mut padded)?;
-                work.power.resize(self.band.len() * n_frames, G::default());
-                self.fft_power(&padded, n_frames, work);
-                self.spec.mel.apply(&work.power, n_frames, out);
+                let result = self.spec.framing.extend_into(x, &mut padded).and_then(|()| {
+                    alloc::resize(&mut work.power, self.band.len() * n_frames, G::default(), "a power spectrogram of x")?;
+                    self.fft_power(&padded, n_frames, work)?;
+                    self.spec.mel.apply(&work.power, n_frames, out);
+                    Ok(())
+                });
                 work.signal = padded;
+                result?;
             }
         }
         Ok(())
@@ -164,52 +188,60 @@ impl<G: GemmFloat> MelPlan<'_, G> {
 
     /// The mel spectrogram (n_mels x n_frames, row-major) of a signal already padded by the
     /// framing.
-    pub fn run(&self, padded: &[G], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {
+    pub fn run(&self, padded: &[G], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) -> Result<()> {
         let nb = self.band.len();
         if let Path::Fused(fused) = &self.path {
             let padded = G::as_f32(padded).expect("the fused path is planned for f32 only");
             let out = G::as_f32_mut(out).expect("the fused path is planned for f32 only");
-            fused.run(padded, 0, n_frames, &mut work.fused, out, n_frames);
-            return;
+            return fused.run(padded, 0, n_frames, &mut work.fused, out, n_frames);
         }
-        work.power.resize(nb * n_frames, G::default());
+        alloc::resize(
+            &mut work.power,
+            alloc::checked_len::<G>(&[nb, n_frames], "a power spectrogram of x")?,
+            G::default(),
+            "a power spectrogram of x",
+        )?;
         match &self.path {
             Path::Fused(_) => unreachable!("handled above"),
             Path::Band(dft) => {
                 let hop = self.spec.framing.hop;
-                dft.power(padded, hop, n_frames, self.spec.power, &mut work.scratch, &mut work.power);
+                dft.power(padded, hop, n_frames, self.spec.power, &mut work.scratch, &mut work.power)?;
             }
             Path::Fft(_) => {
                 let mut signal = std::mem::take(&mut work.signal);
-                signal.clear();
-                signal.extend(padded.iter().map(|v| v.to_f64()));
-                self.fft_power(&signal, n_frames, work);
+                let result = alloc::clear_for(&mut signal, padded.len(), "a float64 copy of a lane of x").and_then(|()| {
+                    signal.extend(padded.iter().map(|v| v.to_f64()));
+                    self.fft_power(&signal, n_frames, work)
+                });
                 work.signal = signal;
+                result?;
             }
         }
         self.spec.mel.apply(&work.power, n_frames, out);
+        Ok(())
     }
 
     /// As `run` for a float64 padded signal (no conversion on the FFT path).
-    pub fn run_f64(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) {
+    pub fn run_f64(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>, out: &mut [G]) -> Result<()> {
         match &self.path {
             Path::Fft(_) => {
-                work.power.resize(self.band.len() * n_frames, G::default());
-                self.fft_power(padded, n_frames, work);
+                alloc::resize(&mut work.power, self.band.len() * n_frames, G::default(), "a power spectrogram of x")?;
+                self.fft_power(padded, n_frames, work)?;
                 self.spec.mel.apply(&work.power, n_frames, out);
+                Ok(())
             }
             Path::Band(_) | Path::Fused(_) => {
-                let converted: Vec<G> = padded.iter().map(|&v| G::from_f64(v)).collect();
-                self.run(&converted, n_frames, work, out);
+                let converted = alloc::collect(padded.len(), padded.iter().map(|&v| G::from_f64(v)), "a copy of a lane of x")?;
+                self.run(&converted, n_frames, work, out)
             }
         }
     }
 
-    fn fft_power(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>) {
+    fn fft_power(&self, padded: &[f64], n_frames: usize, work: &mut MelWork<G>) -> Result<()> {
         let Path::Fft(fft) = &self.path else { unreachable!() };
         let spec = self.spec;
         let (hop, nb) = (spec.framing.hop, self.band.len());
-        spectral::fft_band_power(fft, padded, &spec.window, hop, n_frames, self.band.clone(), spec.power, &mut work.power[..nb * n_frames]);
+        spectral::fft_band_power(fft, padded, &spec.window, hop, n_frames, self.band.clone(), spec.power, &mut work.power[..nb * n_frames])
     }
 }
 
@@ -247,7 +279,7 @@ impl PowerToDb {
             return;
         }
         let reference = self.reference.unwrap_or(max);
-        let amin = G::from_f64(self.amin).to_f64();
+        let amin = self.amin_in::<G>();
         // The fast log for finite values at or above a normal amin, else the standard one; the
         // same log for the reference, so that the maximum maps to exactly 0 dB with ref=max.
         let fast = max.is_finite() && reference.is_finite() && amin >= G::MIN_NORMAL;
@@ -269,26 +301,32 @@ impl PowerToDb {
 }
 
 impl PowerToDb {
+    /// `amin` in `G`: rounded to it, and at least its smallest positive value (a subnormal
+    /// float64 amin would round to 0 in float32, and log(0) - log(0) to NaN).
+    fn amin_in<G: LogFloat>(&self) -> f64 {
+        G::from_f64(self.amin).to_f64().max(G::TINY)
+    }
+
     /// `acc += (db + offset) * scale` for the decibels `db` of one spectrogram `s` (rows of
     /// `n_frames`, as `apply` computes them), its first `width` frames only: `acc` has rows of
     /// `width`. The same values as `apply` followed by the sum, without the decibels array.
-    pub fn accumulate<G: LogFloat>(&self, s: &[G], n_frames: usize, width: usize, offset: f64, scale: f64, acc: &mut [G]) {
+    pub fn accumulate<G: LogFloat>(&self, s: &[G], n_frames: usize, width: usize, offset: f64, scale: f64, acc: &mut [G]) -> Result<()> {
         assert!(width <= n_frames && s.len() % n_frames.max(1) == 0, "rows of n_frames, width <= n_frames");
         assert_eq!(acc.len(), s.len() / n_frames.max(1) * width, "acc has rows of width");
         let (max, nan) = max_and_nan(s);
         let reference = self.reference.unwrap_or(max);
-        let amin = G::from_f64(self.amin).to_f64();
+        let amin = self.amin_in::<G>();
         let fast = !nan && max.is_finite() && reference.is_finite() && amin >= G::MIN_NORMAL;
         if !fast {
             // Rare (NaN, inf, subnormal amin): the general path, row by row.
-            let mut db = vec![G::default(); s.len()];
+            let mut db = alloc::vec_of(s.len(), G::default(), "the decibels of a spectrogram of S")?;
             self.apply(s, &mut db);
             for (a, row) in acc.chunks_mut(width).zip(db.chunks(n_frames)) {
                 for (a, &v) in a.iter_mut().zip(row) {
                     *a += (v + G::from_f64(offset)) * G::from_f64(scale);
                 }
             }
-            return;
+            return Ok(());
         }
         let db = |v: f64| 10.0 * std::f64::consts::LOG10_E * G::from_f64(v).ln_normal().to_f64();
         let ref_db = db(reference.max(amin));
@@ -303,6 +341,7 @@ impl PowerToDb {
         for (a, row) in acc.chunks_mut(width).zip(s.chunks(n_frames)) {
             G::db_accumulate(&row[..width], a, &params);
         }
+        Ok(())
     }
 
     /// Whether `count` power ratios, each at least the floor `10^(-top_db / 10)`, multiply
@@ -331,13 +370,13 @@ impl PowerToDb {
         work: &mut Vec<G>,
         out: &mut [G],
         stride: usize,
-    ) {
+    ) -> Result<()> {
         assert!(count > 0 && specs.len() % count == 0, "count spectrograms of one size");
         let size = specs.len() / count;
         assert!(width <= n_frames && size % n_frames.max(1) == 0, "rows of n_frames, width <= n_frames");
         let rows = size / n_frames.max(1);
         assert!(rows == 0 || out.len() >= (rows - 1) * stride + width, "out too small");
-        let amin = G::from_f64(self.amin).to_f64();
+        let amin = self.amin_in::<G>();
         // The floor as a power ratio, where `count` of them multiply within G's normal range.
         let floor = self.top_db.filter(|_| self.product_fits::<G>(count) && amin >= G::MIN_NORMAL).map(|t| 10f64.powf(-t / 10.0));
         let ratios: Option<Vec<(G, G, f64)>> = floor.and_then(|floor| {
@@ -361,20 +400,20 @@ impl PowerToDb {
         let Some(ratios) = ratios else {
             // The general path: each spectrogram's decibels summed, then scaled.
             work.clear();
-            work.resize(rows * width, G::default());
+            alloc::resize(work, rows * width, G::default(), "the decibel sums of an eeg image")?;
             for s in specs.chunks(size) {
-                self.accumulate(s, n_frames, width, offset, scale, work);
+                self.accumulate(s, n_frames, width, offset, scale, work)?;
             }
             for (o, a) in out.chunks_mut(stride).zip(work.chunks(width)) {
                 scale_into(&mut o[..width], G::from_f64(inv_count), a);
             }
-            return;
+            return Ok(());
         };
         let shift: f64 = ratios.iter().map(|r| r.2).sum();
         let a = G::from_f64(10.0 * std::f64::consts::LOG10_E * scale * inv_count);
         let b = G::from_f64((shift + count as f64 * offset) * scale * inv_count);
         work.clear();
-        work.resize(width, G::default());
+        alloc::resize(work, width, G::default(), "the decibel sums of an eeg image")?;
         for (m, o) in out.chunks_mut(stride).take(rows).enumerate() {
             for (d, &(lower, inv, _)) in ratios.iter().enumerate() {
                 let row = &specs[d * size + m * n_frames..][..width];
@@ -382,6 +421,7 @@ impl PowerToDb {
             }
             log_affine(work, a, b, &mut o[..width]);
         }
+        Ok(())
     }
 }
 
@@ -427,6 +467,8 @@ simd_fn! {
 pub trait LogFloat: GemmFloat {
     /// The smallest positive normal value.
     const MIN_NORMAL: f64;
+    /// The smallest positive (subnormal) value.
+    const TINY: f64;
     /// Natural log of a positive, normal, finite value.
     fn ln_normal(self) -> Self;
     /// `out = max(10 log10(max(s, amin)) - ref_db, floor)` for finite `s` and a normal `amin`.
@@ -458,6 +500,7 @@ const LN_POLY_F32: [f32; 9] = [1.0, -0.49999994, 0.33334, -0.25001356, 0.1996299
 
 impl LogFloat for f64 {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    const TINY: f64 = 5e-324;
 
     #[inline(always)]
     fn ln_normal(self) -> f64 {
@@ -486,6 +529,7 @@ impl LogFloat for f64 {
 
 impl LogFloat for f32 {
     const MIN_NORMAL: f64 = f32::MIN_POSITIVE as f64;
+    const TINY: f64 = 1e-45f32 as f64;
 
     #[inline(always)]
     fn ln_normal(self) -> f32 {
@@ -561,7 +605,7 @@ simd_fn! {
 pub fn power_to_db_into<T: LogFloat>(s: ArrayViewD<T>, db: &PowerToDb, out: &mut [T]) -> Result<()> {
     ensure!(s.ndim() >= 2, "S must have at least two dimensions (..., freq, time), got {}", s.ndim());
     ensure!(out.len() == s.len(), "out has {} elements, S has {}", out.len(), s.len());
-    let s = s.as_standard_layout();
+    let s = alloc::standard_layout(s, "a contiguous copy of S")?;
     let nd = s.ndim();
     let block = s.shape()[nd - 2] * s.shape()[nd - 1];
     if block > 0 {
@@ -593,10 +637,10 @@ mod tests {
         let (offset, scale) = (40.0, 1.0 / 40.0);
         let mut expected = vec![G::default(); rows * width];
         for s in specs.chunks(rows * n_frames) {
-            db.accumulate(s, n_frames, width, offset, scale, &mut expected);
+            db.accumulate(s, n_frames, width, offset, scale, &mut expected).unwrap();
         }
         let mut out = vec![G::from_f64(-7.0); rows * stride];
-        db.mean_mapped(&specs, count, n_frames, width, offset, scale, &mut Vec::new(), &mut out, stride);
+        db.mean_mapped(&specs, count, n_frames, width, offset, scale, &mut Vec::new(), &mut out, stride).unwrap();
         for m in 0..rows {
             for t in 0..stride {
                 let got = out[m * stride + t].to_f64();
@@ -665,10 +709,10 @@ mod tests {
         let padded = framing.extend::<f64, f64>(ndarray::ArrayView1::from(&x)).unwrap();
         let n_frames = framing.n_frames(n).unwrap();
         let mut band_out = vec![0.0; 128 * n_frames];
-        plan.run(&padded, n_frames, &mut MelWork::default(), &mut band_out);
-        let fft_plan = MelPlan { spec: &spec, band: plan.band.clone(), path: Path::<f64>::Fft(spectral::plan_fft(1024)) };
+        plan.run(&padded, n_frames, &mut MelWork::default(), &mut band_out).unwrap();
+        let fft_plan = MelPlan { spec: &spec, band: plan.band.clone(), path: Path::<f64>::Fft(spectral::plan_fft(1024, "n_fft").unwrap()) };
         let mut fft_out = vec![0.0; 128 * n_frames];
-        fft_plan.run_f64(&padded, n_frames, &mut MelWork::default(), &mut fft_out);
+        fft_plan.run_f64(&padded, n_frames, &mut MelWork::default(), &mut fft_out).unwrap();
         let scale = fft_out.iter().fold(0.0f64, |m, v| m.max(*v));
         for (a, b) in band_out.iter().zip(&fft_out) {
             assert!((a - b).abs() <= 1e-10 * scale);
@@ -713,6 +757,14 @@ mod tests {
         db.apply(&nan, &mut o);
         assert!(o.iter().all(|v| v.is_nan()));
         assert!(PowerToDb::new(None, 0.0, None).is_err());
+        // An amin below float32's smallest value: zeros are its smallest value, not log(0).
+        let tiny = PowerToDb::new(None, 5e-324, None).unwrap();
+        let mut o32 = [1.0f32; 3];
+        tiny.apply(&[0.0f32; 3], &mut o32);
+        assert_eq!(o32, [0.0; 3]);
+        let mut acc = [0.0f32; 4];
+        tiny.accumulate(&[0.0f32; 4], 2, 2, 40.0, 0.025, &mut acc).unwrap();
+        assert_eq!(acc, [1.0; 4]);
         assert!(PowerToDb::new(None, 1e-10, Some(-1.0)).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! difference's NaN with its mean (zeros if all NaN), optionally filters (zero-phase, native
 //! sosfiltfilt), transforms each difference and averages the four differences of each chain.
 
+use crate::alloc;
 use crate::ensure;
 use crate::error::{positive, CoreError, Result};
 use crate::filter::{self, Sos};
@@ -12,6 +13,7 @@ use crate::mel::{LogFloat, MelPlan, MelSpectrogram, MelWork, PowerToDb};
 use crate::real::Real;
 use crate::simd::simd_fn;
 use crate::spectral::{allocate, Spectrogram};
+use crate::stats::{exponent, pow2, Moments};
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis};
 use rayon::prelude::*;
 
@@ -83,7 +85,7 @@ pub fn montage_shape(shape: &[usize], pairs: &[(usize, usize)]) -> Result<Vec<us
 /// The differences `eeg[a] - eeg[b]` for each pair into `out` (of `montage_shape`).
 pub fn bipolar_montage_into<T: Real>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], out: &mut [T]) -> Result<()> {
     let n = n_samples(eeg.shape())?;
-    let inputs = leading(&eeg);
+    let inputs = leading(&eeg)?;
     ensure!(out.len() == inputs.len() * pairs.len() * n, "out has the wrong size");
     if n > 0 && !pairs.is_empty() {
         out.par_chunks_mut(pairs.len() * n).zip(inputs.par_iter()).for_each(|(o, x)| {
@@ -103,12 +105,22 @@ pub fn bipolar_montage<T: Real + Default>(eeg: ArrayViewD<T>, pairs: &[(usize, u
 }
 
 /// The (channels, samples) matrices of an array of shape (..., channels, samples).
-fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Vec<ArrayViewD<'a, T>> {
-    let mut views = vec![x.clone()];
-    while views[0].ndim() > 2 {
-        views = views.into_iter().flat_map(|v| (0..v.len_of(Axis(0))).map(move |i| v.clone().index_axis_move(Axis(0), i))).collect();
+fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Result<Vec<ArrayViewD<'a, T>>> {
+    let what = "the recordings of eeg";
+    let count = alloc::checked_len::<ArrayViewD<'a, T>>(&x.shape()[..x.ndim().saturating_sub(2)], what)?;
+    let mut views = alloc::with_capacity(count, what)?;
+    push_leading(x.clone(), &mut views);
+    Ok(views)
+}
+
+fn push_leading<'a, T>(x: ArrayViewD<'a, T>, out: &mut Vec<ArrayViewD<'a, T>>) {
+    if x.ndim() <= 2 {
+        out.push(x);
+        return;
     }
-    views
+    for i in 0..x.len_of(Axis(0)) {
+        push_leading(x.clone().index_axis_move(Axis(0), i), out);
+    }
 }
 
 /// What every recipe does before its transform.
@@ -153,7 +165,7 @@ impl Preprocessing {
         let kept = self.kept(n)?;
         let start = (n - kept) / 2;
         if diffs.dim() != (pairs.len(), kept) {
-            *diffs = Array2::zeros((pairs.len(), kept));
+            *diffs = alloc::zeros2(pairs.len(), kept, "the differences of a recording of eeg")?;
         }
         for (mut row, &(a, b)) in diffs.rows_mut().into_iter().zip(pairs) {
             let row = row.as_slice_mut().expect("rows of a standard array");
@@ -164,9 +176,16 @@ impl Preprocessing {
                 _ => row.iter_mut().zip(xa.iter().zip(&xb)).for_each(|(o, (&va, &vb))| *o = va.to_f64() - vb.to_f64()),
             }
             let (sum, count, inf) = nan_sum(row);
-            ensure!(!inf, "eeg contains inf (channels {a} and {b}); only NaN gaps are filled");
+            ensure!(
+                !inf,
+                "eeg contains inf (or values whose difference overflows float64) (channels {a} and {b}); only NaN gaps are filled"
+            );
             if count < kept {
-                let fill = if count > 0 { sum / count as f64 } else { 0.0 };
+                let mut fill = if count > 0 { sum / count as f64 } else { 0.0 };
+                if !fill.is_finite() {
+                    // The sum overflowed: the mean of the differences taken in a scaled form.
+                    fill = Moments::of_slice(row).mean();
+                }
                 row.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = fill);
             }
         }
@@ -268,7 +287,7 @@ where
     F: Fn(&mut S, &Array2<f64>, usize, &mut [T]) -> Result<()> + Sync + Send,
 {
     ensure!(pairs.len() == BIPOLAR.len(), "the montage needs {} channel pairs", BIPOLAR.len());
-    let recordings = leading(eeg);
+    let recordings = leading(eeg)?;
     if recordings.is_empty() || out.is_empty() {
         return Ok(());
     }
@@ -320,7 +339,7 @@ pub fn mel_images_into<T: LogFloat>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)]
     let n = n_samples(eeg.shape())?;
     let (spec, n_frames, width) = mel_geometry(n, recipe)?;
     let imager = MelImager::new(&spec, recipe, n, n_frames, width)?;
-    let recordings = leading(&eeg);
+    let recordings = leading(&eeg)?;
     if recordings.is_empty() || out.is_empty() {
         return Ok(());
     }
@@ -341,6 +360,8 @@ pub struct MelImager<'a, T: LogFloat> {
     n_mels: usize,
     n_frames: usize,
     width: usize,
+    /// The largest difference amplitude whose power spectrogram stays within `T`'s range.
+    safe_amplitude: f64,
 }
 
 /// Reusable buffers of `MelImager::image`.
@@ -369,7 +390,34 @@ impl<T: Default> Default for MelImagerWork<T> {
 impl<'a, T: LogFloat> MelImager<'a, T> {
     /// `spec`, `n_frames` and `width` as `mel_geometry` gives them for recordings of `n` samples.
     pub fn new(spec: &'a MelSpectrogram, recipe: &'a MelRecipe, n: usize, n_frames: usize, width: usize) -> Result<Self> {
-        Ok(MelImager { recipe, plan: spec.plan::<T>()?, n, n_mels: spec.n_mels(), n_frames, width })
+        let safe_amplitude = spec.safe_amplitude(T::MAX);
+        Ok(MelImager { recipe, plan: spec.plan::<T>()?, n, n_mels: spec.n_mels(), n_frames, width, safe_amplitude })
+    }
+
+    /// The decibels of spectrograms of differences multiplied by `scale`: the same values, as
+    /// power ratios (and so decibels, with `ref` the maximum) do not change when every power is
+    /// multiplied by `scale^power`; `amin` and a fixed `ref` are multiplied along.
+    fn scaled_db(&self, scale: f64) -> Result<PowerToDb> {
+        let db = self.recipe.db;
+        if scale == 1.0 {
+            return Ok(db);
+        }
+        let factor = scale.powf(self.plan.power());
+        let scaled = PowerToDb { reference: db.reference.map(|r| r * factor), amin: db.amin * factor, top_db: db.top_db };
+        // With a top_db floor under the maximum, amin only matters where it lies above the floor,
+        // and then its scaled value is far from underflow; otherwise it must stay a normal float.
+        let exact = db.top_db.is_some() && db.reference.is_none();
+        let normal = |v: f64| v == 0.0 || v >= T::MIN_NORMAL;
+        ensure!(
+            exact || (normal(scaled.amin) && scaled.reference.is_none_or(normal)),
+            "eeg: differences up to {:e} overflow the {} power spectrogram, and with amin={:e}, ref={:?}, top_db=None \
+             the decibels cannot be computed in a scaled form; scale the EEG down",
+            self.safe_amplitude / scale,
+            T::NAME,
+            db.amin,
+            db.reference
+        );
+        Ok(scaled)
     }
 
     /// The image (n_mels x width, row m at `img[m * stride..]`) of one chain of a recording
@@ -389,57 +437,111 @@ impl<'a, T: LogFloat> MelImager<'a, T> {
         // The spectrograms of all differences first: each one's decibels need its maximum, and
         // their mean is then formed in one pass.
         let size = n_mels * n_frames;
-        work.mel.resize(pairs.len() * size, T::default());
+        let what = "the spectrograms of an eeg chain (n_mels x frames)";
+        alloc::resize(&mut work.mel, alloc::checked_len::<T>(&[pairs.len(), size], what)?, T::default(), what)?;
+        // Differences too large for the power spectrogram's type are scaled by a power of two
+        // (the decibels are computed with amin and ref scaled along: the same values).
+        let scale;
         match (self.plan.fused(), recipe.pre.filters.is_empty()) {
             (Some(fused), true) => {
                 // The fused float32 kernel straight from each difference: no float64 copy of the
                 // recording's differences, no padded copy.
                 let kept = recipe.pre.kept(self.n)?;
                 let start = (self.n - kept) / 2;
+                let what = "the differences of an eeg chain";
+                alloc::resize(&mut work.signal, alloc::checked_len::<f32>(&[pairs.len(), kept], what)?, 0.0, what)?;
+                let differences = |scale: f64, signal: &mut [f32]| -> Result<f64> {
+                    let mut amplitude = 0.0f64;
+                    for (&(a, b), out) in pairs.iter().zip(signal.chunks_mut(kept)) {
+                        ensure!(a < rec.nrows() && b < rec.nrows(), "channel index out of range for {} channels", rec.nrows());
+                        let (xa, xb) = (rec.row(a), rec.row(b));
+                        let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
+                        let a_max = filled_difference(xa, xb, scale, out).map_err(|e| {
+                            if e.is_alloc() {
+                                e
+                            } else {
+                                CoreError::new(format!("{e} (channels {a} and {b})"))
+                            }
+                        })?;
+                        amplitude = amplitude.max(a_max);
+                    }
+                    Ok(amplitude)
+                };
+                scale = self.scale_for(differences(1.0, &mut work.signal)?);
+                if scale != 1.0 {
+                    differences(scale, &mut work.signal)?;
+                }
                 let mels = T::as_f32_mut(&mut work.mel).expect("the fused path is planned for f32 only");
-                for (&(a, b), mel) in pairs.iter().zip(mels.chunks_mut(size)) {
-                    ensure!(a < rec.nrows() && b < rec.nrows(), "channel index out of range for {} channels", rec.nrows());
-                    let (xa, xb) = (rec.row(a), rec.row(b));
-                    let (xa, xb) = (xa.slice(ndarray::s![start..start + kept]), xb.slice(ndarray::s![start..start + kept]));
-                    filled_difference(xa, xb, &mut work.signal).map_err(|e| CoreError::new(format!("{e} (channels {a} and {b})")))?;
-                    fused.run(&work.signal, self.plan.pad(), n_frames, &mut work.fused, mel, n_frames);
+                for (signal, mel) in work.signal.chunks(kept).zip(mels.chunks_mut(size)) {
+                    fused.run(signal, self.plan.pad(), n_frames, &mut work.fused, mel, n_frames)?;
                 }
             }
             _ => {
                 recipe.pre.differences_into(rec, pairs, &mut work.diffs)?;
+                let diffs = work.diffs.as_slice_mut().expect("a standard array");
+                scale = self.scale_for(max_abs(diffs));
+                if scale != 1.0 {
+                    diffs.iter_mut().for_each(|v| *v *= scale);
+                }
                 for (d, mel) in work.mel.chunks_mut(size).enumerate() {
                     self.plan.run_lane(work.diffs.row(d), n_frames, &mut work.mel_work, mel)?;
                 }
             }
         }
-        recipe.db.mean_mapped(&work.mel, pairs.len(), n_frames, width, offset, inv_scale, &mut work.acc, img, stride);
-        Ok(())
+        let db = self.scaled_db(scale)?;
+        db.mean_mapped(&work.mel, pairs.len(), n_frames, width, offset, inv_scale, &mut work.acc, img, stride)
+    }
+
+    /// The power of two that brings differences of `amplitude` within `safe_amplitude` (1 for
+    /// any ordinary EEG).
+    fn scale_for(&self, amplitude: f64) -> f64 {
+        scale_for(amplitude, self.safe_amplitude)
     }
 }
 
-/// `a - b` rounded to f32, NaN replaced by the mean of the rest (0 if all NaN), as
-/// `Preprocessing::differences` computes it in f64. Err for an infinite difference.
-fn filled_difference<T: Real>(
-    a: ndarray::ArrayView1<T>,
-    b: ndarray::ArrayView1<T>,
-    out: &mut Vec<f32>,
-) -> std::result::Result<(), &'static str> {
-    out.clear();
-    out.resize(a.len(), 0.0);
-    let (sum, count, inf) = match (a.as_slice(), b.as_slice()) {
-        (Some(a), Some(b)) => difference_f32(a, b, out),
+/// The power of two (at most 1) that brings `amplitude` within `safe`.
+fn scale_for(amplitude: f64, safe: f64) -> f64 {
+    let needed = amplitude.is_finite() && safe > 0.0 && amplitude > safe;
+    if !needed {
+        return 1.0;
+    }
+    pow2(-(exponent(amplitude / safe) + 1).clamp(0, 1022))
+}
+
+simd_fn! {
+    /// The largest magnitude of `x` (NaN ignored).
+    fn max_abs(x: &[f64]) -> f64 {
+        const L: usize = 8;
+        let mut m = [0.0f64; L];
+        let chunks = x.chunks_exact(L);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..L {
+                let v = c[l].abs();
+                m[l] = if v > m[l] { v } else { m[l] };
+            }
+        }
+        rest.iter().fold(m.iter().copied().fold(0.0, f64::max), |a, v| a.max(v.abs()))
+    }
+}
+
+/// `(a - b) * scale` rounded to f32 into `out` (of a's length), NaN replaced by the mean of the
+/// rest (0 if all NaN), as `Preprocessing::differences` computes it in f64; returns the largest
+/// magnitude of the unscaled differences. Err for an infinite difference.
+fn filled_difference<T: Real>(a: ndarray::ArrayView1<T>, b: ndarray::ArrayView1<T>, scale: f64, out: &mut [f32]) -> Result<f64> {
+    let (sum, count, inf, amplitude) = match (a.as_slice(), b.as_slice()) {
+        (Some(a), Some(b)) => difference_f32(a, b, scale, out),
         _ => {
-            let (a, b): (Vec<T>, Vec<T>) = (a.to_vec(), b.to_vec());
-            difference_f32(&a, &b, out)
+            let what = "a contiguous copy of an eeg channel";
+            let (a, b) = (alloc::collect(a.len(), a.iter().copied(), what)?, alloc::collect(b.len(), b.iter().copied(), what)?);
+            difference_f32(&a, &b, scale, out)
         }
     };
-    if inf {
-        return Err("eeg contains inf; only NaN gaps are filled");
-    }
+    ensure!(!inf, "eeg contains inf; only NaN gaps are filled");
     if count < out.len() {
-        replace_nan(out, if count > 0 { (sum / count as f64) as f32 } else { 0.0 });
+        replace_nan(out, if count > 0 { (sum / count as f64 * scale) as f32 } else { 0.0 });
     }
-    Ok(())
+    Ok(amplitude)
 }
 
 simd_fn! {
@@ -451,11 +553,11 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// `out = a - b` (computed in f64), and the sum and count of the non-NaN differences and
-    /// whether one is infinite.
-    fn difference_f32<T: Real>(a: &[T], b: &[T], out: &mut [f32]) -> (f64, usize, bool) {
+    /// `out = (a - b) * scale` (computed in f64), and the sum and count of the non-NaN
+    /// differences (unscaled), whether one is infinite, and their largest magnitude.
+    fn difference_f32<T: Real>(a: &[T], b: &[T], scale: f64, out: &mut [f32]) -> (f64, usize, bool, f64) {
         const L: usize = 8;
-        let (mut sum, mut count, mut inf) = ([0.0; L], [0usize; L], [false; L]);
+        let (mut sum, mut count, mut inf, mut amp) = ([0.0; L], [0usize; L], [false; L], [0.0f64; L]);
         let n = out.len().min(a.len()).min(b.len());
         let (a, b, out) = (&a[..n], &b[..n], &mut out[..n]);
         let mut o_chunks = out.chunks_exact_mut(L);
@@ -466,21 +568,24 @@ simd_fn! {
                 sum[l] += if ok { d } else { 0.0 };
                 count[l] += ok as usize;
                 inf[l] |= d.abs() == f64::INFINITY;
-                o[l] = d as f32;
+                amp[l] = if d.abs() > amp[l] { d.abs() } else { amp[l] };
+                o[l] = (d * scale) as f32;
             }
         }
         let (mut s, mut c, mut i) = (sum.iter().sum::<f64>(), count.iter().sum::<usize>(), inf.iter().any(|&x| x));
+        let mut m = amp.iter().copied().fold(0.0, f64::max);
         let done = n / L * L;
         for ((o, a), b) in o_chunks.into_remainder().iter_mut().zip(&a[done..]).zip(&b[done..]) {
             let d = a.to_f64() - b.to_f64();
             if !d.is_nan() {
                 s += d;
                 c += 1;
+                m = m.max(d.abs());
             }
             i |= d.is_infinite();
-            *o = d as f32;
+            *o = (d * scale) as f32;
         }
-        (s, c, i)
+        (s, c, i, m)
     }
 }
 
@@ -512,13 +617,37 @@ pub fn scipy_images_into<T: Real>(eeg: ArrayViewD<T>, pairs: &[(usize, usize)], 
     let spec = &recipe.spec;
     let n_freq = spec.n_freq();
     let amin = recipe.amin;
-    let init = || (vec![0.0f64; n_seg * n_freq], vec![0.0f64; rows * n_seg]);
-    chain_images_into(&eeg, pairs, &recipe.pre, out, init, |(logs, acc), diffs, chain, img| {
+    // The fast log takes normal values only.
+    let normal_amin = amin >= f64::MIN_POSITIVE;
+    let (ln_amin, safe) = (amin.ln(), spec.safe_amplitude());
+    let init = || (Vec::new(), Vec::new(), Vec::new());
+    chain_images_into(&eeg, pairs, &recipe.pre, out, init, |(logs, acc, scaled): &mut (Vec<f64>, Vec<f64>, Vec<f64>), diffs, chain, img| {
+        let what = "the log spectrograms of an eeg chain";
+        alloc::resize(logs, alloc::checked_len::<f64>(&[n_seg, n_freq], what)?, 0.0, what)?;
+        alloc::resize(acc, alloc::checked_len::<f64>(&[rows, n_seg], what)?, 0.0, what)?;
         acc.fill(0.0);
+        let chain_rows = (4 * chain..4 * chain + 4).map(|d| diffs.row(d));
+        // Differences whose power would overflow float64 are scaled by a power of two k, and
+        // ln(max(p, amin)) = max(ln(k^2 p) - ln(k^2), ln(amin)).
+        let k = scale_for(chain_rows.map(|r| max_abs(r.as_slice().expect("rows of a standard array"))).fold(0.0, f64::max), safe);
         for d in 0..4 {
             let row = diffs.row(4 * chain + d);
             let signal = row.as_slice().expect("rows of a standard array");
-            spec.segments_into(signal, logs, |p| p.max(amin).ln_normal());
+            if k == 1.0 {
+                spec.segments_into(signal, logs, |p| {
+                    let v = p.max(amin);
+                    if normal_amin {
+                        v.ln_normal()
+                    } else {
+                        v.ln()
+                    }
+                })?;
+            } else {
+                alloc::clear_for(scaled, signal.len(), "a scaled difference of eeg channels")?;
+                scaled.extend(signal.iter().map(|v| v * k));
+                let shift = 2.0 * k.ln();
+                spec.segments_into(scaled, logs, |p| (p.ln() - shift).max(ln_amin))?;
+            }
             for s in 0..n_seg {
                 for f in 0..rows {
                     acc[f * n_seg + s] += logs[s * n_freq + f];
@@ -652,5 +781,62 @@ mod tests {
         assert!(pre.kept(6).is_err() && pre.kept(7).is_ok());
         let flat = ArrayView1::from(&[1.0f64; 3][..]);
         assert!(bipolar_montage(flat.into_dyn(), &[(0, 1)]).is_err());
+    }
+
+    #[test]
+    fn differences_beyond_the_power_range_are_scaled() {
+        // float32 EEG times 1e18 (and f64 times 1e200): power spectrograms beyond their type's
+        // range, the same decibel images (ref = max) as the unscaled EEG.
+        let eeg = noisy_eeg(2100);
+        let pairs = competition_pairs();
+        let recipe = crate::testing::short_mel_recipe();
+        let eeg32 = eeg.mapv(|v| v as f32);
+        let expected32 = mel_images(eeg32.view().into_dyn(), &pairs, &recipe).unwrap();
+        let loud32 = eeg.mapv(|v| (v * 1e18) as f32);
+        let got32 = mel_images(loud32.view().into_dyn(), &pairs, &recipe).unwrap();
+        for (a, b) in got32.iter().zip(expected32.iter()) {
+            // float32 rounding of the cancellations in bins far below the peak (as for the parity
+            // with the public recipe, 1e-4).
+            assert!(a.is_finite() && (a - b).abs() <= 1e-4, "{a} vs {b}");
+        }
+        let expected = mel_images(eeg.view().into_dyn(), &pairs, &recipe).unwrap();
+        let got = mel_images(eeg.mapv(|v| v * 1e200).view().into_dyn(), &pairs, &recipe).unwrap();
+        for (a, b) in got.iter().zip(expected.iter()) {
+            assert!((a - b).abs() <= 1e-9, "{a} vs {b}");
+        }
+        // Without a floor the decibels cannot be scaled exactly where amin underflows: refused.
+        let mut no_floor = recipe.clone();
+        no_floor.db = PowerToDb::new(None, 1e-10, None).unwrap();
+        let err = mel_images(eeg.mapv(|v| v * 1e300).view().into_dyn(), &pairs, &no_floor).unwrap_err();
+        assert!(err.to_string().contains("overflow the float64 power spectrogram"), "{err}");
+        mel_images(eeg.view().into_dyn(), &pairs, &no_floor).unwrap();
+        // The scipy recipe: log power shifts by 2 ln(k).
+        let spec = Spectrogram::new(200.0, &Window::Tukey(0.25), 128, 64, 256, Detrend::Linear, Scaling::Density).unwrap();
+        let recipe = ScipyRecipe { pre: Preprocessing::default(), spec, amin: 1e-10, n_freq: Some(60) };
+        let base = scipy_images(eeg.view().into_dyn(), &pairs, &recipe).unwrap();
+        let loud = scipy_images(eeg.mapv(|v| v * 1e300).view().into_dyn(), &pairs, &recipe).unwrap();
+        let shift = 2.0 * 1e300f64.ln();
+        for (a, b) in loud.iter().zip(base.iter()) {
+            assert!((a - shift - b).abs() <= 1e-9 * shift, "{a} vs {b} + {shift}");
+        }
+        assert_eq!(scale_for(10.0, 100.0), 1.0);
+        assert_eq!(scale_for(1000.0, 100.0), 0.0625);
+        assert_eq!(scale_for(f64::NAN, 100.0), 1.0);
+    }
+
+    #[test]
+    fn zero_strided_batches_beyond_memory_are_allocation_errors() {
+        use ndarray::ShapeBuilder;
+        let one = [0.0f32];
+        let huge =
+            ArrayViewD::from_shape(ndarray::IxDyn(&[1 << 30, 1 << 20, 20, 16]).strides(ndarray::IxDyn(&[0, 0, 0, 0])), &one[..]).unwrap();
+        let err = bipolar_montage(huge.view(), &competition_pairs()).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        let err = mel_images_into(huge, &competition_pairs(), &crate::testing::short_mel_recipe(), &mut []).unwrap_err();
+        assert!(err.to_string().contains("fewer than n_samples") || err.is_alloc(), "{err}");
+        let err = leading(
+            &ArrayViewD::from_shape(ndarray::IxDyn(&[1 << 38, 1 << 20, 20, 1]).strides(ndarray::IxDyn(&[0; 4])), &one[..]).unwrap(),
+        );
+        assert!(err.unwrap_err().is_alloc());
     }
 }

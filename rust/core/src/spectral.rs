@@ -7,6 +7,7 @@
 //! with `n_fft / 2` samples of padding); `Spectrogram` is `scipy.signal.spectrogram` (one-sided,
 //! mode "psd"). FFTs run in f64 whatever the storage type.
 
+use crate::alloc;
 use crate::ensure;
 use crate::error::{finite, positive, CoreError, Result};
 use crate::real::Real;
@@ -63,87 +64,93 @@ impl Window {
     /// `n` values of the periodic window (the symmetric window of `n + 1` points without its
     /// last point), as scipy.signal.get_window(window, n, fftbins=True).
     pub fn periodic(&self, n: usize) -> Result<Vec<f64>> {
-        ensure!(n >= 1, "n must be at least 1 (the window's length), got {n}");
+        self.periodic_named(n, "n")
+    }
+
+    /// [`Window::periodic`] for a length given as the argument `name` (named in errors).
+    pub fn periodic_named(&self, n: usize, name: &str) -> Result<Vec<f64>> {
+        ensure!(n >= 1, "{name} must be at least 1 (the window's length), got {n}");
+        let what = format!("a window of {name}={n} values");
         if let Window::Values(values) = self {
             ensure!(values.len() == n, "window must have {n} values (its length), got {}", values.len());
             ensure!(values.iter().all(|v| v.is_finite()), "window contains NaN or inf");
-            return Ok(values.clone());
+            return alloc::collect(n, values.iter().copied(), &what);
         }
         if n == 1 {
             return Ok(vec![1.0]);
         }
-        let mut w = self.symmetric(n + 1);
+        // The symmetric window of n + 1 points, without its last point.
+        let m = n.checked_add(1).ok_or_else(|| CoreError::alloc(&what, None))?;
+        let mut w = alloc::with_capacity(m, &what)?;
+        self.symmetric(m, &mut w);
         w.truncate(n);
         Ok(w)
     }
 
-    fn symmetric(&self, m: usize) -> Vec<f64> {
+    /// Appends the symmetric window of `m` points to `out` (room for them is reserved).
+    fn symmetric(&self, m: usize, out: &mut Vec<f64>) {
         match *self {
-            Window::Hann => general_cosine(m, &[0.5, 0.5]),
-            Window::Hamming => general_cosine(m, &[0.54, 0.46]),
-            Window::Blackman => general_cosine(m, &[0.42, 0.50, 0.08]),
-            Window::Boxcar => vec![1.0; m],
+            Window::Hann => general_cosine(m, &[0.5, 0.5], out),
+            Window::Hamming => general_cosine(m, &[0.54, 0.46], out),
+            Window::Blackman => general_cosine(m, &[0.42, 0.50, 0.08], out),
+            Window::Boxcar => out.resize(m, 1.0),
             Window::Bartlett => {
                 let h = (m - 1) as f64;
-                (0..m)
-                    .map(|i| {
-                        let i = i as f64;
-                        if i <= h / 2.0 {
-                            2.0 * i / h
-                        } else {
-                            2.0 - 2.0 * i / h
-                        }
-                    })
-                    .collect()
+                out.extend((0..m).map(|i| {
+                    let i = i as f64;
+                    if i <= h / 2.0 {
+                        2.0 * i / h
+                    } else {
+                        2.0 - 2.0 * i / h
+                    }
+                }))
             }
-            Window::Tukey(alpha) => tukey(m, alpha),
+            Window::Tukey(alpha) => tukey(m, alpha, out),
             Window::Values(_) => unreachable!("explicit values have no symmetric form"),
         }
     }
 }
 
 /// scipy.signal.windows.general_cosine: `sum_k a_k cos(k x)` for x = linspace(-pi, pi, m).
-fn general_cosine(m: usize, a: &[f64]) -> Vec<f64> {
+fn general_cosine(m: usize, a: &[f64], out: &mut Vec<f64>) {
     let step = 2.0 * PI / (m - 1) as f64;
-    (0..m)
-        .map(|i| {
-            let x = if i == m - 1 { PI } else { -PI + i as f64 * step };
-            a.iter().enumerate().map(|(k, &ak)| ak * (k as f64 * x).cos()).sum()
-        })
-        .collect()
+    out.extend((0..m).map(|i| {
+        let x = if i == m - 1 { PI } else { -PI + i as f64 * step };
+        a.iter().enumerate().map(|(k, &ak)| ak * (k as f64 * x).cos()).sum::<f64>()
+    }))
 }
 
 /// scipy.signal.windows.tukey (symmetric form).
-fn tukey(m: usize, alpha: f64) -> Vec<f64> {
+fn tukey(m: usize, alpha: f64, out: &mut Vec<f64>) {
     if alpha <= 0.0 {
-        return vec![1.0; m];
+        return out.resize(m, 1.0);
     }
     if alpha >= 1.0 {
-        return general_cosine(m, &[0.5, 0.5]);
+        return general_cosine(m, &[0.5, 0.5], out);
     }
     let h = (m - 1) as f64;
     let width = (alpha * h / 2.0).floor() as usize;
-    (0..m)
-        .map(|i| {
-            let n = i as f64;
-            if i <= width {
-                0.5 * (1.0 + (PI * (-1.0 + 2.0 * n / alpha / h)).cos())
-            } else if i < m - width - 1 {
-                1.0
-            } else {
-                0.5 * (1.0 + (PI * (-2.0 / alpha + 1.0 + 2.0 * n / alpha / h)).cos())
-            }
-        })
-        .collect()
+    out.extend((0..m).map(|i| {
+        let n = i as f64;
+        if i <= width {
+            0.5 * (1.0 + (PI * (-1.0 + 2.0 * n / alpha / h)).cos())
+        } else if i < m - width - 1 {
+            1.0
+        } else {
+            0.5 * (1.0 + (PI * (-2.0 / alpha + 1.0 + 2.0 * n / alpha / h)).cos())
+        }
+    }))
 }
 
 /// `win_length` values of `window` centred in `n_fft` zeros (librosa's pad_center).
 pub fn padded_window(window: &Window, win_length: usize, n_fft: usize) -> Result<Vec<f64>> {
     ensure!(win_length >= 1, "win_length must be at least 1, got {win_length}");
     ensure!(win_length <= n_fft, "win_length must not exceed n_fft={n_fft}, got {win_length}");
-    let w = window.periodic(win_length)?;
+    // The frame-long window first: for a default win_length (= n_fft), n_fft is the argument
+    // to name when neither can be allocated.
+    let mut out = alloc::vec_of(n_fft, 0.0, &format!("a window of n_fft={n_fft} values"))?;
+    let w = window.periodic_named(win_length, "win_length")?;
     let lpad = (n_fft - win_length) / 2;
-    let mut out = vec![0.0; n_fft];
     out[lpad..lpad + win_length].copy_from_slice(&w);
     Ok(out)
 }
@@ -198,17 +205,18 @@ impl PadMode {
 
 /// `x` extended by `left` and `right` samples following `mode`, converted to `G`. Returns None
 /// if `x` holds NaN or inf.
-pub fn extend_signal<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right: usize, mode: PadMode) -> Option<Vec<G>> {
+pub fn extend_signal<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right: usize, mode: PadMode) -> Result<Option<Vec<G>>> {
     let mut out = Vec::new();
-    extend_signal_into(x, left, right, mode, &mut out).then_some(out)
+    Ok(extend_signal_into(x, left, right, mode, &mut out)?.then_some(out))
 }
 
 /// `extend_signal` into a reused buffer; false if `x` holds NaN or inf.
-pub fn extend_signal_into<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right: usize, mode: PadMode, out: &mut Vec<G>) -> bool {
+pub fn extend_signal_into<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right: usize, mode: PadMode, out: &mut Vec<G>) -> Result<bool> {
     let n = x.len();
     let zero = G::from_f64(0.0);
-    out.clear();
-    out.reserve(n + left + right);
+    let what = "a padded copy of a lane of x";
+    let total = n.checked_add(left).and_then(|v| v.checked_add(right)).ok_or_else(|| CoreError::alloc(what, None))?;
+    alloc::clear_for(out, total, what)?;
     out.resize(left, zero);
     let finite = match x.as_slice() {
         Some(xs) => {
@@ -228,7 +236,7 @@ pub fn extend_signal_into<T: Real, G: Real>(x: ArrayView1<T>, left: usize, right
             }
         }
     }
-    finite
+    Ok(finite)
 }
 
 simd_fn! {
@@ -276,7 +284,8 @@ impl Framing {
 
     /// Number of frames of a signal of `n` samples (librosa's count).
     pub fn n_frames(&self, n: usize) -> Result<usize> {
-        let total = n + 2 * self.pad();
+        // pad <= n_fft / 2, so 2 * pad cannot overflow; the sum can, for an impossible n_fft.
+        let total = n.checked_add(2 * self.pad()).ok_or_else(|| CoreError::alloc("the padded signal of n_fft", None))?;
         ensure!(
             n >= 1 && total >= self.n_fft,
             "x has {n} samples along its last axis, too few for n_fft={} {}",
@@ -296,7 +305,7 @@ impl Framing {
     /// `extend` into a reused buffer.
     pub fn extend_into<T: Real, G: Real>(&self, x: ArrayView1<T>, out: &mut Vec<G>) -> Result<()> {
         let pad = self.pad();
-        ensure!(extend_signal_into(x, pad, pad, self.pad_mode, out), "x contains NaN or inf");
+        ensure!(extend_signal_into(x, pad, pad, self.pad_mode, out)?, "x contains NaN or inf");
         Ok(())
     }
 }
@@ -314,7 +323,8 @@ pub fn batch_shape(shape: &[usize], tail: &[usize]) -> Result<Vec<usize>> {
 
 /// A new array of `shape` in standard layout, filled by `fill` (the kernels' `*_into`).
 pub fn allocate<U: Copy + Default>(shape: Vec<usize>, fill: impl FnOnce(&mut [U]) -> Result<()>) -> Result<ArrayD<U>> {
-    let mut out = vec![U::default(); shape.iter().product()];
+    let what = format!("an output of shape {shape:?} for x");
+    let mut out = alloc::vec_of(alloc::checked_len::<U>(&shape, &what)?, U::default(), &what)?;
     fill(&mut out)?;
     Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the data"))
 }
@@ -328,8 +338,9 @@ where
     I: Fn() -> S + Sync + Send,
     F: Fn(&mut S, &ArrayView1<T>, &mut [U]) -> Result<()> + Sync + Send,
 {
-    lane_length(x.shape())?;
-    let lanes: Vec<ArrayView1<T>> = x.lanes(Axis(x.ndim() - 1)).into_iter().collect();
+    let n = lane_length(x.shape())?;
+    let count = x.len().checked_div(n).unwrap_or(0);
+    let lanes = alloc::collect(count, x.lanes(Axis(x.ndim() - 1)), "the lanes of x")?;
     if lanes.is_empty() || out.is_empty() {
         return Ok(());
     }
@@ -352,7 +363,7 @@ pub struct Stft {
 impl Stft {
     pub fn new(framing: Framing, window: &Window, win_length: Option<usize>) -> Result<Stft> {
         let window = padded_window(window, win_length.unwrap_or(framing.n_fft), framing.n_fft)?;
-        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(framing.n_fft);
+        let fft = plan_fft(framing.n_fft, "n_fft")?;
         Ok(Stft { framing, window, fft })
     }
 
@@ -381,14 +392,14 @@ impl Stft {
                 let xs: &[T] = match lane.as_slice() {
                     Some(xs) => xs,
                     None => {
-                        owned = lane.to_vec();
+                        owned = alloc::collect(lane.len(), lane.iter().copied(), "a contiguous copy of a lane of x")?;
                         &owned
                     }
                 };
                 ensure!(all_finite(xs), "x contains NaN or inf");
                 let n = xs.len();
-                out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
-                    let mut runner = FftRunner::new(&self.fft);
+                out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().try_for_each(|(chunk, rows)| {
+                    let mut runner = FftRunner::new(&self.fft)?;
                     for (i, row) in rows.chunks_mut(n_freq).enumerate() {
                         // Frame t covers samples start..start + n_fft of the signal, padding included.
                         let start = ((chunk * FRAMES_PER_TASK + i) * hop) as isize - pad;
@@ -404,8 +415,8 @@ impl Stft {
                         });
                         complex_into(spectrum, row);
                     }
-                });
-                Ok(())
+                    Ok(())
+                })
             },
         )
     }
@@ -424,8 +435,16 @@ struct FftRunner<'a> {
 }
 
 impl<'a> FftRunner<'a> {
-    fn new(fft: &'a Arc<dyn RealToComplex<f64>>) -> Self {
-        FftRunner { fft, input: fft.make_input_vec(), output: fft.make_output_vec(), scratch: fft.make_scratch_vec() }
+    fn new(fft: &'a Arc<dyn RealToComplex<f64>>) -> Result<Self> {
+        let n = fft.len();
+        let what = format!("the buffers of an FFT of n_fft={n} points");
+        let zero = Complex::new(0.0, 0.0);
+        Ok(FftRunner {
+            fft,
+            input: alloc::vec_of(n, 0.0, &what)?,
+            output: alloc::vec_of(n / 2 + 1, zero, &what)?,
+            scratch: alloc::vec_of(fft.get_scratch_len(), zero, &what)?,
+        })
     }
 
     /// The spectrum of `segment * window`, zero-padded to the FFT length.
@@ -558,13 +577,13 @@ impl Spectrogram {
         }
         ensure!(noverlap < nperseg, "noverlap must be less than nperseg={nperseg}, got {noverlap}");
         ensure!(nfft >= nperseg, "nfft must be at least nperseg={nperseg}, got {nfft}");
-        let window = window.periodic(nperseg)?;
+        let window = window.periodic_named(nperseg, "nperseg")?;
         let scale = match scaling {
             Scaling::Density => 1.0 / (fs * window.iter().map(|w| w * w).sum::<f64>()),
             Scaling::Spectrum => 1.0 / window.iter().sum::<f64>().powi(2),
         };
         ensure!(scale.is_finite(), "window sums to zero: the spectrogram's scaling is undefined");
-        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(nfft);
+        let fft = plan_fft(nfft, "nfft")?;
         Ok(Spectrogram { nperseg, step: nperseg - noverlap, nfft, window, detrend, scale, fft })
     }
 
@@ -582,6 +601,16 @@ impl Spectrogram {
         Ok(count)
     }
 
+    /// The largest signal amplitude whose power spectrum stays a sixteenth of f64::MAX away
+    /// from overflow: a detrended segment's values stay within 8 times the amplitude, its
+    /// spectrum within that times sum|w|, its power within the square times the scaling (twice,
+    /// one-sided).
+    pub fn safe_amplitude(&self) -> f64 {
+        let limit = f64::MAX / 16.0;
+        let w1: f64 = self.window.iter().map(|w| w.abs()).sum();
+        limit.sqrt().min((limit / (2.0 * self.scale)).sqrt()) / (8.0 * w1.max(f64::MIN_POSITIVE))
+    }
+
     pub fn n_segments(&self, n: usize) -> Result<usize> {
         ensure!(n >= self.nperseg, "x has {n} samples along its last axis, fewer than nperseg={}", self.nperseg);
         Ok(1 + (n - self.nperseg) / self.step)
@@ -589,11 +618,11 @@ impl Spectrogram {
 
     /// Power of every segment of `signal` (f64, contiguous): row s of `out` (`n_freq` wide)
     /// receives segment s. `map` is applied to each value on its way out.
-    pub fn segments_into<U: Copy + Send>(&self, signal: &[f64], out: &mut [U], map: impl Fn(f64) -> U + Sync) {
+    pub fn segments_into<U: Copy + Send>(&self, signal: &[f64], out: &mut [U], map: impl Fn(f64) -> U + Sync) -> Result<()> {
         let n_freq = self.n_freq();
-        out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().for_each(|(chunk, rows)| {
-            let mut runner = FftRunner::new(&self.fft);
-            let mut seg = vec![0.0; self.nperseg];
+        out.par_chunks_mut(FRAMES_PER_TASK * n_freq).enumerate().try_for_each(|(chunk, rows)| {
+            let mut runner = FftRunner::new(&self.fft)?;
+            let mut seg = alloc::vec_of(self.nperseg, 0.0, "a segment of nperseg values")?;
             for (i, row) in rows.chunks_mut(n_freq).enumerate() {
                 let start = (chunk * FRAMES_PER_TASK + i) * self.step;
                 seg.copy_from_slice(&signal[start..start + self.nperseg]);
@@ -607,7 +636,8 @@ impl Spectrogram {
                     *o = map(p);
                 }
             }
-        });
+            Ok(())
+        })
     }
 
     /// Shape of the spectrogram of an array of `shape`: `(..., n_segments, n_freq)`.
@@ -619,10 +649,9 @@ impl Spectrogram {
     /// The spectrogram of every lane along the last axis into `out` (of `output_shape`).
     pub fn compute_into<T: Real>(&self, x: ArrayViewD<T>, out: &mut [T]) -> Result<()> {
         per_lane_into(&x, out, Vec::new, |signal: &mut Vec<f64>, lane, out| {
-            signal.clear();
+            alloc::clear_for(signal, lane.len(), "a float64 copy of a lane of x")?;
             signal.extend(lane.iter().map(|v| v.to_f64()));
-            self.segments_into(signal, out, T::from_f64);
-            Ok(())
+            self.segments_into(signal, out, T::from_f64)
         })
     }
 
@@ -757,8 +786,9 @@ impl<G: GemmFloat> BandDft<G> {
         let odd = len % 2 == 1;
         // cos/sin of 2*pi*m/(2*n_fft): the angles of whole and half-sample offsets, reduced
         // exactly by integer arithmetic.
-        let period = 2 * n_fft;
-        let table: Vec<(f64, f64)> = (0..period).map(|m| (PI * m as f64 / n_fft as f64).sin_cos()).collect();
+        let what = "the band DFT basis of win_length and n_mels' bins";
+        let period = n_fft.checked_mul(2).ok_or_else(|| CoreError::alloc(what, None))?;
+        let table = alloc::collect(period, (0..period).map(|m| (PI * m as f64 / n_fft as f64).sin_cos()), what)?;
         let angle = |k: usize, twice_offset: usize| table[(k * twice_offset) % period];
         let (k_re, k_im) = if !symmetric {
             (len, len)
@@ -768,8 +798,8 @@ impl<G: GemmFloat> BandDft<G> {
             (half, half)
         };
         let nb = bins.len();
-        let mut basis_re = vec![G::default(); nb * k_re];
-        let mut basis_im = vec![G::default(); nb * k_im];
+        let mut basis_re = alloc::vec_of(alloc::checked_len::<G>(&[nb, k_re], what)?, G::default(), what)?;
+        let mut basis_im = alloc::vec_of(alloc::checked_len::<G>(&[nb, k_im], what)?, G::default(), what)?;
         for (row, k) in bins.clone().enumerate() {
             let re = &mut basis_re[row * k_re..(row + 1) * k_re];
             let im = &mut basis_im[row * k_im..(row + 1) * k_im];
@@ -810,11 +840,11 @@ impl<G: GemmFloat> BandDft<G> {
 
     /// Writes `|X_k|^(power)` of frames `t = 0..n_frames` of `signal` (frame t starts at
     /// `t * hop`) into `out`, shaped (bins x n_frames) row-major. `scratch` is reused.
-    pub fn power(&self, signal: &[G], hop: usize, n_frames: usize, power: f64, scratch: &mut Vec<G>, out: &mut [G]) {
+    pub fn power(&self, signal: &[G], hop: usize, n_frames: usize, power: f64, scratch: &mut Vec<G>, out: &mut [G]) -> Result<()> {
         let nb = self.bins.len();
         assert!(out.len() >= nb * n_frames, "output too small");
         if n_frames == 0 || nb == 0 {
-            return;
+            return Ok(());
         }
         let start = |t: usize| t * hop + self.offset;
         assert!(start(n_frames - 1) + self.len <= signal.len(), "signal too short for its frames");
@@ -822,7 +852,7 @@ impl<G: GemmFloat> BandDft<G> {
         let folded_len = if self.symmetric { n_frames * (k_re + k_im) } else { 0 };
         let rev_len = if self.symmetric { signal.len() } else { 0 };
         // Every element is written below: resize without clearing.
-        scratch.resize(folded_len + nb * n_frames + rev_len, G::default());
+        alloc::resize(scratch, folded_len + nb * n_frames + rev_len, G::default(), "the band DFT work space for x")?;
         let (folded, rest) = scratch.split_at_mut(folded_len);
         let (im, rev) = rest.split_at_mut(nb * n_frames);
         let c = (n_frames, 1);
@@ -856,6 +886,7 @@ impl<G: GemmFloat> BandDft<G> {
             G::gemm(nb, k_im, n_frames, &self.basis_im, (k_im, 1), frames, (1, hop), im, c);
         }
         magnitude_power(&mut out[..nb * n_frames], im, power);
+        Ok(())
     }
 }
 
@@ -897,8 +928,8 @@ pub fn fft_band_power<G: Real>(
     bins: std::ops::Range<usize>,
     power: f64,
     out: &mut [G],
-) {
-    let mut runner = FftRunner::new(fft);
+) -> Result<()> {
+    let mut runner = FftRunner::new(fft)?;
     let n = window.len();
     for t in 0..n_frames {
         let spectrum = runner.run(&signal[t * hop..t * hop + n], window);
@@ -914,11 +945,19 @@ pub fn fft_band_power<G: Real>(
             out[row * n_frames + t] = G::from_f64(v);
         }
     }
+    Ok(())
 }
 
-/// A forward real FFT plan of length `n`.
-pub fn plan_fft(n: usize) -> Arc<dyn RealToComplex<f64>> {
-    RealFftPlanner::<f64>::new().plan_fft_forward(n)
+/// Bytes reserved (and released) before an FFT plan of `n` points is made: realfft and rustfft
+/// allocate their tables without a way to fail, at most a few dozen bytes per point (Bluestein's
+/// algorithm for large prime factors included).
+const FFT_PLAN_BYTES_PER_POINT: usize = 64;
+
+/// A forward real FFT plan of length `n`, the argument `name` (named if its memory cannot be had).
+pub fn plan_fft(n: usize, name: &str) -> Result<Arc<dyn RealToComplex<f64>>> {
+    ensure!(n >= 1, "{name} must be at least 1, got {n}");
+    alloc::probe(n.checked_mul(FFT_PLAN_BYTES_PER_POINT), &format!("an FFT plan of {name}={n} points"))?;
+    Ok(RealFftPlanner::<f64>::new().plan_fft_forward(n))
 }
 
 #[cfg(test)]
@@ -967,14 +1006,14 @@ mod tests {
     #[test]
     fn padding_modes_follow_numpy_pad() {
         let x = Array1::from(vec![1.0, 2.0, 3.0]);
-        let pad = |m| extend_signal::<f64, f64>(x.view(), 5, 4, m).unwrap();
+        let pad = |m| extend_signal::<f64, f64>(x.view(), 5, 4, m).unwrap().unwrap();
         // numpy.pad([1, 2, 3], (5, 4), mode)
         assert_eq!(pad(PadMode::Constant), vec![0., 0., 0., 0., 0., 1., 2., 3., 0., 0., 0., 0.]);
         assert_eq!(pad(PadMode::Edge), vec![1., 1., 1., 1., 1., 1., 2., 3., 3., 3., 3., 3.]);
         assert_eq!(pad(PadMode::Reflect), vec![2., 1., 2., 3., 2., 1., 2., 3., 2., 1., 2., 3.]);
         assert_eq!(pad(PadMode::Symmetric), vec![2., 3., 3., 2., 1., 1., 2., 3., 3., 2., 1., 1.]);
         let nan = Array1::from(vec![1.0, f64::NAN]);
-        assert!(extend_signal::<f64, f64>(nan.view(), 1, 1, PadMode::Constant).is_none());
+        assert!(extend_signal::<f64, f64>(nan.view(), 1, 1, PadMode::Constant).unwrap().is_none());
         // Non-finite values are found anywhere, in the vectorized body and in the tail.
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             for at in [0, 15, 16, 31, 40] {
@@ -984,6 +1023,31 @@ mod tests {
             }
         }
         assert!(all_finite(&[f32::MAX; 41]));
+    }
+
+    #[test]
+    fn impossible_windows_and_plans_are_allocation_errors() {
+        for n in [1usize << 40, 1 << 62, usize::MAX] {
+            let err = Window::Hann.periodic(n).unwrap_err();
+            assert!(err.is_alloc() && err.to_string().contains(&format!("a window of n={n} values")), "{err}");
+            let err = Window::Hann.periodic_named(n, "nperseg").unwrap_err();
+            assert!(err.to_string().contains("nperseg="), "{err}");
+        }
+        for n_fft in [1usize << 40, 1 << 62, usize::MAX] {
+            let framing = Framing::new(n_fft, 1, true, PadMode::Constant).unwrap();
+            let err = Stft::new(framing, &Window::Hann, None).err().expect("no memory for it");
+            assert!(err.is_alloc() && err.to_string().contains("n_fft="), "{err}");
+            assert!(Stft::new(framing, &Window::Hann, Some(16)).err().expect("no memory for it").is_alloc());
+            let err = plan_fft(n_fft, "nfft").err().expect("no memory for it");
+            assert!(err.is_alloc() && err.to_string().contains("an FFT plan of nfft="), "{err}");
+            let err = Spectrogram::new(1.0, &Window::Hann, 16, 0, n_fft, Detrend::None, Scaling::Density).err().expect("no memory");
+            assert!(err.is_alloc() && err.to_string().contains("nfft="), "{err}");
+            // The frame count of a centred signal cannot overflow silently.
+            assert!(framing.n_frames(usize::MAX - 3).is_err());
+        }
+        assert!(plan_fft(0, "n_fft").is_err());
+        let err = allocate::<f64>(vec![1 << 40, 1 << 40], |_| Ok(())).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
     }
 
     #[test]
@@ -1005,7 +1069,7 @@ mod tests {
         let out = stft.compute(arr.view()).unwrap();
         assert_eq!(out.shape(), &[1 + 300 / 20, 33]);
         let w = padded_window(&Window::Hann, 50, 64).unwrap();
-        let padded = extend_signal::<f64, f64>(Array1::from(x).view(), 32, 32, PadMode::Reflect).unwrap();
+        let padded = extend_signal::<f64, f64>(Array1::from(x).view(), 32, 32, PadMode::Reflect).unwrap().unwrap();
         for t in [0, 7, 15] {
             let frame: Vec<f64> = (0..64).map(|i| padded[t * 20 + i] * w[i]).collect();
             for k in [0, 5, 32] {
@@ -1063,12 +1127,12 @@ mod tests {
             let dft32 = BandDft::<f32>::new(&w, bins.clone()).unwrap();
             let (hop, n_frames) = (7, (2000 - n_fft) / 7 + 1);
             let mut out = vec![0.0; bins.len() * n_frames];
-            dft64.power(&signal, hop, n_frames, 2.0, &mut Vec::new(), &mut out);
+            dft64.power(&signal, hop, n_frames, 2.0, &mut Vec::new(), &mut out).unwrap();
             let s32: Vec<f32> = signal.iter().map(|&v| v as f32).collect();
             let mut out32 = vec![0.0f32; bins.len() * n_frames];
-            dft32.power(&s32, hop, n_frames, 2.0, &mut Vec::new(), &mut out32);
+            dft32.power(&s32, hop, n_frames, 2.0, &mut Vec::new(), &mut out32).unwrap();
             let mut fft_out = vec![0.0; bins.len() * n_frames];
-            fft_band_power(&plan_fft(n_fft), &signal, &w, hop, n_frames, bins.clone(), 2.0, &mut fft_out);
+            fft_band_power(&plan_fft(n_fft, "n_fft").unwrap(), &signal, &w, hop, n_frames, bins.clone(), 2.0, &mut fft_out).unwrap();
             let scale = fft_out.iter().fold(0.0f64, |m, v| m.max(*v));
             for (i, k) in bins.clone().enumerate().step_by(5) {
                 let expected = band_power_reference(&signal, &w, hop, n_frames, k);
@@ -1089,8 +1153,8 @@ mod tests {
         let dft = BandDft::<f64>::new(&w, 0..10).unwrap();
         let mut p2 = vec![0.0; 10 * 10];
         let mut p1 = vec![0.0; 10 * 10];
-        dft.power(&signal, 20, 10, 2.0, &mut Vec::new(), &mut p2);
-        dft.power(&signal, 20, 10, 1.0, &mut Vec::new(), &mut p1);
+        dft.power(&signal, 20, 10, 2.0, &mut Vec::new(), &mut p2).unwrap();
+        dft.power(&signal, 20, 10, 1.0, &mut Vec::new(), &mut p1).unwrap();
         for (a, b) in p1.iter().zip(&p2) {
             assert!((a * a - b).abs() <= 1e-12 * b.max(1e-12));
         }

@@ -4,7 +4,13 @@
 //! for data with a large mean and a tiny spread), and summaries are combined with Chan et al.'s
 //! pairwise update, of which Welford's one-sample update is the special case. Chunks are merged
 //! in a fixed order, so results do not depend on the number of threads.
+//!
+//! Finite data near f64's limits stays honest: a sum that overflows is taken again on scaled
+//! values (the mean always fits between the minimum and the maximum), and a sum of squared
+//! deviations beyond f64's range is reported as `m2 = inf` (an infinite variance, as numpy
+//! computes it), never clamped to 0 or turned into NaN.
 
+use crate::alloc;
 use crate::ensure;
 use crate::error::Result;
 use crate::real::Real;
@@ -26,7 +32,7 @@ pub struct Moments {
     /// so that many small updates of data with a large mean stay exact to f64 precision.
     pub mean: f64,
     pub mean_lo: f64,
-    /// Sum of squared deviations from the mean.
+    /// Sum of squared deviations from the mean; `inf` where it exceeds f64's range.
     pub m2: f64,
     pub min: f64,
     pub max: f64,
@@ -48,6 +54,20 @@ impl Moments {
         parts.iter().fold(Moments::default(), |acc, p| acc.merged(p))
     }
 
+    /// The moments of `xs` multiplied by `scale` (a power of two, so that the products are exact
+    /// unless they leave f64's range), for data whose spread lies near f64's limits.
+    pub fn of_scaled<T: Real>(xs: &[T], scale: f64) -> Moments {
+        const BLOCK: usize = 1024;
+        let mut buf = [0.0f64; BLOCK];
+        xs.chunks(BLOCK).fold(Moments::default(), |acc, block| {
+            let scaled = &mut buf[..block.len()];
+            for (b, v) in scaled.iter_mut().zip(block) {
+                *b = v.to_f64() * scale;
+            }
+            acc.merged(&chunk_moments(scaled))
+        })
+    }
+
     /// Chan et al.'s combination of two disjoint summaries.
     pub fn merged(&self, other: &Moments) -> Moments {
         if other.count == 0 {
@@ -58,22 +78,33 @@ impl Moments {
         }
         let (na, nb) = (self.count as f64, other.count as f64);
         let n = na + nb;
+        let count = self.count + other.count;
+        let nan_count = self.nan_count + other.nan_count;
+        let (min, max) = (self.min.min(other.min), self.max.max(other.max));
         let (d_hi, d_err) = two_sum(other.mean, -self.mean);
+        if !d_hi.is_finite() && self.mean.is_finite() && other.mean.is_finite() {
+            // Means of opposite signs more than f64::MAX apart: the mean is their weighted
+            // average (each term finite), the squared deviations are beyond f64's range.
+            let mean = self.mean * (na / n) + other.mean * (nb / n);
+            return Moments { count, nan_count, mean, mean_lo: 0.0, m2: f64::INFINITY, min, max };
+        }
         let delta = d_hi + (d_err + (other.mean_lo - self.mean_lo));
         let (s, e) = two_sum(self.mean, delta * (nb / n));
         let (mean, mean_lo) = two_sum(s, e + self.mean_lo);
         Moments {
-            count: self.count + other.count,
-            nan_count: self.nan_count + other.nan_count,
+            count,
+            nan_count,
             mean,
             mean_lo,
-            m2: self.m2 + other.m2 + delta * delta * (na * nb / n),
-            min: self.min.min(other.min),
-            max: self.max.max(other.max),
+            // delta * (delta * w), w >= 1/2: overflows only where the product does.
+            m2: self.m2 + other.m2 + delta * (delta * (na * nb / n)),
+            min,
+            max,
         }
     }
 
-    /// Variance with `ddof` delta degrees of freedom; NaN when `count <= ddof`.
+    /// Variance with `ddof` delta degrees of freedom; NaN when `count <= ddof`, inf when the
+    /// squared deviations exceed f64's range.
     pub fn variance(&self, ddof: u64) -> f64 {
         if self.count <= ddof {
             f64::NAN
@@ -87,8 +118,9 @@ impl Moments {
         self.mean + self.mean_lo
     }
 
-    pub fn is_finite(&self) -> bool {
-        self.count == 0 || (self.mean.is_finite() && self.m2.is_finite())
+    /// Whether the summarized values include inf or -inf (NaN is counted apart).
+    pub fn has_inf(&self) -> bool {
+        self.count > 0 && !(self.min.is_finite() && self.max.is_finite())
     }
 }
 
@@ -98,6 +130,42 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
     let bb = s - a;
     (s, (a - (s - bb)) + (b - bb))
+}
+
+/// 2^k for k in [-1022, 1023].
+pub fn pow2(k: i32) -> f64 {
+    assert!((-1022..=1023).contains(&k), "2^{k} is not a normal f64");
+    f64::from_bits(((k + 1023) as u64) << 52)
+}
+
+/// The binary exponent of a finite nonzero `x` (e with |x| in [2^e, 2^(e+1))); subnormals
+/// count as -1023.
+pub fn exponent(x: f64) -> i32 {
+    ((x.to_bits() >> 52) & 0x7ff) as i32 - 1023
+}
+
+/// A power of two that brings values of magnitude up to `max_abs` (finite) into [1, 2), within
+/// 2^-1000..2^1000 (so that it and its inverse are normal).
+pub fn unit_scale(max_abs: f64) -> f64 {
+    if max_abs == 0.0 {
+        return 1.0;
+    }
+    pow2((-exponent(max_abs)).clamp(-1000, 1000))
+}
+
+/// The mean of the non-NaN values of `xs`, all finite, within `lo..=hi`, summed on scaled
+/// values: for the rare chunk whose plain sum overflows.
+fn scaled_mean<T: Real>(xs: &[T], lo: f64, hi: f64) -> f64 {
+    let scale = unit_scale(lo.abs().max(hi.abs()));
+    let (mut sum, mut count) = (0.0f64, 0u64);
+    for v in xs {
+        let v = v.to_f64();
+        if !v.is_nan() {
+            sum += v * scale;
+            count += 1;
+        }
+    }
+    (sum / count as f64 / scale).clamp(lo, hi)
 }
 
 simd_fn! {
@@ -115,7 +183,21 @@ simd_fn! {
         if count == 0 {
             return Moments { nan_count, ..Moments::default() };
         }
-        let mean0 = first.sum.iter().sum::<f64>() / count as f64;
+        let min = first.lo.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = first.hi.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !(min.is_finite() && max.is_finite()) {
+            // inf among the values: the caller refuses them.
+            return Moments { count, nan_count, mean: f64::NAN, mean_lo: 0.0, m2: f64::NAN, min, max };
+        }
+        // Within [min, max], as the mean is: exact for constant data, whose deviations are then
+        // 0 (an ulp of 1e300 squared would overflow).
+        let sum = first.sum.iter().sum::<f64>();
+        let mean0 = if sum.is_finite() {
+            (sum / count as f64).clamp(min, max)
+        } else {
+            // Finite values whose sum overflows.
+            scaled_mean(xs, min, max)
+        };
         let mut second = SecondPass::default();
         for block in xs.chunks_exact(ACC) {
             second.add(block, mean0);
@@ -124,16 +206,13 @@ simd_fn! {
         let dev: f64 = second.dev.iter().sum();
         let sq: f64 = second.sq.iter().sum();
         let n = count as f64;
-        let (mean, mean_lo) = two_sum(mean0, dev / n);
-        Moments {
-            count,
-            nan_count,
-            mean,
-            mean_lo,
-            m2: (sq - dev * dev / n).max(0.0),
-            min: first.lo.iter().copied().fold(f64::INFINITY, f64::min),
-            max: first.hi.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        if !(dev.is_finite() && sq.is_finite()) {
+            // Squared deviations (or a deviation itself) beyond f64's range: so is m2.
+            let mean = if dev.is_finite() { (mean0 + dev / n).clamp(min, max) } else { mean0 };
+            return Moments { count, nan_count, mean, mean_lo: 0.0, m2: f64::INFINITY, min, max };
         }
+        let (mean, mean_lo) = two_sum(mean0, dev / n);
+        Moments { count, nan_count, mean, mean_lo, m2: (sq - dev * (dev / n)).max(0.0), min, max }
     }
 }
 
@@ -185,14 +264,14 @@ impl SecondPass {
 }
 
 /// Summarizes any array (any strides); memory order is irrelevant to the result.
-pub fn moments_of<T: Real>(x: &ArrayViewD<T>) -> Moments {
-    match x.as_slice_memory_order() {
+pub fn moments_of<T: Real>(x: &ArrayViewD<T>) -> Result<Moments> {
+    Ok(match x.as_slice_memory_order() {
         Some(slice) => Moments::of_slice(slice),
         None => {
-            let owned = x.as_standard_layout();
+            let owned = alloc::standard_layout(x.view(), "a contiguous copy of x")?;
             Moments::of_slice(owned.as_slice().expect("standard layout is contiguous"))
         }
-    }
+    })
 }
 
 /// Running statistics, global (one channel) or per index of a channel axis.
@@ -218,6 +297,12 @@ impl RunningStats {
         Ok(RunningStats { channels, per_channel })
     }
 
+    /// What `summarize` needs to know of these statistics: whether they are per channel, and
+    /// their channel count once fixed.
+    pub fn kind(&self) -> (bool, Option<usize>) {
+        (self.per_channel, (!self.channels.is_empty()).then_some(self.channels.len()))
+    }
+
     pub fn is_per_channel(&self) -> bool {
         self.per_channel
     }
@@ -229,24 +314,52 @@ impl RunningStats {
     /// Adds the values of `x`; per channel, axis 0 of `x` is the channel axis. The state is left
     /// unchanged when an error is returned.
     pub fn update<T: Real>(&mut self, x: ArrayViewD<T>) -> Result<()> {
-        let new: Vec<Moments> = if self.per_channel {
+        let new = self.summarize(x)?;
+        self.absorb(new)
+    }
+
+    /// The summaries that `update(x)` would add (one per channel), without changing the state: the
+    /// work of an update, which needs no lock on shared statistics.
+    pub fn summarize<T: Real>(&self, x: ArrayViewD<T>) -> Result<Vec<Moments>> {
+        let (per_channel, channels) = self.kind();
+        Self::summarize_as(per_channel, channels, x)
+    }
+
+    /// [`RunningStats::summarize`] for statistics of `kind()` (per channel, channel count).
+    pub fn summarize_as<T: Real>(per_channel: bool, channels: Option<usize>, x: ArrayViewD<T>) -> Result<Vec<Moments>> {
+        let new: Vec<Moments> = if per_channel {
             ensure!(x.ndim() >= 1, "per-channel statistics need an array with a channel axis, got a 0-d array");
             let n_channels = x.len_of(Axis(0));
-            ensure!(
-                self.channels.is_empty() || self.channels.len() == n_channels,
-                "the channel axis has {n_channels} entries, but these statistics have {} channels",
-                self.channels.len()
-            );
-            (0..n_channels).into_par_iter().map(|c| moments_of(&x.index_axis(Axis(0), c))).collect()
+            if let Some(expected) = channels {
+                ensure!(expected == n_channels, "the channel axis has {n_channels} entries, but these statistics have {expected} channels");
+            }
+            let what = "the summaries of x's channels";
+            let mut results = alloc::with_capacity(n_channels, what)?;
+            (0..n_channels).into_par_iter().map(|c| moments_of(&x.index_axis(Axis(0), c))).collect_into_vec(&mut results);
+            let mut new = alloc::with_capacity(n_channels, what)?;
+            for r in results {
+                new.push(r?);
+            }
+            new
         } else {
-            vec![moments_of(&x)]
+            vec![moments_of(&x)?]
         };
-        if let Some(c) = new.iter().position(|m| !m.is_finite()) {
-            let where_ = if self.per_channel { format!(" in channel {c}") } else { String::new() };
-            return Err(crate::error::CoreError::new(format!(
-                "x contains inf (or values whose sum overflows){where_}; only NaN is skipped"
-            )));
+        if let Some(c) = new.iter().position(Moments::has_inf) {
+            let where_ = if per_channel { format!(" in channel {c}") } else { String::new() };
+            return Err(crate::error::CoreError::new(format!("x contains inf{where_}; only NaN is skipped")));
         }
+        Ok(new)
+    }
+
+    /// Adds summaries made by `summarize` (one per channel).
+    pub fn absorb(&mut self, new: Vec<Moments>) -> Result<()> {
+        ensure!(
+            self.channels.is_empty() || self.channels.len() == new.len(),
+            "the channel axis has {} entries, but these statistics have {} channels",
+            new.len(),
+            self.channels.len()
+        );
+        ensure!(self.per_channel || new.len() == 1, "global statistics take one summary, got {}", new.len());
         if self.channels.is_empty() {
             self.channels = new;
         } else {
@@ -352,5 +465,74 @@ mod tests {
         let before = a.clone();
         assert!(a.update(inf.view()).is_err());
         assert_eq!(a, before);
+    }
+
+    #[test]
+    fn overflowing_squares_are_inf_not_zero() {
+        // randn(6) * 1e300: the deviations' squares exceed f64, the mean does not.
+        let xs: Vec<f64> = lcg(6, 5).iter().map(|v| v * 3e300).collect();
+        let m = Moments::of_slice(&xs);
+        let mean = xs.iter().map(|v| v / 6.0).sum::<f64>();
+        assert!((m.mean() - mean).abs() <= 1e-15 * xs.iter().fold(0.0f64, |a, v| a.max(v.abs())), "{} vs {mean}", m.mean());
+        assert_eq!(m.m2, f64::INFINITY);
+        assert_eq!(m.variance(0), f64::INFINITY);
+        assert!(!m.has_inf());
+        let mut stats = RunningStats::global();
+        stats.update(ndarray::ArrayView1::from(&xs).into_dyn()).unwrap();
+        assert_eq!(stats.channels()[0].variance(1), f64::INFINITY);
+    }
+
+    #[test]
+    fn means_of_values_near_f64_max_stay_finite() {
+        // Two updates whose means are more than f64::MAX apart.
+        let mut stats = RunningStats::global();
+        stats.update(ndarray::ArrayView1::from(&[1.5e308]).into_dyn()).unwrap();
+        stats.update(ndarray::ArrayView1::from(&[-1.5e308]).into_dyn()).unwrap();
+        let m = stats.channels()[0];
+        assert_eq!((m.count, m.mean(), m.m2, m.min, m.max), (2, 0.0, f64::INFINITY, -1.5e308, 1.5e308));
+        // A sum that overflows within a chunk (values in different accumulator lanes).
+        let xs = [1.5e308, 1.5e308, -1.5e308, 1.5e308];
+        let m = Moments::of_slice(&xs);
+        assert!((m.mean() - 0.75e308).abs() <= 1e-15 * 0.75e308, "{}", m.mean());
+        assert_eq!(m.m2, f64::INFINITY);
+        // All alike: the sum overflows, the squares do not.
+        let m = Moments::of_slice(&[1e306; 300]);
+        assert_eq!((m.mean(), m.m2), (1e306, 0.0));
+        // All alike, and a sum that rounds: the mean stays exact (an ulp of 1e300 squared would
+        // overflow).
+        for v in [-1e300, 1.2345e299, 3e250] {
+            for n in [3, 7, 100, 40_000] {
+                let m = Moments::of_slice(&vec![v; n]);
+                assert_eq!((m.mean(), m.m2), (v, 0.0), "{v} x {n}");
+            }
+        }
+        // Merging summaries that straddle f64's range keeps the mean finite too.
+        let a = Moments::of_slice(&[1.7e308; 3]);
+        let b = Moments::of_slice(&[-1.7e308]);
+        let ab = a.merged(&b);
+        assert!((ab.mean() - 0.85e308).abs() <= 1e-15 * 1.7e308 && ab.m2 == f64::INFINITY, "{ab:?}");
+    }
+
+    #[test]
+    fn scaled_moments_and_inf() {
+        let xs: Vec<f64> = lcg(3000, 9).iter().map(|v| 1e-310 + v * 1e-312).collect();
+        let s = unit_scale(xs.iter().fold(0.0f64, |a, v| a.max(v.abs())));
+        let m = Moments::of_scaled(&xs, s);
+        let scaled: Vec<f64> = xs.iter().map(|v| v * s).collect();
+        let (mean, var) = two_pass(&scaled);
+        assert!((m.mean() - mean).abs() <= 1e-12 * mean && (m.variance(0) - var).abs() <= 1e-9 * var);
+        assert_eq!(pow2(-3), 0.125);
+        assert_eq!(exponent(6.0), 2);
+        assert_eq!(unit_scale(0.0), 1.0);
+        assert!((1.0..2.0).contains(&(unit_scale(1e300) * 1e300)));
+        assert!(Moments::of_slice(&[1.0, f64::NEG_INFINITY]).has_inf());
+        let mut stats = RunningStats::per_channel();
+        let x = ndarray::array![[1.0, 2.0], [3.0, f64::INFINITY]];
+        let err = stats.update(x.view().into_dyn()).unwrap_err();
+        assert_eq!(err.to_string(), "x contains inf in channel 1; only NaN is skipped");
+        // Summaries of the wrong number of channels are refused when they are absorbed.
+        stats.update(ndarray::array![[1.0], [2.0]].view().into_dyn()).unwrap();
+        assert!(stats.absorb(vec![Moments::default(); 3]).is_err());
+        assert!(RunningStats::global().absorb(vec![Moments::default(); 2]).is_err());
     }
 }

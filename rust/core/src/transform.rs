@@ -1,11 +1,12 @@
 //! Element-wise and per-instance transforms: NaN fill + clip + natural log, and per-instance
 //! standardization.
 
+use crate::alloc;
 use crate::ensure;
-use crate::error::{finite, non_negative, CoreError, Result};
+use crate::error::{finite, normal_eps, Result};
 use crate::real::Real;
 use crate::simd::simd_fn;
-use crate::stats::Moments;
+use crate::stats::{unit_scale, Moments};
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD};
 use rayon::prelude::*;
 
@@ -58,15 +59,15 @@ impl ClipLog {
 
 /// `log(clip(nan_to_num(x, nan), lo, hi))` of any array, in standard layout.
 pub fn clip_log<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f64) -> Result<ArrayD<T>> {
-    let mut out = ArrayD::from_elem(x.raw_dim(), T::from_f64(0.0));
-    clip_log_into(x, lo, hi, nan, out.as_slice_mut().expect("fresh array"))?;
-    Ok(out)
+    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output for x")?;
+    clip_log_into(x.view(), lo, hi, nan, &mut out)?;
+    Ok(ArrayD::from_shape_vec(x.raw_dim(), out).expect("x's shape"))
 }
 
 /// [`clip_log`] into `out`, a buffer of `x`'s size holding the result in standard layout.
 pub fn clip_log_into<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f64, out: &mut [T]) -> Result<()> {
     let op = ClipLog::new::<T>(lo, hi, nan)?;
-    let x = x.as_standard_layout();
+    let x = alloc::standard_layout(x, "a contiguous copy of x")?;
     op.apply_into(x.as_slice().expect("standard layout"), out)
 }
 
@@ -75,7 +76,7 @@ pub fn clip_log_into<T: ClipLogFloat>(x: ArrayViewD<T>, lo: f64, hi: f64, nan: f
 pub fn f16_to_f32_into(x: ArrayViewD<half::f16>, out: &mut [f32]) -> Result<()> {
     use half::slice::HalfFloatSliceExt;
     ensure!(out.len() == x.len(), "out has {} elements, x has {}", out.len(), x.len());
-    let x = x.as_standard_layout();
+    let x = alloc::standard_layout(x, "a contiguous copy of x")?;
     let x = x.as_slice().expect("standard layout");
     // Chunks large enough that a thread's start costs little next to its conversions.
     const CHUNK: usize = 1 << 16;
@@ -206,35 +207,47 @@ pub fn ln_positive(x: f64) -> f64 {
 
 /// Standardizes each row: `(x - mean) / (std + eps)` with the population std, computed in f64.
 pub fn instance_normalize<T: Real>(x: ArrayView2<T>, eps: f64) -> Result<Array2<T>> {
-    let mut out = Array2::from_elem(x.raw_dim(), T::from_f64(0.0));
-    instance_normalize_into(x, eps, out.as_slice_mut().expect("fresh array"))?;
-    Ok(out)
+    let mut out = alloc::vec_of(x.len(), T::from_f64(0.0), "the output for x")?;
+    instance_normalize_into(x.view(), eps, &mut out)?;
+    Ok(Array2::from_shape_vec(x.raw_dim(), out).expect("x's shape"))
 }
 
 /// [`instance_normalize`] into `out`, a buffer of `x`'s size (rows in standard layout).
 pub fn instance_normalize_into<T: Real>(x: ArrayView2<T>, eps: f64, out: &mut [T]) -> Result<()> {
-    non_negative(eps, "eps")?;
-    let x = x.as_standard_layout();
+    normal_eps(eps, "eps")?;
+    let x = alloc::standard_layout(x, "a contiguous copy of x")?;
     let cols = x.ncols();
     ensure!(cols > 0, "cannot normalize instances of 0 elements");
     ensure!(out.len() == x.len(), "out has {} elements, x has {}", out.len(), x.len());
     let data = x.as_slice().expect("standard layout");
-    let results: Vec<Result<()>> = out
-        .par_chunks_mut(cols)
-        .zip(data.par_chunks(cols))
-        .enumerate()
-        .map(|(i, (o, row))| {
-            let m = Moments::of_slice(row);
-            if m.nan_count > 0 || !m.is_finite() {
-                return Err(CoreError::new(format!("instance {i} contains NaN or inf")));
-            }
-            let scale = m.variance(0).sqrt() + eps;
-            ensure!(scale > 0.0, "instance {i} is constant and eps is 0: its std is 0");
-            standardize_into(row, o, m.mean(), 1.0 / scale);
-            Ok(())
-        })
-        .collect();
-    results.into_iter().collect::<Result<()>>()
+    out.par_chunks_mut(cols).zip(data.par_chunks(cols)).enumerate().try_for_each(|(i, (o, row))| normalize_row(i, row, o, eps))
+}
+
+/// Spreads (max - min) below this lose digits to underflow in their squared deviations.
+const TINY_SPREAD: f64 = 3.054936363499605e-151; // 2^-500
+
+/// One instance of [`instance_normalize`]. Rows whose squared deviations leave f64's range
+/// (values near 1e308, or spreads below 1e-150), or whose `1 / (std + eps)` overflows, are
+/// standardized in a scaled form: `(x s - mean s) / (std s + eps s)` for a power of two `s`
+/// that brings the largest magnitude to 1, which is exact and has the same value.
+fn normalize_row<T: Real>(i: usize, row: &[T], out: &mut [T], eps: f64) -> Result<()> {
+    let m = Moments::of_slice(row);
+    ensure!(m.nan_count == 0 && !m.has_inf(), "instance {i} contains NaN or inf (x must be finite)");
+    let spread = m.max - m.min;
+    let std = m.variance(0).sqrt();
+    let inv = 1.0 / (std + eps);
+    if std.is_finite() && inv.is_finite() && !(spread > 0.0 && spread < TINY_SPREAD) {
+        ensure!(std + eps > 0.0, "instance {i} is constant and eps is 0: its std is 0");
+        standardize_into(row, out, m.mean(), inv);
+        return Ok(());
+    }
+    ensure!(spread > 0.0 || eps > 0.0, "instance {i} is constant and eps is 0: its std is 0");
+    let s = unit_scale(m.min.abs().max(m.max.abs()));
+    let scaled = Moments::of_scaled(row, s);
+    let inv = 1.0 / (scaled.variance(0).sqrt() + eps * s);
+    ensure!(inv.is_finite(), "instance {i}: its std ({std:e}) and eps ({eps:e}) are too small to divide by");
+    standardize_scaled_into(row, out, s, scaled.mean(), inv);
+    Ok(())
 }
 
 simd_fn! {
@@ -242,6 +255,13 @@ simd_fn! {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = T::from_f64((v.to_f64() - mean) * inv_scale);
         }
+    }
+}
+
+/// `(x s - mean) * inv_scale`, for values standardized in a scaled form (rare: not vectorized).
+fn standardize_scaled_into<T: Real>(x: &[T], out: &mut [T], s: f64, mean: f64, inv_scale: f64) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = T::from_f64((v.to_f64() * s - mean) * inv_scale);
     }
 }
 
@@ -260,7 +280,7 @@ const NORM_CHUNK: usize = 4096;
 
 impl ClipLogNormalize {
     pub fn new<T: Real>(lo: f64, hi: f64, nan: f64, eps: f64) -> Result<Self> {
-        non_negative(eps, "eps")?;
+        normal_eps(eps, "eps")?;
         Ok(ClipLogNormalize { op: ClipLog::new::<T>(lo, hi, nan)?, eps })
     }
 
@@ -269,17 +289,14 @@ impl ClipLogNormalize {
         ensure!(x.len() == out.len(), "out has {} elements, x has {}", out.len(), x.len());
         ensure!(cols > 0, "cannot normalize instances of 0 elements");
         ensure!(x.len() % cols == 0, "{} elements do not make rows of {cols}", x.len());
-        let results: Vec<Result<()>> =
-            out.par_chunks_mut(cols).zip(x.par_chunks(cols)).enumerate().map(|(i, (o, row))| self.row(i, Some(row), o)).collect();
-        results.into_iter().collect()
+        out.par_chunks_mut(cols).zip(x.par_chunks(cols)).enumerate().try_for_each(|(i, (o, row))| self.row(i, Some(row), o))
     }
 
     /// Rows of `cols` elements of `x`, in place.
     pub fn apply_inplace<T: ClipLogSum>(&self, x: &mut [T], cols: usize) -> Result<()> {
         ensure!(cols > 0, "cannot normalize instances of 0 elements");
         ensure!(x.len() % cols == 0, "{} elements do not make rows of {cols}", x.len());
-        let results: Vec<Result<()>> = x.par_chunks_mut(cols).enumerate().map(|(i, row)| self.row(i, None, row)).collect();
-        results.into_iter().collect()
+        x.par_chunks_mut(cols).enumerate().try_for_each(|(i, row)| self.row(i, None, row))
     }
 
     /// One instance: `src` into `dst`, or `dst` in place when `src` is None.
@@ -292,9 +309,11 @@ impl ClipLogNormalize {
             };
             total = total.merged(&finite_moments(chunk, sum));
         }
-        // Every logged value is finite (clipped to finite bounds), so only a zero spread can fail.
+        // Every logged value is finite (clipped to finite bounds, so within +-745), so only a zero
+        // spread can fail (a nonzero one is at least an ulp of a log, far from underflow).
         let scale = total.variance(0).sqrt() + self.eps;
         ensure!(scale > 0.0, "instance {i} is constant and eps is 0: its std is 0");
+        ensure!((1.0 / scale).is_finite(), "instance {i}: its std ({scale:e}) is too small to divide by");
         // The row is still in L2 (under 1 MiB for a Kaggle spectrogram).
         standardize_in_place(dst, total.mean(), 1.0 / scale);
         Ok(())
@@ -305,7 +324,7 @@ impl ClipLogNormalize {
 /// layout, `x`'s size).
 pub fn clip_log_normalize_into<T: ClipLogSum>(x: ArrayView2<T>, lo: f64, hi: f64, nan: f64, eps: f64, out: &mut [T]) -> Result<()> {
     let op = ClipLogNormalize::new::<T>(lo, hi, nan, eps)?;
-    let x = x.as_standard_layout();
+    let x = alloc::standard_layout(x, "a contiguous copy of x")?;
     op.apply_into(x.as_slice().expect("standard layout"), x.ncols(), out)
 }
 
@@ -519,5 +538,64 @@ mod tests {
         assert!((y.row(1).sum()).abs() < 1e-6);
         assert!(instance_normalize(array![[1.0f64, 1.0]].view(), 0.0).is_err());
         assert!(instance_normalize(array![[1.0f64, f64::NAN]].view(), 1e-6).is_err());
+    }
+
+    /// (x - mean) / (std + eps) of one row, from exact-enough f64 arithmetic on scaled values.
+    fn reference_row(row: &[f64], eps: f64) -> Vec<f64> {
+        let s = 2f64.powi(-1000) * 2f64.powi(-20);
+        let scaled: Vec<f64> = row.iter().map(|v| v * s).collect();
+        let n = row.len() as f64;
+        let mean = scaled.iter().sum::<f64>() / n;
+        let std = (scaled.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+        scaled.iter().map(|v| (v - mean) / (std + eps * s)).collect()
+    }
+
+    #[test]
+    fn instance_normalize_near_the_limits_of_f64() {
+        // A row holding -1e308: its squared deviations overflow, its std (4.3e307) does not.
+        let x = array![[-1e308, 0.0, 1.0, 2.0], [1.5e308, -1.5e308, 1.5e308, -1.5e308]];
+        let y = instance_normalize(x.view(), 1e-6).unwrap();
+        for (r, row) in x.rows().into_iter().enumerate() {
+            let expected = reference_row(row.as_slice().unwrap(), 1e-6);
+            for (a, b) in y.row(r).iter().zip(&expected) {
+                assert!(a.is_finite() && (a - b).abs() <= 1e-12, "row {r}: {a} vs {b}");
+            }
+        }
+        // A spread so small that its squares underflow, with eps 0: not a constant instance.
+        let tiny = array![[1e-200f64, 2e-200, 4e-200], [0.0, 5e-324, 1e-323]];
+        let y = instance_normalize(tiny.view(), 0.0).unwrap();
+        let expected = [-1.0690449676496976, -0.2672612419124244, 1.3363062095621219];
+        for (a, b) in y.row(0).iter().zip(expected) {
+            assert!((a - b).abs() <= 1e-12, "{a} vs {b}");
+        }
+        assert!(y.row(1).iter().all(|v| v.is_finite()) && (y[[1, 0]] + 1.224744871391589).abs() < 1e-12, "{y}");
+        // With eps far above the spread, eps decides (as without scaling).
+        let y = instance_normalize(tiny.view(), 1e-6).unwrap();
+        assert!((y[[0, 2]] - (4e-200 - 7e-200 / 3.0) / 1e-6).abs() <= 1e-206, "{}", y[[0, 2]]);
+        // float32 rows too.
+        let y32 = instance_normalize(array![[f32::MAX, -f32::MAX, 0.0]].view(), 0.0).unwrap();
+        assert!(y32.iter().all(|v| v.is_finite()) && (y32[[0, 0]] - 1.2247449).abs() < 1e-6, "{y32}");
+    }
+
+    #[test]
+    fn subnormal_eps_is_refused_and_constant_rows_are_zero() {
+        for eps in [5e-324, 1e-310] {
+            let err = instance_normalize(array![[1.0, 1.0, 1.0]].view(), eps).unwrap_err();
+            assert!(err.to_string().starts_with("eps must be 0 or a normal positive float"), "{err}");
+            assert!(ClipLogNormalize::new::<f64>(1.0, 2.0, 0.0, eps).is_err());
+        }
+        let y = instance_normalize(array![[1.0, 1.0, 1.0]].view(), f64::MIN_POSITIVE).unwrap();
+        assert_eq!(y.as_slice().unwrap(), &[0.0; 3]);
+        let err = instance_normalize(array![[3.0, 3.0]].view(), 0.0).unwrap_err();
+        assert!(err.to_string().contains("instance 0 is constant"), "{err}");
+        // Copies of zero-strided views beyond memory are allocation errors.
+        use ndarray::ShapeBuilder;
+        let one = [1.0f64];
+        let huge = ndarray::ArrayView2::from_shape((1 << 40, 1 << 20).strides((0, 0)), &one[..]).unwrap();
+        let err = instance_normalize_into(huge, 1e-6, &mut [0.0; 4]).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        let err = instance_normalize(huge, 1e-6).unwrap_err();
+        assert!(err.is_alloc(), "{err}");
+        assert!(clip_log(huge.into_dyn(), 1.0, 2.0, 0.0).unwrap_err().is_alloc());
     }
 }
