@@ -4,6 +4,7 @@ pipeline, for each precision / memory-format combination asked for.
     python benches/train_throughput.py --model efficientnet_b0 --shape 1,512,512 --batch-size 64
     python benches/train_throughput.py --model resnet10t --shape 4,128,256 --input-pool 2 \
         --modes fp32,bf16,bf16+cl --steps 30
+    python benches/train_throughput.py --model efficientnet1d --shape 16,2000 --modes fp32,bf16
 
 Each mode runs ``--warmup`` steps, then times ``--steps`` steps (forward, KL loss, backward,
 AdamW) with the device synchronized, and prints one line: samples/s and peak memory (the GPU
@@ -43,6 +44,8 @@ def measure(
     device: torch.device,
 ) -> dict:
     dtype, channels_last = MODES[mode]
+    if channels_last and len(shape) != 3:
+        raise ValueError(f"mode {mode}: channels_last needs an image input C,H,W, got shape {shape}")
     torch.manual_seed(0)
     model = create_model(model_name, shape[0], input_pool=input_pool).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -94,7 +97,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet10t")
-    parser.add_argument("--shape", default="4,128,256", help="input C,H,W")
+    parser.add_argument("--shape", default="4,128,256", help="input C,H,W (raw-EEG models: links,samples)")
     parser.add_argument("--input-pool", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--modes", default="fp32,fp32+cl,bf16,bf16+cl", help=f"comma-separated: {', '.join(MODES)}")

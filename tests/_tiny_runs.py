@@ -13,6 +13,8 @@ RUN_SETTINGS = {
     "b": {"epochs": 1, "lr": 1e-3},
     # EEG-only input (chain spectrograms of the raw EEG), for single-recording prediction.
     "eeg": {"epochs": 1, "lr": 3e-3, "input": "eeg", "input_pool": 4},
+    # The raw EEG (16 bipolar links at 40 Hz) and a raw-EEG model, beside the spectrogram runs.
+    "raw": {"epochs": 1, "lr": 3e-3, "input": "raw", "model": "efficientnet1d"},
 }
 _trained: dict[tuple[Path, str], Path] = {}
 

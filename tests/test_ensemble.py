@@ -22,7 +22,8 @@ from hms.schema import VOTE_COLUMNS
 @pytest.fixture(scope="module")
 def runs(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "tiny-runs"
-    return [tiny_run(tiny_dataset, root, name) for name in ("a", "b")]
+    # A spectrogram run and a raw-EEG run: the same rows, folds and OOF alignment.
+    return [tiny_run(tiny_dataset, root, name) for name in ("a", "raw")]
 
 
 def random_probs(rng, shape, sharpness=1.0) -> np.ndarray:

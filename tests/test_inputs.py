@@ -35,6 +35,10 @@ def labels(data):
     return make_labels(data.train, "eeg")
 
 
+#: The raw-EEG input with a model that takes it.
+RAW = {"input": "raw", "model": "efficientnet1d"}
+
+
 def make(data, tmp_path, **overrides):
     return InputPipeline(build({"cache_dir": str(tmp_path / "cache"), **overrides}), data)
 
@@ -112,6 +116,8 @@ def test_fill_nan_with_channel_mean():
         ({"input": "eeg", "tile_layout": "stack"}, (1, 512, 256)),
         ({"input": "both"}, (8, 128, 256)),
         ({"input": "both", "tile_layout": "stack"}, (1, 512, 512)),
+        (RAW, (16, 2000)),
+        ({**RAW, "raw_montage": "banana18", "raw_rate": 200}, (18, 10_000)),
     ],
 )
 def test_input_shapes(data, labels, tmp_path, eeg_native, overrides, shape):
@@ -416,6 +422,16 @@ def test_train_sampler_is_seeded_and_off_by_default(data, labels, tmp_path):
         ({"aug_swap_p": 1.5}, "aug_swap_p"),
         ({"wavelet": "nope"}, "wavelet"),
         ({"notch": 200}, "notch"),
+        ({"aug_reverse_p": -0.1}, "aug_reverse_p"),
+        ({"aug_drop_link_p": 2}, "aug_drop_link_p"),
+        ({**RAW, "raw_bandpass": "5,1"}, "raw_bandpass"),
+        ({**RAW, "raw_rate": 300}, "raw_rate"),
+        ({**RAW, "raw_rate": 33.3}, "raw_rate"),
+        ({**RAW, "raw_clip": 0}, "raw_clip"),
+        ({**RAW, "raw_scale": -1}, "raw_scale"),
+        ({**RAW, "raw_montage": "banana20"}, "raw_montage"),
+        ({**RAW, "wavelet": "db4"}, "wavelet"),
+        ({**RAW, "eeg_clip": 500}, "eeg_clip"),
     ],
 )
 def test_config_rejects_bad_input_settings(overrides, key):
@@ -513,3 +529,98 @@ def test_show_sample_renders_a_png(data, tmp_path, eeg_native, capsys):
         == 0
     )
     assert by_id.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(by_id) in capsys.readouterr().out
+
+
+# --- raw EEG ----------------------------------------------------------------------------------
+
+#: Left/right mirror of the electrodes (the midline ones stay).
+MIRROR = {a: b for pair in (("Fp1", "Fp2"), ("F3", "F4"), ("C3", "C4"), ("P3", "P4"), ("F7", "F8"), ("T3", "T4"),
+          ("T5", "T6"), ("O1", "O2")) for a, b in (pair, pair[::-1])}  # fmt: skip
+
+
+def raw_windows(n=2, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 20, 10_000)) * 60).astype(np.float32)
+
+
+def test_raw_source_is_the_native_recipe_of_the_labelled_window(data, labels, tmp_path):
+    options = {"raw_montage": "banana18", "raw_rate": 50, "raw_scaling": "standardize", "raw_bandpass": "1,30"}
+    pipeline = make(data, tmp_path, **RAW, **options, notch=60, raw_demean=False)
+    assert pipeline.input_shape == (18, 2500) and pipeline.layout == "sequence"
+    row = label_windows(labels.iloc[[3]], "train")[0]
+    window = eeg_window(data.read_eeg("train", row.eeg_id), row.eeg_offset)
+    recipe = dsp.eeg_raw_recipe(
+        montage="banana18", bandpass=(1.0, 30.0), notch=60.0, fs=200.0, rate=50.0, demean=False,
+        normalize="standardize", clip=1024.0, scale=32.0,
+    )  # fmt: skip
+    expected = dsp.eeg_raw_inputs(window, recipe)
+    got = pipeline.row_source("raw", "train", row)
+    assert got.shape == (18, 2500)
+    np.testing.assert_array_equal(got, expected.astype(np.float16).astype(np.float32))  # the cache's rounding
+    np.testing.assert_array_equal(pipeline.cache("raw").load("train", row.eeg_id, row.eeg_offset), got)
+
+
+@pytest.mark.parametrize("montage", ["banana16", "banana18"])
+def test_raw_swap_equals_the_input_of_the_mirrored_recording(data, tmp_path, montage):
+    from hms.schema import EEG_CHANNELS
+
+    pipeline = make(data, tmp_path, **RAW, raw_montage=montage)
+    eeg = raw_windows()
+    mirrored = eeg[:, [EEG_CHANNELS.index(MIRROR.get(c, c)) for c in EEG_CHANNELS]]
+    built = torch.from_numpy(pipeline.transform_windows(eeg=eeg))
+    swapped = pipeline.swap_hemispheres(built)
+    np.testing.assert_allclose(swapped.numpy(), pipeline.transform_windows(eeg=mirrored), atol=1e-6)
+    assert not torch.equal(swapped, built) and torch.equal(pipeline.swap_hemispheres(swapped), built)
+
+
+def test_raw_normalization_none_instance_and_datawide(data, labels, tmp_path):
+    eeg = raw_windows()
+    scaled = make(data, tmp_path, **RAW, normalization="none").transform_windows(eeg=eeg)
+    np.testing.assert_array_equal(scaled, dsp.eeg_raw_inputs(eeg, dsp.eeg_raw_recipe()))  # the recipe's defaults
+    instance = make(data, tmp_path, **RAW).transform_windows(eeg=eeg)
+    np.testing.assert_allclose(instance.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(instance.std(axis=(1, 2)), 1, atol=1e-4)
+    datawide = make(data, tmp_path, **RAW, normalization="datawide")
+    datawide.fit(labels.iloc[:6], show_progress=False)
+    stats = datawide.stats["raw"]
+    rows = [datawide.row_source("raw", "train", w) for w in label_windows(labels.iloc[:6], "train")]
+    assert stats["mean"] == pytest.approx(np.mean(rows), abs=1e-6) and stats["std"] == pytest.approx(np.std(rows))
+
+
+def test_raw_augmentations_each_do_what_they_say(data, labels, tmp_path):
+    def item(augment=True, **aug):
+        pipeline = make(data, tmp_path, **RAW, normalization="none", aug_swap_p=0.0, **aug)
+        return InputDataset(pipeline, labels, split="train", augment=augment)[(5, 2)]["input"].numpy()
+
+    reference = item(augment=False)
+    np.testing.assert_array_equal(item(), reference)  # nothing asked, nothing changed
+    np.testing.assert_array_equal(item(aug_reverse_p=1.0), reference[:, ::-1])
+    chain = item(aug_drop_chain_p=1.0)
+    zero_rows = np.flatnonzero((chain == 0).all(axis=1))
+    assert len(zero_rows) == 4 and zero_rows[0] % 4 == 0 and np.all(np.diff(zero_rows) == 1)
+    np.testing.assert_array_equal(np.delete(chain, zero_rows, 0), np.delete(reference, zero_rows, 0))
+    links = item(aug_drop_link_p=0.5)
+    dropped = (links == 0).all(axis=1)
+    assert 0 < dropped.sum() < 16
+    np.testing.assert_array_equal(links[~dropped], reference[~dropped])
+    cut = item(aug_mask_p=1.0, aug_mask_time=64)
+    zero_cols = np.flatnonzero((cut == 0).all(axis=0))
+    assert 0 < len(zero_cols) <= 64 * 2000 / 256 and np.all(np.diff(zero_cols) == 1)
+    np.testing.assert_array_equal(np.delete(cut, zero_cols, 1), np.delete(reference, zero_cols, 1))
+    shifting = make(data, tmp_path, **RAW, normalization="none", aug_swap_p=0.0, aug_shift_s=20.0)
+    dataset = InputDataset(shifting, labels, split="train", augment=True)
+    assert any(not np.array_equal(dataset[(seed, 2)]["input"].numpy(), reference) for seed in range(6))
+
+
+def test_drop_links_zeroes_whole_chains_or_single_links():
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(60):
+        x = np.ones((18, 50), dtype=np.float32)
+        augment.drop_links(x, rng, 1.0, 0.0)
+        rows = tuple(np.flatnonzero((x == 0).all(axis=1)))
+        seen.add(rows)
+    assert seen == {(0, 1, 2, 3), (4, 5, 6, 7), (8, 9, 10, 11), (12, 13, 14, 15), (16, 17)}
+    x = np.ones((16, 50), dtype=np.float32)
+    augment.drop_links(x, rng, 0.0, 0.0)
+    assert (x == 1).all()

@@ -177,10 +177,11 @@ def test_predict_never_guesses_the_test_set(run_a, tmp_path, capsys):
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path_factory, capsys):
+@pytest.mark.parametrize("name", ["eeg", "raw"])
+def test_lone_eeg_prediction_matches_the_competition_path(tiny_dataset, tmp_path_factory, capsys, name):
     """A 50 s test EEG predicted as a lone file equals its row of the test-set submission, and a
-    longer recording is predicted from its central 50 s."""
-    run_eeg = tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", "eeg")
+    longer recording is predicted from its central 50 s (EEG spectrogram and raw-EEG runs)."""
+    run_eeg = tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", name)
     data = open_data(tiny_dataset, require=("test",))
     loaded = inference.load_run(run_eeg, data)
     test_set = inference.predict_labels(loaded, data.test, progress=False)
@@ -213,10 +214,11 @@ def test_device_auto_picks_what_training_picks(monkeypatch, cuda, mps, expected)
     assert seen["device"] == expected
 
 
-def test_a_whole_recording_gives_windows_a_timeline_and_a_summary(tiny_dataset, tmp_path_factory, capsys):
+@pytest.mark.parametrize("name", ["eeg", "raw"])
+def test_a_whole_recording_gives_windows_a_timeline_and_a_summary(tiny_dataset, tmp_path_factory, capsys, name):
     """Sliding 50-s windows every --stride seconds; each window's probabilities equal the lone
     prediction of that window, written as its own 50-s file; CSV, PNG and summary are written."""
-    run_eeg = tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", "eeg")
+    run_eeg = tiny_run(tiny_dataset, tmp_path_factory.getbasetemp() / "tiny-runs", name)
     tmp = tmp_path_factory.mktemp("recording")
     source = max((tiny_dataset / "train_eegs").glob("*.parquet"), key=lambda p: pd.read_parquet(p).shape[0])
     frame = pd.read_parquet(source)
@@ -227,7 +229,11 @@ def test_a_whole_recording_gives_windows_a_timeline_and_a_summary(tiny_dataset, 
     assert predict.main([*argv, "--no-progress"]) == 0
     windows = pd.read_csv(out)
     n_expected = (len(frame) - 10_000) // 1500 + 1
-    assert len(windows) == n_expected and list(windows.columns) == ["start_s", "end_s", *VOTE_COLUMNS]
+    assert len(windows) == n_expected and list(windows.columns) == ["start_s", "end_s", *VOTE_COLUMNS, "gap_fraction"]
+    gaps = np.isnan(frame.to_numpy()[:, :19]).all(axis=1)
+    np.testing.assert_allclose(
+        windows["gap_fraction"], [gaps[k * 1500 : k * 1500 + 10_000].mean() for k in range(n_expected)]
+    )
     np.testing.assert_allclose(windows["start_s"], np.arange(n_expected) * 7.5)
     np.testing.assert_allclose(windows[list(VOTE_COLUMNS)].sum(axis=1), 1.0, atol=1e-9)
     loaded = inference.load_run(run_eeg, None)

@@ -138,3 +138,50 @@ def test_resampling_keeps_a_gap_a_gap():
     gap = np.isnan(out[0])
     assert gap.any() and np.isfinite(out[0, :700]).all() and np.isfinite(out[0, 900:]).all()
     assert abs(np.flatnonzero(gap)[0] - 1000 * 200 / 256) <= 1
+
+
+def write_edf_plus_d(path, data, rate, onsets):
+    """An EDF+D file of ``data`` in 1-s data records whose time-keeping onsets are ``onsets``
+    (an EDF+C file written by edfio, its onsets and its continuity field rewritten)."""
+    signals = [
+        edfio.EdfSignal(x, rate, label=label, physical_dimension="uV", physical_range=(-1000.0, 1000.0))
+        for x, label in zip(data, REFERENTIAL)
+    ]
+    edfio.Edf(signals, annotations=[edfio.EdfAnnotation(0, None, "start")]).write(path)
+    raw = bytearray(path.read_bytes())
+    n_signals = int(raw[252:256])
+    samples = [int(raw[256 + 216 * n_signals + 8 * i : 256 + 216 * n_signals + 8 * (i + 1)]) for i in range(n_signals)]
+    header, record_bytes, slot = 256 * (n_signals + 1), sum(samples) * 2, samples[-1] * 2
+    raw[192:197] = b"EDF+D"
+    for record, onset in enumerate(onsets[1:], start=1):  # record 0 also holds the "start" note
+        start = header + (record + 1) * record_bytes - slot
+        raw[start : start + slot] = f"+{onset:g}\x14\x14\x00".encode().ljust(slot, b"\x00")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_discontinuous_edf_plus_d_lies_on_its_time_axis_with_nan_gaps(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.uniform(-400, 400, (20, 200 * 6))
+    onsets = [0, 1, 2, 5.5, 6.5, 7.5]  # 3.5 s missing after the third record
+    rec = read_recording(write_edf_plus_d(tmp_path / "d.edf", data, 200, onsets))
+    assert rec.data.shape == (20, int(8.5 * 200))
+    gap = np.isnan(rec.data).all(axis=0)
+    assert np.array_equal(np.flatnonzero(gap), np.arange(600, 1100))
+    step = 2000 / 65535
+    np.testing.assert_allclose(rec.data[:, :600], data[:, :600], atol=step)
+    np.testing.assert_allclose(rec.data[:, 1100:], data[:, 600:], atol=step)
+
+    overlapping = write_edf_plus_d(tmp_path / "o.edf", data, 200, [0, 1, 2, 2.5, 3.5, 4.5])
+    with pytest.raises(RecordingError, match=r"o.edf: data record 3 starts at 2.5 s, before record 2 ends"):
+        read_recording(overlapping)
+
+
+def test_window_gap_fractions_count_samples_where_every_scalp_channel_is_nan():
+    from hms.inference import gap_fractions
+
+    x = np.ones((20, 30_000), dtype=np.float32)
+    x[:19, 5_000:10_000] = np.nan  # a gap
+    x[3, 20_000:] = np.nan  # one channel missing is no gap
+    fractions = gap_fractions(x, np.array([0, 5_000, 10_000, 20_000]))
+    np.testing.assert_allclose(fractions, [0.5, 0.5, 0.0, 0.0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,87 @@ def test_kl_loss_vote_weights():
     assert engine.kl_loss(logits, target, torch.ones(2)).item() == pytest.approx(np.mean(per_sample))
     weighted = engine.kl_loss(logits, target, torch.tensor([3.0, 1.0])).item()
     assert weighted == pytest.approx((3 * per_sample[0] + per_sample[1]) / 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vote-aware schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def _votes_labels(votes: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"n_votes": votes, "expert_consensus": ["Seizure"] * len(votes)})
+
+
+def test_vote_decay_moves_low_vote_rows_from_full_weight_to_their_share():
+    cfg = Config(vote_schedule="decay", stage2_min_votes=10, epochs=5)
+    stage = folds_module.Stage(1, 0, 5, np.arange(4), 1e-3)
+    votes = torch.tensor([1.0, 5.0, 10.0, 20.0])
+    first, middle, last = (folds_module.vote_weights(cfg, stage, e)(votes) for e in (0, 2, 4))
+    torch.testing.assert_close(first, torch.ones(4))
+    torch.testing.assert_close(middle, torch.tensor([0.1**0.5, 0.5**0.5, 1.0, 1.0]))
+    torch.testing.assert_close(last, torch.tensor([0.1, 0.5, 1.0, 1.0]))
+    with_counts = Config(vote_schedule="decay", stage2_min_votes=10, epochs=5, loss_vote_weights=True)
+    torch.testing.assert_close(folds_module.vote_weights(with_counts, stage, 4)(votes), votes * last)
+    stage2 = folds_module.Stage(2, 5, 2, np.arange(4), 1e-4)
+    assert folds_module.vote_weights(cfg, stage2, 5) is None  # stage 2 has only high-vote rows
+    assert folds_module.vote_weights(Config(), stage, 4) is None
+
+
+def test_vote_switch_draws_only_high_vote_rows_from_its_epoch():
+    labels = _votes_labels([1, 12, 3, 15, 2, 2, 10])
+    cfg = Config(vote_schedule="switch", vote_switch_epoch=2, stage2_min_votes=10, epochs=4)
+    stage = folds_module.Stage(1, 0, 4, np.arange(len(labels)), 1e-3)
+    before = [folds_module.epoch_order(cfg, 0, stage, labels, e) for e in (0, 1)]
+    after = [folds_module.epoch_order(cfg, 0, stage, labels, e) for e in (2, 3)]
+    assert all(sorted(order) == list(range(7)) for order in before)  # every row once
+    for order in after:
+        assert len(order) == 7 and set(order) == {1, 3, 6}  # as many draws, high-vote rows only
+        assert max(np.bincount(order)) - min(np.bincount(order)[[1, 3, 6]]) <= 1  # in rounds
+    assert after[0] != after[1]  # reshuffled per epoch
+    plain = Config(stage2_min_votes=10, epochs=4)
+    assert folds_module.epoch_order(plain, 0, stage, labels, 0) == before[0]  # unchanged before the switch
+
+
+def test_vote_schedules_train_end_to_end(tiny_dataset, cache_dir, tmp_path, monkeypatch):
+    seen = []
+    original = engine.train_one_epoch
+
+    def spy(*args, sample_weight=None, **kwargs):
+        seen.append(None if sample_weight is None else sample_weight(torch.tensor([1.0, 20.0])))
+        return original(*args, sample_weight=sample_weight, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", spy)
+    monkeypatch.setattr(train, "baseline_predictions", lambda *a: {"class_prior": np.full((20, 6), 1 / 6)})
+    cfg = tiny_config(
+        tiny_dataset, cache_dir, tmp_path / "run", epochs=3, stage2_epochs=0, vote_schedule="decay",
+        stage2_min_votes=4, folds=[0],
+    )  # fmt: skip
+    summary = train.train_cv(cfg, RunDir.create(cfg.run_dir, config.to_dict(cfg)))
+    assert math.isfinite(summary["overall"]["model"]["kl_all"])
+    torch.testing.assert_close(torch.stack(seen), torch.tensor([[1.0, 1.0], [0.5, 1.0], [0.25, 1.0]]))
+
+
+def test_raw_input_trains_with_finite_loss_on_gaps_missing_and_flat_channels(tiny_dataset, tmp_path):
+    """input=raw on recordings with a 20-s gap on every channel, an all-NaN channel, a flat
+    channel and a label window that is all NaN: finite losses and predictions."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data_dir)
+    for k, path in enumerate(sorted((data_dir / "train_eegs").glob("*.parquet"))[:4]):
+        frame = pd.read_parquet(path)
+        frame.iloc[2000:6000] = np.nan
+        frame["Fp1"] = np.nan
+        frame["O2"] = np.float32(0.0)
+        if k == 0:
+            frame.iloc[:] = np.nan
+        frame.to_parquet(path, index=False)
+    cfg = tiny_config(
+        data_dir, tmp_path / "cache", tmp_path / "run", input="raw", model="efficientnet1d", epochs=2, folds=[0],
+        aug_shift_s=5.0, aug_reverse_p=0.5, aug_drop_chain_p=0.5, mixup_alpha=0.4,
+    )  # fmt: skip
+    summary = train.train_cv(cfg, RunDir.create(cfg.run_dir, config.to_dict(cfg)))
+    metrics = RunDir.open(cfg.run_dir).read_metrics()
+    assert np.isfinite(metrics["train_loss"]).all() and np.isfinite(metrics["val_kl"]).all()
+    assert math.isfinite(summary["overall"]["model"]["kl_all"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Training-time augmentation and rebalancing: hemisphere swap, masking, window shift, mixup,
-sampler weights. Validation and test data never pass through here (the pipeline only calls these
+time reversal and link/chain dropout (raw EEG), sampler weights. Validation and test data never pass through here (the pipeline only calls these
 for ``augment=True`` datasets and the trainer's training batches)."""
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import torch
 from hms.recipes import HEMISPHERE_SWAP
 from hms.schema import CONSENSUS_NAMES, SAMPLE_RATE, TARGET_COLUMNS
 
+#: Links per chain of the raw EEG (hms.dsp.eeg_raw_inputs: chain by chain, 4 links each).
+LINKS_PER_CHAIN = 4
+
 REBALANCE_MODES = ("none", "consensus", "mass")
 
 
@@ -21,8 +24,14 @@ def hemisphere_index(n_channels: int, height: int, layout: str) -> tuple[int, An
 
     ``channels`` layout: groups of 4 chain channels, each group permuted; ``stack``/``image``:
     4 row blocks of H/4 (one per chain) permuted, the same for every column, so EEG and Kaggle
-    tiles standing side by side swap together.
+    tiles standing side by side swap together; ``sequence`` (raw EEG, (..., links, T)): the four
+    chains' blocks of 4 links permuted (``n_channels`` is the links), the central chain kept.
     """
+    if layout == "sequence":
+        if n_channels < 4 * LINKS_PER_CHAIN:
+            raise ValueError(f"a sequence layout needs the 16 double-banana links first, got {n_channels} channels")
+        chains = [k * LINKS_PER_CHAIN + r for k in HEMISPHERE_SWAP for r in range(LINKS_PER_CHAIN)]
+        return -2, chains + list(range(4 * LINKS_PER_CHAIN, n_channels))
     if layout == "channels":
         if n_channels % 4:
             raise ValueError(f"a channels layout needs a multiple of 4 channels, got {n_channels}")
@@ -34,8 +43,12 @@ def hemisphere_index(n_channels: int, height: int, layout: str) -> tuple[int, An
 
 
 def swap_hemispheres(x: Any, layout: str) -> Any:
-    """Left/right mirror of one input (C, H, W) or a batch (B, C, H, W); numpy or torch."""
-    axis, index = hemisphere_index(x.shape[-3], x.shape[-2], layout)
+    """Left/right mirror of one input (C, H, W) or a batch (B, C, H, W) (raw: (links, T) or
+    (B, links, T)); numpy or torch."""
+    if layout == "sequence":
+        axis, index = hemisphere_index(x.shape[-2], 0, layout)
+    else:
+        axis, index = hemisphere_index(x.shape[-3], x.shape[-2], layout)
     if isinstance(x, torch.Tensor):
         return x.index_select(x.ndim + axis, torch.as_tensor(index, device=x.device))
     return np.take(x, index, axis=axis)
@@ -53,6 +66,20 @@ def mask_time_freq(x: np.ndarray, rng: np.random.Generator, max_time: int, max_f
         height = int(rng.integers(0, min(max_freq, n_freq) + 1))
         start = int(rng.integers(0, n_freq - height + 1))
         x[..., start : start + height, :] = 0.0
+    return x
+
+
+def drop_links(x: np.ndarray, rng: np.random.Generator, chain_p: float, link_p: float) -> np.ndarray:
+    """Raw EEG (links, T), in place: with probability ``chain_p`` one random chain's links
+    zeroed (the 4 chains of 4 and, with 18 links, the central pair), and each link with
+    probability ``link_p``."""
+    n_links = x.shape[-2]
+    if chain_p > 0 and rng.random() < chain_p:
+        starts = list(range(0, n_links, LINKS_PER_CHAIN))
+        start = starts[int(rng.integers(0, len(starts)))]
+        x[..., start : start + LINKS_PER_CHAIN, :] = 0.0
+    if link_p > 0:
+        x[..., rng.random(n_links) < link_p, :] = 0.0
     return x
 
 

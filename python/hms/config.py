@@ -17,6 +17,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -80,11 +81,11 @@ class Config:
     n_folds: int = _opt(5, "K of the patient-grouped K-fold cross-validation")
     folds: list[int] | None = _opt(None, "train only these folds, e.g. 0,2 (default: all)")
     # --- model inputs ---------------------------------------------------------------------------
-    input: Literal["kaggle", "eeg", "both"] = _opt(
-        "eeg", "input recipe: Kaggle spectrograms, EEG spectrograms, or both"
+    input: Literal["kaggle", "eeg", "both", "raw"] = _opt(
+        "eeg", "input recipe: Kaggle spectrograms, EEG spectrograms, both, or the raw bipolar EEG (raw_* options)"
     )
-    normalization: Literal["instance", "datawide"] = _opt(
-        "instance", "per-sample or training-data-wide standardization"
+    normalization: Literal["instance", "datawide", "none"] = _opt(
+        "instance", "per-sample or training-data-wide standardization, or none (the recipe's own scale)"
     )
     # Fields below: hms.inputs (documented in its module docstring).
     clip_lo: float = _opt(-6.0, "Kaggle spectrograms: clip to e^clip_lo before the log (seed: 'lowpass')")
@@ -105,14 +106,30 @@ class Config:
         "median", "noise estimate from the finest details: mean (as circulated) or median absolute deviation"
     )
     eeg_clip: float | None = _opt(None, "clip raw EEG to +-this many microvolts (default: off)")
+    raw_montage: Literal["banana16", "banana18"] = _opt(
+        "banana16", "input=raw: the 16 double-banana links, or 18 with Fz-Cz and Cz-Pz"
+    )
+    raw_bandpass: list[float] | None = _opt(
+        [0.5, 20.0], "input=raw: zero-phase band-pass [low, high] in Hz (none: off)"
+    )
+    raw_rate: float = _opt(40.0, "input=raw: sampling rate after anti-aliased resampling, in Hz (200: none)")
+    raw_demean: bool = _opt(True, "input=raw: subtract each link's mean")
+    raw_scaling: Literal["clip", "standardize", "none"] = _opt(
+        "clip", "input=raw: clip to +-raw_clip then divide by raw_scale, standardize each link, or neither"
+    )
+    raw_clip: float = _opt(1024.0, "input=raw: clip limit in microvolts (raw_scaling=clip)")
+    raw_scale: float = _opt(32.0, "input=raw: divisor after clipping (raw_scaling=clip)")
     rebalance: Literal["none", "consensus", "mass"] = _opt(
         "none", "training sampler weights: none, by consensus class, or by target mass"
     )
     aug_shift_s: float = _opt(0.0, "train: random shift of the 50-s EEG window by up to +-this many seconds")
     aug_swap_p: float = _opt(0.5, "train: probability of a left/right hemisphere swap")
-    aug_mask_p: float = _opt(0.0, "train: probability of time and frequency masking")
-    aug_mask_time: int = _opt(32, "widest time mask in frames")
+    aug_mask_p: float = _opt(0.0, "train: probability of time and frequency masking (input=raw: a time cutout)")
+    aug_mask_time: int = _opt(32, "widest time mask in frames of 1/256 of the window (about 0.2 s)")
     aug_mask_freq: int = _opt(16, "widest frequency mask in bins")
+    aug_reverse_p: float = _opt(0.0, "train, input=raw: probability of reversing the window in time")
+    aug_drop_chain_p: float = _opt(0.0, "train, input=raw: probability of zeroing one random chain")
+    aug_drop_link_p: float = _opt(0.0, "train, input=raw: probability of zeroing each link")
     mixup_alpha: float = _opt(0.0, "mixup Beta(alpha, alpha) in training batches (0: off)")
     mixup_p: float = _opt(0.5, "probability that a training batch is mixed")
     cache: bool = _opt(True, "cache preprocessed Kaggle windows and EEG spectrograms (hms prepare)")
@@ -147,6 +164,13 @@ class Config:
     step_epochs: int = _opt(2, "step schedule: epochs between lr cuts")
     plateau_patience: int = _opt(1, "plateau schedule: epochs without improvement before an lr cut")
     loss_vote_weights: bool = _opt(False, "weight each sample's KL by its vote count")
+    vote_schedule: Literal["none", "decay", "switch"] = _opt(
+        "none",
+        "stage 1 by vote count: decay (rows under stage2_min_votes lose loss weight over the epochs, to votes/min_votes) or switch (only rows with >= stage2_min_votes from vote_switch_epoch on)",
+    )
+    vote_switch_epoch: int = _opt(
+        4, "vote_schedule=switch: the stage-1 epoch (0-based) from which only high-vote rows are drawn"
+    )
     stage2_epochs: int = _opt(2, "epochs of stage 2: fine-tuning on samples with >= stage2_min_votes (0: off)")
     stage2_min_votes: int = _opt(10, "vote threshold of stage 2 and of the high-vote CV subset")
     stage2_lr: float | None = _opt(None, "peak lr of stage 2 (default: lr / 10)")
@@ -256,11 +280,44 @@ def validate(cfg: Config) -> None:
                 + (f" (did you mean '{close[0]}'?)" if close else "")
             )
     _positive(cfg, "wavelet_level", "eeg_clip")
-    for name in ("aug_swap_p", "aug_mask_p", "mixup_p"):
+    _validate_raw_input(cfg)
+    for name in ("aug_swap_p", "aug_mask_p", "mixup_p", "aug_reverse_p", "aug_drop_chain_p", "aug_drop_link_p"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise ConfigError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
     if cfg.aug_shift_s < 0 or cfg.mixup_alpha < 0 or cfg.aug_mask_time < 0 or cfg.aug_mask_freq < 0:
         raise ConfigError("aug_shift_s, aug_mask_time, aug_mask_freq and mixup_alpha must be >= 0")
+    if cfg.vote_schedule == "switch" and not 0 < cfg.vote_switch_epoch < cfg.epochs:
+        raise ConfigError(
+            f"vote_switch_epoch must be in 1..epochs-1={cfg.epochs - 1} with vote_schedule=switch, "
+            f"got {cfg.vote_switch_epoch}"
+        )
+
+
+#: Options of the spectrogram recipes that the raw recipe does not take (it has raw_* instead).
+_SPECTROGRAM_ONLY = ("bandpass", "wavelet", "eeg_clip")
+
+
+def _validate_raw_input(cfg: Config) -> None:
+    """The raw recipe's options, and models that fit the input (raw-EEG models take input=raw only)."""
+    from hms.raw_models import is_raw_model  # torch: imported only when a config is checked
+
+    if is_raw_model(cfg.model) != (cfg.input == "raw"):
+        want = "a raw-EEG model (efficientnet1d, wavenet, raw2d-<timm name>)" if cfg.input == "raw" else "a timm model"
+        raise ConfigError(f"model {cfg.model!r} does not take input={cfg.input!r}; it needs {want}")
+    if cfg.input != "raw":
+        return
+    given = [name for name in _SPECTROGRAM_ONLY if getattr(cfg, name) is not None]
+    if given:
+        raise ConfigError(f"input=raw does not use {given}; its options are raw_bandpass, raw_clip, raw_scaling, ...")
+    band = cfg.raw_bandpass
+    if band is not None and not (len(band) == 2 and 0 < band[0] < band[1] < 100):
+        raise ConfigError(f"raw_bandpass must be [low, high] with 0 < low < high < 100 Hz, got {band}")
+    ratio = Fraction(cfg.raw_rate / 200.0).limit_denominator(1000)
+    if not 0 < cfg.raw_rate <= 200 or abs(float(ratio) * 200.0 - cfg.raw_rate) > 1e-9 * cfg.raw_rate:
+        raise ConfigError(
+            f"raw_rate must be in (0, 200] Hz and 200 * a fraction p/q with q <= 1000, got {cfg.raw_rate}"
+        )
+    _positive(cfg, "raw_clip", "raw_scale")
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

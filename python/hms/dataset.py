@@ -1,7 +1,8 @@
 """Model inputs as torch data: the Dataset, its epoch sampler and loader settings, and the
 training-time augmentations.
 
-A training item's augmentations (EEG window shift, time/frequency masking, hemisphere swap) are
+A training item's augmentations (EEG window shift, time/frequency masking, hemisphere swap; for the
+raw EEG also time reversal, link/chain dropout and a time cutout) are
 drawn from (seed, position) alone: :class:`EpochSampler` hands every position its epoch's seed, so
 an item is the same with any number of DataLoader workers, and a resumed run draws what an
 uninterrupted one does. Validation and test items are never augmented.
@@ -19,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hms import augment, dsp
-from hms.inputs import InputPipeline
+from hms import augment, dsp, recipes
+from hms.inputs import EEG_SOURCES, InputPipeline
 from hms.schema import EEG_WINDOW_SAMPLES, TARGET_COLUMNS
 from hms.windows import LabelWindow, label_windows, offset_to_sample
 
@@ -36,6 +37,9 @@ class Augmentation:
     mask_freq: int
     mixup_alpha: float
     mixup_p: float
+    reverse_p: float
+    drop_chain_p: float
+    drop_link_p: float
 
     @classmethod
     def of(cls, pipeline: InputPipeline) -> Augmentation:
@@ -48,28 +52,33 @@ class Augmentation:
             p["aug_mask_freq"],
             p["mixup_alpha"],
             p["mixup_p"],
+            p["aug_reverse_p"],
+            p["aug_drop_chain_p"],
+            p["aug_drop_link_p"],
         )
 
     def sources(
         self, pipeline: InputPipeline, split: str, window: LabelWindow, rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
         """A label row's unnormalized sources, the EEG window shifted by up to +-shift_s seconds
-        (a shifted window is a fresh array each time: it bypasses the cache)."""
+        within its recording (a shifted window is a fresh array each time: it bypasses the cache)."""
         out = {}
         for source in pipeline.sources:
-            if source == "eeg" and self.shift_s > 0:
+            if source in EEG_SOURCES and self.shift_s > 0:
                 recording = pipeline.recording(split, window.eeg_id)
                 start = augment.shifted_start(
                     offset_to_sample(window.eeg_offset), recording.shape[-1], EEG_WINDOW_SAMPLES, self.shift_s, rng
                 )
-                out[source] = pipeline.eeg_source(recording[:, start : start + EEG_WINDOW_SAMPLES])
+                out[source] = pipeline.window_source(source, recording[:, start : start + EEG_WINDOW_SAMPLES])
             else:
                 out[source] = pipeline.row_source(source, split, window)
         return out
 
     def apply(self, pipeline: InputPipeline, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A normalized model input with masking (per source) and the hemisphere swap drawn."""
-        if self.mask_p > 0:
+        if pipeline.layout == "sequence":
+            x = self._apply_raw(x, rng)
+        elif self.mask_p > 0:
             for group in range(len(pipeline.sources)):
                 if rng.random() < self.mask_p:
                     view = pipeline.source_view(x, group)
@@ -79,6 +88,16 @@ class Augmentation:
         if rng.random() < self.swap_p:
             x = np.ascontiguousarray(augment.swap_hemispheres(x, pipeline.layout))
         return x
+
+    def _apply_raw(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Raw EEG (links, T): a time cutout (``mask_time`` in 1/256 of the window, as the
+        spectrogram frames), time reversal, then link/chain dropout."""
+        if self.mask_p > 0 and rng.random() < self.mask_p:
+            widest = int(round(self.mask_time * x.shape[-1] / recipes.TILE_FRAMES))
+            augment.mask_time_freq(x, rng, widest, 0)
+        if self.reverse_p > 0 and rng.random() < self.reverse_p:
+            x = np.ascontiguousarray(x[..., ::-1])
+        return augment.drop_links(x, rng, self.drop_chain_p, self.drop_link_p)
 
     def mixup(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """A training batch with mixup (soft targets); the batch itself when mixup is off."""

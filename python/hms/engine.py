@@ -159,7 +159,7 @@ class EpochStats:
 
 def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    if channels_last:
+    if channels_last and out["input"].ndim == 4:  # images only: raw EEG (B, links, T) has no such format
         out["input"] = out["input"].contiguous(memory_format=torch.channels_last)
     return out
 
@@ -175,7 +175,7 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     accum_steps: int = 1,
     grad_clip: float | None = None,
-    vote_weights: bool = False,
+    sample_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_transform: Callable[[dict], dict] | None = None,
     channels_last: bool = False,
     progress: bool = False,
@@ -184,7 +184,8 @@ def train_one_epoch(
     """One pass over ``loader``; an optimizer step every ``accum_steps`` batches (and at the end).
 
     ``schedule`` sets the lr before each optimizer step and advances after it. ``batch_transform``
-    (e.g. mixup) sees each batch on the device. Returns the sample-weighted mean loss.
+    (e.g. mixup) sees each batch on the device. ``sample_weight`` maps a batch's vote counts to
+    the samples' loss weights (None: equal weights). Returns the sample-weighted mean loss.
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -208,7 +209,8 @@ def train_one_epoch(
         with no_sync:
             with precision.autocast():
                 logits = model(batch["input"])
-            loss = kl_loss(logits, batch["target"], batch["n_votes"] if vote_weights else None)
+            weight = sample_weight(batch["n_votes"]) if sample_weight is not None else None
+            loss = kl_loss(logits, batch["target"], weight)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{desc}: loss is {loss.item()} at batch {i}; lower lr or enable grad_clip")
             scaled = loss / group_size

@@ -87,6 +87,52 @@ def plan_stages(cfg: Config, train_labels: pd.DataFrame) -> list[Stage]:
     return stages
 
 
+def vote_weights(cfg: Config, stage: Stage, epoch: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The loss weights of ``epoch`` as a function of the samples' vote counts (None: equal).
+
+    ``loss_vote_weights``: the vote count. ``vote_schedule="decay"`` (stage 1): a row with v votes
+    under ``stage2_min_votes`` = N is weighted (v / N) ** (e / (E - 1)) in the stage's epoch e of E,
+    from 1 in the first epoch to v / N in the last, so training moves from all rows towards the
+    expert-labelled kind; rows with >= N votes keep weight 1."""
+    decay = cfg.vote_schedule == "decay" and stage.number == 1 and stage.epochs > 1
+    if not (cfg.loss_vote_weights or decay):
+        return None
+    progress = (epoch - stage.start) / (stage.epochs - 1) if decay else 0.0
+    threshold = float(cfg.stage2_min_votes)
+
+    def weight(votes: torch.Tensor) -> torch.Tensor:
+        w = votes.float() if cfg.loss_vote_weights else torch.ones_like(votes, dtype=torch.float32)
+        if decay:
+            w = w * (votes.float().clamp(max=threshold) / threshold) ** progress
+        return w
+
+    return weight
+
+
+def switched_to_high_votes(cfg: Config, stage: Stage, epoch: int) -> bool:
+    """Whether ``epoch`` draws only high-vote rows (``vote_schedule="switch"``, stage 1)."""
+    return cfg.vote_schedule == "switch" and stage.number == 1 and epoch >= stage.start + cfg.vote_switch_epoch
+
+
+def epoch_order(cfg: Config, fold: int, stage: Stage, stage_labels: pd.DataFrame, epoch: int) -> list[int]:
+    """The rows of ``stage_labels`` one epoch draws, seeded by (seed, fold, epoch): a shuffle,
+    the ``rebalance`` draw, or after a vote switch (:func:`switched_to_high_votes`) the high-vote
+    rows only, in shuffled rounds (each as often as the others) as many times as before, so the
+    lr schedule's steps stay as planned."""
+    seed = engine.derive_seed(cfg.seed, fold, epoch)
+    generator = torch.Generator().manual_seed(seed)
+    if switched_to_high_votes(cfg, stage, epoch):
+        high = np.flatnonzero(high_vote_mask(stage_labels, cfg.stage2_min_votes))
+        if len(high):
+            rounds = -(-len(stage_labels) // len(high))
+            cycled = torch.cat([torch.randperm(len(high), generator=generator) for _ in range(rounds)])
+            return high[cycled[: len(stage_labels)].numpy()].tolist()
+    drawn = rebalanced_order(stage_labels, cfg.rebalance, seed)
+    if drawn is None:
+        drawn = torch.randperm(len(stage_labels), generator=generator).tolist()
+    return drawn
+
+
 def selection_score(stage: int, kl_all: float, kl_high: float) -> float:
     """Stage 1 selects on all rows; stage 2 on the high-vote rows (all rows if there are none)."""
     return kl_high if stage == 2 and not math.isnan(kl_high) else kl_all
@@ -279,10 +325,7 @@ class FoldTrainer:
         stage_labels = self.train_labels.iloc[stage.train_rows].reset_index(drop=True)
 
         def order_of(epoch: int) -> list[int]:
-            seed = engine.derive_seed(self.cfg.seed, self.fold, epoch)
-            drawn = rebalanced_order(stage_labels, self.cfg.rebalance, seed)
-            if drawn is None:
-                drawn = torch.randperm(len(stage_labels), generator=torch.Generator().manual_seed(seed)).tolist()
+            drawn = epoch_order(self.cfg, self.fold, stage, stage_labels, epoch)
             positions = [int(stage.train_rows[i]) for i in drawn]
             # Every rank draws the same epoch order (same seed), then keeps its equal-length shard.
             return dist.train_shard(positions) if dist.enabled else positions
@@ -329,7 +372,7 @@ class FoldTrainer:
         }
         stats = engine.train_one_epoch(
             train_model, loader, optimizer, schedule, scaler=scaler, accum_steps=cfg.accum_steps,
-            grad_clip=cfg.grad_clip, vote_weights=cfg.loss_vote_weights,
+            grad_clip=cfg.grad_clip, sample_weight=vote_weights(cfg, stage, epoch),
             batch_transform=lambda b: augmentation.mixup(b, mixup_generator),
             progress=self.progress, desc=f"fold {self.fold} epoch {epoch + 1}", **on_device,
         )  # fmt: skip

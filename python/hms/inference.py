@@ -29,7 +29,7 @@ from hms.models import create_model_from_config
 from hms.progress import bar as progress_bar
 from hms.readers import read_eeg
 from hms.rundir import RunDir, RunDirError
-from hms.schema import EEG_WINDOW_SAMPLES, SAMPLE_RATE, VOTE_COLUMNS
+from hms.schema import EEG_CHANNELS, EEG_WINDOW_SAMPLES, SAMPLE_RATE, VOTE_COLUMNS
 from hms.windows import central_eeg_window
 
 
@@ -193,11 +193,22 @@ def predict_windows(
     return total / len(loaded.folds)
 
 
-def windows_frame(starts: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """The per-window table: start_s, end_s and the six class probabilities (submission columns)."""
+def gap_fractions(recording: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The share of each 50-s window of ``recording`` (20, samples) that is a gap: samples where
+    every scalp channel is NaN (a NaN run, or the time between an EDF+D file's records)."""
+    gap = np.isnan(recording[: len(EEG_CHANNELS) - 1]).all(axis=0)
+    cumulative = np.concatenate([[0], np.cumsum(gap)])
+    return (cumulative[starts + EEG_WINDOW_SAMPLES] - cumulative[starts]) / EEG_WINDOW_SAMPLES
+
+
+def windows_frame(starts: np.ndarray, probs: np.ndarray, gaps: np.ndarray | None = None) -> pd.DataFrame:
+    """The per-window table: start_s, end_s, the six class probabilities (submission columns) and,
+    given, each window's ``gap_fraction`` (:func:`gap_fractions`)."""
     frame = pd.DataFrame({"start_s": starts / SAMPLE_RATE, "end_s": (starts + EEG_WINDOW_SAMPLES) / SAMPLE_RATE})
     for j, column in enumerate(VOTE_COLUMNS):
         frame[column] = probs[:, j]
+    if gaps is not None:
+        frame["gap_fraction"] = gaps
     return frame
 
 
@@ -208,6 +219,8 @@ def recording_summary(frame: pd.DataFrame) -> dict[str, Any]:
     top = probs.argmax(axis=1)
     return {
         "windows": len(frame),
+        # Windows that are mostly gap say little about the EEG: counted, and shaded on the timeline.
+        "windows_mostly_gap": int((frame["gap_fraction"] > 0.5).sum()) if "gap_fraction" in frame else 0,
         "per_class": {
             name: {
                 "mean": float(probs[:, j].mean()),

@@ -9,12 +9,16 @@ Recipes (``cfg.input``), per sample, all float32, chain order LL, LP, RL, RP (se
   and test alike (native ``hms.dsp.eeg_spectrograms``; optional raw clipping, wavelet denoising,
   band-pass and notch).
 * ``both``: Kaggle tiles and EEG tiles.
+* ``raw``: the 50-s EEG window as bipolar links x time (16 double-banana links, or 18 with the
+  central chain), band-passed, resampled to ``raw_rate`` and scaled (``raw_*`` options) by the native
+  ``hms.dsp.eeg_raw_inputs``: (16, 2,000) at the default 40 Hz. Layout ``"sequence"``.
 
 Tiles are laid out by ``tile_layout``: ``"channels"`` (4 x 128 x 256, or 8 x 128 x 256 for
 ``both``: cheapest for a CNN) or ``"stack"`` (each source's 4 tiles stacked into 512 x 256, sources
 side by side: 1 x 512 x 256, or the widely used 1 x 512 x 512 for ``both``).
 
-Normalization: :mod:`hms.normalization`; datasets, samplers and augmentation: :mod:`hms.dataset`.
+Normalization (none, per instance or data-wide; for ``raw`` after the recipe's own scaling):
+:mod:`hms.normalization`; datasets, samplers and augmentation: :mod:`hms.dataset`.
 Padding and masks are zeros, the post-normalization mean.
 """
 
@@ -24,6 +28,7 @@ import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from typing import Any, cast
 
 import numpy as np
@@ -38,17 +43,23 @@ from hms.normalization import EPS as NORM_EPS
 from hms.normalization import Normalization
 from hms.progress import bar as progress_bar
 from hms.readers import KaggleSpectrogram, file_stamp
-from hms.schema import EEG_WINDOW_SAMPLES
+from hms.schema import EEG_WINDOW_SAMPLES, SAMPLE_RATE
 from hms.windows import LabelWindow, eeg_window, label_windows, spectrogram_window
 
 #: The Config fields that define the inputs (what state_dict records; the training-only ones
 #: are read by hms.dataset).
 INPUT_FIELDS: tuple[str, ...] = (
     "input", "normalization", "clip_lo", "clip_hi", "kaggle_layout", "image_size", "tile_layout", "eeg_recipe",
-    "bandpass", "notch", "wavelet", "wavelet_level", "wavelet_sigma", "eeg_clip", "rebalance", "aug_shift_s",
-    "aug_swap_p", "aug_mask_p", "aug_mask_time", "aug_mask_freq", "mixup_alpha", "mixup_p", "cache", "cache_dir",
+    "bandpass", "notch", "wavelet", "wavelet_level", "wavelet_sigma", "eeg_clip", "raw_montage", "raw_bandpass",
+    "raw_rate", "raw_demean", "raw_scaling", "raw_clip", "raw_scale", "rebalance", "aug_shift_s", "aug_swap_p",
+    "aug_mask_p", "aug_mask_time", "aug_mask_freq", "aug_reverse_p", "aug_drop_chain_p", "aug_drop_link_p",
+    "mixup_alpha", "mixup_p", "cache", "cache_dir",
 )  # fmt: skip
-SOURCES_OF_INPUT = {"kaggle": ("kaggle",), "eeg": ("eeg",), "both": ("kaggle", "eeg")}
+SOURCES_OF_INPUT = {"kaggle": ("kaggle",), "eeg": ("eeg",), "both": ("kaggle", "eeg"), "raw": ("raw",)}
+#: Sources computed from the EEG recording (the others from the Kaggle spectrogram).
+EEG_SOURCES = ("eeg", "raw")
+#: Links of the raw recipe's montages.
+RAW_LINKS = {"banana16": 16, "banana18": 18}
 STATE_VERSION = 1
 _RECORDINGS_KEPT = 8  # per process: rows of one file are usually neighbours
 
@@ -69,7 +80,7 @@ class InputPipeline:
                     s,
                     self.source_params(s),
                     data.root,
-                    data.eeg_path if s == "eeg" else data.spectrogram_path,
+                    data.eeg_path if s in EEG_SOURCES else data.spectrogram_path,
                 )
                 for s in self.sources
             }
@@ -81,14 +92,19 @@ class InputPipeline:
     # shape ---------------------------------------------------------------------------------
     @property
     def layout(self) -> str:
-        """How tiles are arranged: "image" (Kaggle seed image), "channels" or "stack"."""
+        """How tiles are arranged: "image" (Kaggle seed image), "channels" or "stack"; "sequence"
+        for the raw EEG (links x time)."""
+        if self.params["input"] == "raw":
+            return "sequence"
         if self.params["input"] == "kaggle" and self.params["kaggle_layout"] == "image":
             return "image"
         return self.params["tile_layout"]
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one model input."""
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one model input; (links, samples) for the raw EEG."""
+        if self.layout == "sequence":
+            return (RAW_LINKS[self.params["raw_montage"]], raw_length(EEG_WINDOW_SAMPLES, self.params["raw_rate"]))
         if self.layout == "image":
             size = self.params["image_size"]
             return (1, size, size)
@@ -111,6 +127,8 @@ class InputPipeline:
         p = self.params
         if source == "kaggle":
             return {"clip_lo": p["clip_lo"], "clip_hi": p["clip_hi"]}
+        if source == "raw":
+            return {name: p[name] for name in _RAW_RECIPE_FIELDS}
         wavelet = (
             {"wavelet": p["wavelet"], "wavelet_level": p["wavelet_level"], "wavelet_sigma": p["wavelet_sigma"]}
             if p["wavelet"]
@@ -142,9 +160,20 @@ class InputPipeline:
             x = recipes.wavelet_denoise(x, p["wavelet"], p["wavelet_level"], p["wavelet_sigma"])
         return recipes.eeg_chain_spectrograms(x, p["eeg_recipe"], p["bandpass"], p["notch"])
 
+    def raw_source(self, windows: np.ndarray) -> np.ndarray:
+        """(..., 20, 10,000) raw EEG windows -> (..., links, samples) scaled bipolar links."""
+        return dsp.eeg_raw_inputs(windows, _raw_recipe(*(_hashable(self.params[n]) for n in _RAW_RECIPE_FIELDS)))
+
+    def window_source(self, source: str, windows: np.ndarray) -> np.ndarray:
+        """The unnormalized ``source`` ("eeg" or "raw") of raw EEG windows (..., 20, 10,000)."""
+        return self.raw_source(windows) if source == "raw" else self.eeg_source(windows)
+
     # sources to model input ----------------------------------------------------------------
     def assemble(self, sources: dict[str, np.ndarray]) -> np.ndarray:
-        """Unnormalized sources (batch-first) -> normalized model input (..., C, H, W) float32."""
+        """Unnormalized sources (batch-first) -> normalized model input (..., C, H, W) float32
+        ((..., links, samples) for the raw EEG)."""
+        if self.layout == "sequence":
+            return np.ascontiguousarray(self.normalization.normalize("raw", sources["raw"]), dtype=np.float32)
         lead = sources[self.sources[0]].shape[:-3]
         out = np.zeros(lead + self.input_shape, dtype=np.float32)
         for g, source in enumerate(self.sources):
@@ -170,12 +199,14 @@ class InputPipeline:
 
     def transform_windows(self, eeg: np.ndarray | None = None, kaggle: np.ndarray | None = None) -> np.ndarray:
         """Raw in-memory windows (batch-first) -> normalized model inputs (..., C, H, W)."""
-        raw = {"eeg": eeg, "kaggle": kaggle}
+        raw = {"eeg": eeg, "kaggle": kaggle, "raw": eeg}
         missing = [s for s in self.sources if raw[s] is None]
         if missing:
             raise ValueError(f"input={self.params['input']!r} needs the {missing} window(s)")
         if self._native_inputs():
             return self._native_transform(eeg, kaggle)
+        if self.layout == "sequence":
+            return self.assemble({"raw": self.raw_source(_checked_eeg_windows(eeg))})
         windows = {s: cast(np.ndarray, raw[s]) for s in self.sources}
         return self.assemble(
             {s: self.kaggle_source(w) if s == "kaggle" else self.eeg_source(w) for s, w in windows.items()}
@@ -201,9 +232,7 @@ class InputPipeline:
             if np.shape(kaggle)[-3:] != expected:
                 raise ValueError(f"Kaggle window must have shape (..., {expected}), got {np.shape(kaggle)}")
         if eeg is not None:
-            shape = np.shape(eeg)
-            if len(shape) < 2 or shape[-2] != 20 or shape[-1] != EEG_WINDOW_SAMPLES:
-                raise ValueError(f"EEG windows must have shape (..., 20, {EEG_WINDOW_SAMPLES}), got {shape}")
+            _checked_eeg_windows(eeg)
         return dsp.model_inputs(
             list(self.sources),
             eeg=eeg,
@@ -219,8 +248,9 @@ class InputPipeline:
         )
 
     def swap_hemispheres(self, batch_inputs: torch.Tensor) -> torch.Tensor:
-        """Left/right mirror of a batch (B, C, H, W) of model inputs (for test-time augmentation)."""
-        if tuple(batch_inputs.shape[-3:]) != self.input_shape:
+        """Left/right mirror of a batch (B, C, H, W) or (B, links, samples) of model inputs (for
+        test-time augmentation)."""
+        if tuple(batch_inputs.shape[1:]) != self.input_shape:
             raise ValueError(f"inputs must have shape (B, {self.input_shape}), got {tuple(batch_inputs.shape)}")
         return augment.swap_hemispheres(batch_inputs, self.layout)
 
@@ -248,10 +278,10 @@ class InputPipeline:
     def compute_source(self, source: str, split: str, file_id: int, offsets: list[float]) -> np.ndarray:
         """The source arrays of several windows of one file (one read, one native call)."""
         reader = self._require_reader()
-        if source == "eeg":
+        if source in EEG_SOURCES:
             recording = reader.eeg(split, file_id)
             path = reader.data.eeg_path(split, file_id)
-            return self.eeg_source(np.stack([eeg_window(recording, o, path) for o in offsets]))
+            return self.window_source(source, np.stack([eeg_window(recording, o, path) for o in offsets]))
         spectrogram = reader.spectrogram(split, file_id)
         return self.kaggle_source(np.stack([spectrogram_window(spectrogram, o) for o in offsets]))
 
@@ -307,6 +337,55 @@ class InputPipeline:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+
+
+#: The Config fields of the raw recipe, in :func:`_raw_recipe`'s argument order.
+_RAW_RECIPE_FIELDS = (
+    "raw_montage", "raw_bandpass", "notch", "raw_rate", "raw_demean", "raw_scaling", "raw_clip", "raw_scale",
+)  # fmt: skip
+
+
+def raw_length(n_samples: int, rate: float) -> int:
+    """Samples of ``n_samples`` at 200 Hz resampled to ``rate`` (``resample_poly``'s length)."""
+    ratio = Fraction(rate / SAMPLE_RATE).limit_denominator(1000)
+    return -(-n_samples * ratio.numerator // ratio.denominator)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_recipe(
+    montage: str,
+    bandpass: tuple[float, float] | None,
+    notch: float | None,
+    rate: float,
+    demean: bool,
+    scaling: str,
+    clip: float,
+    scale: float,
+) -> Any:
+    """The native raw recipe of these options (kept per process: it is not picklable)."""
+    return dsp.eeg_raw_recipe(
+        montage=montage,
+        bandpass=bandpass,
+        notch=notch,
+        fs=float(SAMPLE_RATE),
+        rate=rate,
+        demean=demean,
+        normalize=scaling,
+        clip=clip,
+        scale=scale,
+    )
+
+
+def _checked_eeg_windows(eeg: Any) -> np.ndarray:
+    """EEG windows (..., 20, 10,000), else a ValueError naming the shape."""
+    shape = np.shape(eeg)
+    if len(shape) < 2 or shape[-2] != 20 or shape[-1] != EEG_WINDOW_SAMPLES:
+        raise ValueError(f"EEG windows must have shape (..., 20, {EEG_WINDOW_SAMPLES}), got {shape}")
+    return np.asarray(eeg)
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from hms import CLASSES
-from hms.raw_models import RAW_MODELS
+from hms.raw_models import RAW_MODELS, RawAsImage, image_backbone, is_raw_model
 
 
 class ModelError(ValueError):
@@ -35,9 +35,10 @@ def create_model(
     drop_path_rate: float = 0.0,
     input_pool: int = 1,
 ) -> nn.Module:
-    """A timm ``name`` backbone (or a raw-EEG model of :data:`hms.raw_models.RAW_MODELS`) with
-    ``in_chans`` input channels and a six-class linear head starting at zero; with
-    ``input_pool > 1`` an image input is average-pooled by that factor first."""
+    """A timm ``name`` backbone, or a raw-EEG model (:data:`hms.raw_models.RAW_MODELS`, or
+    ``raw2d-<timm name>``: the raw EEG as one image for that backbone), with ``in_chans`` input
+    channels (raw: bipolar links) and a six-class linear head starting at zero; with
+    ``input_pool > 1`` an image input is average-pooled by that factor first (not raw input)."""
     if name in RAW_MODELS:
         if pretrained:
             raise ModelError(f"model {name!r} has no published pretrained weights; pass weights=FILE or train it")
@@ -46,6 +47,15 @@ def create_model(
         if weights is not None:
             load_pretrained(model, weights)
         return model
+    backbone = image_backbone(name)
+    if backbone is not None:
+        # The raw window becomes one single-channel image; local weights load into the backbone
+        # (its first convolution adapted to one channel, as for any image input).
+        return RawAsImage(
+            create_model(
+                backbone, 1, pretrained=pretrained, weights=weights, drop_rate=drop_rate, drop_path_rate=drop_path_rate
+            )
+        )
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, [*RAW_MODELS, *timm.list_models()], n=5, cutoff=0.7)
         hint = f"; similar: {', '.join(close)}" if close else ""
@@ -87,13 +97,8 @@ def _zero_classifier(model: nn.Module) -> None:
 
 
 def create_model_from_config(cfg, in_chans: int) -> nn.Module:
-    """:func:`create_model` with the model section of a :class:`hms.config.Config`."""
-    if cfg.model in RAW_MODELS:
-        # The raw-EEG input recipe is not part of the pipeline yet; these models take (B, C, T).
-        raise ModelError(
-            f"model {cfg.model!r} takes raw EEG (batch, channels, samples), which no input recipe "
-            f"({cfg.input!r} gives images) provides yet; use a timm model name"
-        )
+    """:func:`create_model` with the model section of a :class:`hms.config.Config` (whose
+    validation has matched the model to the input: raw-EEG models take input=raw)."""
     return create_model(
         cfg.model,
         in_chans,
@@ -101,7 +106,7 @@ def create_model_from_config(cfg, in_chans: int) -> nn.Module:
         weights=cfg.weights,
         drop_rate=cfg.drop_rate,
         drop_path_rate=cfg.drop_path_rate,
-        input_pool=cfg.input_pool,
+        input_pool=1 if is_raw_model(cfg.model) else cfg.input_pool,
     )
 
 

@@ -1,6 +1,7 @@
-"""Standardization of model-input sources: per instance, or with data-wide statistics.
+"""Standardization of model-input sources: none, per instance, or with data-wide statistics.
 
-``instance`` standardizes each sample's source by its own mean and std. ``datawide`` uses one
+``none`` keeps each source as its recipe scaled it (for the raw EEG: clipped and divided, as the
+top solutions fed it). ``instance`` standardizes each sample's source by its own mean and std. ``datawide`` uses one
 mean/std per source, fitted in one streaming pass (native :class:`hms.dsp.RunningStats`) over the
 training rows it is given, stored with the pipeline's state and reused unchanged for validation
 and inference. Sources are standardized apart, so Kaggle log power and EEG decibels share no scale.
@@ -15,7 +16,9 @@ import numpy as np
 
 from hms import dsp
 
-MODES = ("instance", "datawide")
+MODES = ("instance", "datawide", "none")
+#: Dimensions of one sample of each source: (4, F, T) spectrogram tiles, (links, T) raw EEG.
+SOURCE_NDIM = {"kaggle": 3, "eeg": 3, "raw": 2}
 #: Added to an instance's std: a constant tile becomes zeros instead of NaN.
 EPS = 1e-6
 
@@ -43,7 +46,7 @@ class Normalization:
     @property
     def ready(self) -> bool:
         """Whether :meth:`normalize` can run (``datawide`` needs :meth:`fit` or stored statistics)."""
-        return self.mode == "instance" or self.stats is not None
+        return self.mode != "datawide" or self.stats is not None
 
     def fit(self, samples: Iterable[Mapping[str, np.ndarray]]) -> None:
         """Data-wide mean/std per source over every sample (a mapping source -> unnormalized
@@ -66,9 +69,13 @@ class Normalization:
         self.stats = stats
 
     def normalize(self, source: str, x: np.ndarray) -> np.ndarray:
-        """One source, (..., 4, F, T), standardized per sample or with the fitted statistics."""
+        """One source, (..., 4, F, T) or (..., links, T), standardized per sample or with the
+        fitted statistics (as it is for ``none``)."""
+        if self.mode == "none":
+            return np.asarray(x, dtype=np.float32)
         if self.mode == "instance":
-            return dsp.instance_normalize(x, (-3, -2, -1), eps=EPS).astype(np.float32, copy=False)
+            axes = tuple(range(-SOURCE_NDIM[source], 0))
+            return dsp.instance_normalize(x, axes, eps=EPS).astype(np.float32, copy=False)
         if self.stats is None:
             raise RuntimeError("normalization='datawide' needs fit(train_labels) or from_state(...) first")
         s = self.stats[source]
@@ -78,6 +85,8 @@ class Normalization:
         """(mean, std) per source for ``dsp.model_inputs`` (None: instance normalization there)."""
         if self.mode == "instance":
             return None
+        if self.mode == "none":
+            return [(0.0, 1.0)] * len(self.sources)
         if self.stats is None:
             raise RuntimeError("normalization='datawide' needs fit(train_labels) or from_state(...) first")
         return [(self.stats[s]["mean"], self.stats[s]["std"]) for s in self.sources]

@@ -198,6 +198,17 @@ def plot_class_distributions(targets: np.ndarray, probs: np.ndarray) -> plt.Figu
 # ---------------------------------------------------------------------------------------------
 
 
+def _plot_traces(ax: plt.Axes, traces: np.ndarray, names: list[str]) -> None:
+    """(links, n) traces over the 50-s window, one below the other, the labelled 10 s shaded."""
+    seconds = np.arange(traces.shape[-1]) * 50.0 / traces.shape[-1]
+    std = np.nanstd(traces)
+    spread = 4 * std if np.isfinite(std) and std > 0 else 1.0
+    for k, trace in enumerate(traces):
+        ax.plot(seconds, trace - k * spread, lw=0.4, color="k")
+    ax.set_yticks([-k * spread for k in range(len(names))], names, fontsize=6)
+    ax.axvspan(20, 30, color="tab:orange", alpha=0.15, label="labelled 10 s")
+
+
 def plot_input_sample(
     montage: np.ndarray,
     montage_names: list[str],
@@ -219,12 +230,7 @@ def plot_input_sample(
     figure = plt.figure(figsize=(16, 3.2 * n_rows))
     grid = figure.add_gridspec(n_rows, 4)
     traces = figure.add_subplot(grid[0, :])
-    seconds = np.arange(montage.shape[-1]) / 200
-    spread = 4 * np.nanstd(montage) if np.isfinite(np.nanstd(montage)) and np.nanstd(montage) > 0 else 1.0
-    for k, trace in enumerate(montage):
-        traces.plot(seconds, trace - k * spread, lw=0.4, color="k")
-    traces.set_yticks([-k * spread for k in range(len(montage_names))], montage_names, fontsize=6)
-    traces.axvspan(20, 30, color="tab:orange", alpha=0.15, label="labelled 10 s")
+    _plot_traces(traces, montage, montage_names)
     traces.set(xlabel="s", title="bipolar montage, 50-s window")
     traces.legend(loc="upper right", fontsize=7)
     for r, (name, images) in enumerate(panels, start=1):
@@ -234,6 +240,12 @@ def plot_input_sample(
             ax.set_title(f"{name}: {chain_names[c]}", fontsize=8)
             ax.set_xticks([])
     inner = figure.add_subplot(grid[n_rows - 1, :])
+    if model_input.ndim == 2:  # the raw EEG: links x time, drawn as traces
+        _plot_traces(inner, model_input, (montage_names + ["Fz-Cz", "Cz-Pz"])[: len(model_input)])
+        inner.set(xlabel="s", title=f"model input {tuple(model_input.shape)}: scaled bipolar links")
+        figure.suptitle(title, fontsize=10)
+        figure.tight_layout()
+        return figure
     shown = model_input[0] if model_input.shape[0] == 1 else np.concatenate(list(model_input), axis=1)
     picture = inner.imshow(shown, origin="lower", aspect="auto", cmap="viridis")
     figure.colorbar(picture, ax=inner, fraction=0.02)
@@ -258,7 +270,8 @@ def _clock(seconds: float, _position: Any = None) -> str:
 
 def plot_probability_timeline(windows: pd.DataFrame, title: str) -> plt.Figure:
     """Stacked class probabilities of a recording's windows over its time axis (window centres,
-    h:mm:ss), with the most likely class of each window as a strip underneath."""
+    h:mm:ss), with the most likely class of each window as a strip underneath; windows that are
+    mostly gap (``gap_fraction`` > 0.5) are hatched in grey."""
     from matplotlib.ticker import FuncFormatter
 
     centres = 0.5 * (windows["start_s"].to_numpy() + windows["end_s"].to_numpy())
@@ -268,6 +281,10 @@ def plot_probability_timeline(windows: pd.DataFrame, title: str) -> plt.Figure:
         2, 1, figsize=(12, 4.5), sharex=True, gridspec_kw={"height_ratios": [6, 1]}, constrained_layout=True
     )
     ax.stackplot(centres, probs.T, labels=[c.upper() for c in CLASSES], colors=colors, alpha=0.9)
+    if "gap_fraction" in windows:
+        step = float(np.median(np.diff(centres))) if len(centres) > 1 else 50.0
+        for centre in centres[windows["gap_fraction"].to_numpy() > 0.5]:
+            ax.axvspan(centre - step / 2, centre + step / 2, facecolor="0.85", edgecolor="0.5", hatch="//", lw=0)
     ax.set_ylim(0, 1)
     ax.set_ylabel("probability")
     ax.set_title(title)

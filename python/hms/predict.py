@@ -31,6 +31,7 @@ from hms.cli import add_progress_option, command, parse_command
 from hms.competition import open_data, resolve_data_dir
 from hms.inference import (
     check_run,
+    gap_fractions,
     load_run,
     predict_eeg_file,
     predict_labels,
@@ -206,7 +207,7 @@ def _predict_recording(args: argparse.Namespace, device: str) -> int:
     ]
     probs = validate_probabilities(saved.combine(member_probs) if saved else member_probs[0], "window predictions")
     seconds = time.perf_counter() - started
-    frame = windows_frame(starts, probs)
+    frame = windows_frame(starts, probs, gap_fractions(recording.data, starts))
     out = Path(args.out or f"{Path(args.recording).stem}_windows.csv")
     write_csv_atomic(frame, out)
     summary = {

@@ -9,17 +9,30 @@
   residuals) shared by every channel; each channel's pooled features are averaged over the links
   of its chain, and the chains' features, side by side, feed the head.
 
-Both take (B, channels, samples) float32, the channels chain by chain (4 chains x links: the 16
-double-banana links), and return (B, 6) logits. Their heads start at zero (uniform predictions),
-as the timm models' do.
+* ``raw2d-<timm name>``: the raw EEG as an image for any timm 2-D backbone (2nd place's idea):
+  the window is cut into R consecutive segments stacked as rows, so (channels, T) becomes one
+  (channels x R, T / R) image, R chosen to make it about square (the time axis zero-padded to a
+  multiple of R).
+
+All take (B, channels, samples) float32, the channels chain by chain (``hms.dsp.eeg_raw_inputs``:
+the 16 double-banana links LL, LP, RL, RP of 4 each, then for ``banana18`` the central chain
+Fz-Cz, Cz-Pz), and return (B, 6) logits. Their heads start at zero (uniform predictions), as the
+timm models' do.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 N_CHAINS = 4
+LINKS_PER_CHAIN = 4
+#: The central chain of the 18-link montage (Fz-Cz, Cz-Pz), after the four chains of 4.
+CENTRAL_LINKS = 2
+RAW_IMAGE_PREFIX = "raw2d-"
 
 
 class GeM(nn.Module):
@@ -107,7 +120,8 @@ class EfficientNet1d(nn.Module):
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
-        self.links = _links_per_chain(in_chans)
+        self.chains = _chain_count(in_chans)
+        self.links = LINKS_PER_CHAIN
         self.stem = nn.Sequential(
             nn.Conv2d(self.links, stem_width, (1, kernel), stride=(1, 2), padding=(0, kernel // 2), bias=False),
             nn.BatchNorm2d(stem_width),
@@ -134,9 +148,12 @@ class EfficientNet1d(nn.Module):
         self.classifier = nn.Linear(head_width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, chains x links, T) -> (B, links, chains, T): chains are rows, links channels.
+        # (B, chains x links, T) -> (B, links, chains, T): chains are rows, links channels; the
+        # central chain's two links are padded with zero links to a row of four.
         b, c, t = x.shape
-        x = x.reshape(b, N_CHAINS, self.links, t).transpose(1, 2)
+        if c % self.links:
+            x = nn.functional.pad(x, (0, 0, 0, self.links - c % self.links))
+        x = x.reshape(b, self.chains, self.links, t).transpose(1, 2)
         x = self.head(self.blocks(self.stem(x)))
         return self.classifier(self.dropout(self.pool(x)))
 
@@ -182,7 +199,9 @@ class WaveNet(nn.Module):
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
-        self.links = _links_per_chain(in_chans)
+        self.chains = _chain_count(in_chans)
+        # Which chain each channel averages into (the central chain has 2 links).
+        self.register_buffer("chain_of", torch.arange(in_chans) // LINKS_PER_CHAIN, persistent=False)
         blocks: list[nn.Module] = []
         c_in = 1
         for width, n in zip(widths, dilations):
@@ -191,22 +210,61 @@ class WaveNet(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.drop_path = drop_path_rate  # accepted like timm's: a WaveNet block has no branch to drop
         self.dropout = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(N_CHAINS * c_in, num_classes)
+        self.classifier = nn.Linear(self.chains * c_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t = x.shape
-        per_channel = self.features(x.reshape(b * c, 1, t)).mean(dim=-1)  # (B x C, F)
-        per_chain = per_channel.reshape(b, N_CHAINS, self.links, -1).mean(dim=2)  # average over links
+        per_channel = self.features(x.reshape(b * c, 1, t)).mean(dim=-1).reshape(b, c, -1)  # (B, C, F)
+        chain_of = cast(torch.Tensor, self.chain_of)
+        sums = per_channel.new_zeros(b, self.chains, per_channel.shape[-1]).index_add_(1, chain_of, per_channel)
+        counts = torch.bincount(chain_of, minlength=self.chains).to(sums.dtype)
+        per_chain = sums / counts[:, None]  # the mean over each chain's links
         return self.classifier(self.dropout(per_chain.flatten(1)))
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
 
-def _links_per_chain(in_chans: int) -> int:
-    if in_chans < N_CHAINS or in_chans % N_CHAINS:
-        raise ValueError(f"raw-EEG models need a multiple of {N_CHAINS} channels (chains x links), got {in_chans}")
-    return in_chans // N_CHAINS
+class RawAsImage(nn.Module):
+    """A timm 2-D backbone on the raw EEG cut into segments stacked as rows (module docstring)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    @staticmethod
+    def to_image(x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, 1, C x R, ceil(T / R)), R = round(sqrt(T / C)): about square."""
+        b, c, t = x.shape
+        rows = max(1, round(math.sqrt(t / c)))
+        width = -(-t // rows)
+        x = nn.functional.pad(x, (0, rows * width - t))
+        return x.reshape(b, 1, c * rows, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.to_image(x))
+
+    def get_classifier(self) -> nn.Module:
+        return cast(Any, self.backbone).get_classifier()
+
+
+def _chain_count(in_chans: int) -> int:
+    """4 chains of 4 links (16 channels), or 5 with the central chain's 2 links (18)."""
+    if in_chans not in (N_CHAINS * LINKS_PER_CHAIN, N_CHAINS * LINKS_PER_CHAIN + CENTRAL_LINKS):
+        raise ValueError(
+            f"raw-EEG models take the 16 double-banana links or 18 with the central chain, got {in_chans} channels"
+        )
+    return N_CHAINS + (in_chans > N_CHAINS * LINKS_PER_CHAIN)
+
+
+def image_backbone(name: str) -> str | None:
+    """The timm name of a ``raw2d-<timm name>`` model (None for other names)."""
+    return name[len(RAW_IMAGE_PREFIX) :] if name.startswith(RAW_IMAGE_PREFIX) else None
+
+
+def is_raw_model(name: str) -> bool:
+    """Whether ``name`` is a model of the raw EEG (input=raw) rather than of images."""
+    return name in RAW_MODELS or image_backbone(name) is not None
 
 
 #: Name -> class: the raw-EEG models :func:`hms.models.create_model` knows beside timm's.

@@ -92,8 +92,11 @@ class LabelWindow(NamedTuple):
     spectrogram_offset: float
 
     def source(self, source: str) -> tuple[int, float]:
-        """(file id, offset) of the recording ``source`` ("eeg" or "kaggle") reads."""
-        return (self.eeg_id, self.eeg_offset) if source == "eeg" else (self.spectrogram_id, self.spectrogram_offset)
+        """(file id, offset) of the recording ``source`` reads: the EEG for "eeg" and "raw", the
+        Kaggle spectrogram for "kaggle"."""
+        if source == "kaggle":
+            return self.spectrogram_id, self.spectrogram_offset
+        return self.eeg_id, self.eeg_offset
 
 
 def label_windows(labels: pd.DataFrame, split: str) -> list[LabelWindow]:
