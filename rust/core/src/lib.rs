@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod mel;
 pub mod montage;
 pub mod real;
+pub mod resample;
 mod simd;
 pub mod spectral;
 pub mod stats;
