@@ -19,7 +19,7 @@ use crate::spectral::Window;
 use ndarray::{s, ArrayD, ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis, IxDyn};
 use rayon::prelude::*;
 
-/// Outputs per parallel task.
+/// Outputs per parallel task (at least a tile per phase class).
 const BLOCK: usize = 4096;
 
 /// scipy.signal.firwin(numtaps, cutoff, window=window): a low-pass windowed sinc with `cutoff`
@@ -241,13 +241,27 @@ pub struct Plan {
 /// Reusable buffers of a task.
 #[derive(Default)]
 pub struct Work {
-    input: Vec<f64>,
+    block: BlockWork,
     output: Vec<f64>,
+}
+
+/// What a block of outputs is computed from.
+#[derive(Default)]
+struct BlockWork {
+    /// The block's input window, dealt into rows.
+    rows: Vec<f64>,
+    /// The first output of each phase class.
+    starts: Vec<(usize, usize)>,
 }
 
 impl Plan {
     pub fn n_out(&self) -> usize {
         self.n_out
+    }
+
+    /// Outputs per block: phase classes of whole tiles.
+    fn block_len(&self) -> usize {
+        BLOCK.max(WIDE * self.up)
     }
 
     /// Every lane of `x` along `axis` (of this plan's length) into `out`, the result in standard
@@ -272,26 +286,27 @@ impl Plan {
             })?;
         }
         let what = "the blocks of the output for x";
+        let block = self.block_len();
         let mut tasks: Vec<(usize, usize, ArrayViewMut1<T>)> = alloc::with_capacity(
-            alloc::checked_len::<(usize, usize, ArrayViewMut1<T>)>(&[count, self.n_out.div_ceil(BLOCK)], what)?,
+            alloc::checked_len::<(usize, usize, ArrayViewMut1<T>)>(&[count, self.n_out.div_ceil(block)], what)?,
             what,
         )?;
         for (i, mut rest) in out.lanes_mut(Axis(axis)).into_iter().enumerate() {
             let mut j0 = 0;
-            while rest.len() > BLOCK {
-                let (block, after) = rest.split_at(Axis(0), BLOCK);
-                tasks.push((i, j0, block));
-                (rest, j0) = (after, j0 + BLOCK);
+            while rest.len() > block {
+                let (part, after) = rest.split_at(Axis(0), block);
+                tasks.push((i, j0, part));
+                (rest, j0) = (after, j0 + block);
             }
             tasks.push((i, j0, rest));
         }
-        tasks.into_par_iter().try_for_each_init(Work::default, |work, (i, j0, mut block): (usize, usize, ArrayViewMut1<T>)| {
-            let len = block.len();
+        tasks.into_par_iter().try_for_each_init(Work::default, |work, (i, j0, mut part): (usize, usize, ArrayViewMut1<T>)| {
+            let len = part.len();
             alloc::resize(&mut work.output, len, 0.0, "a block of the output for x")?;
-            self.block(inputs[i].view(), backgrounds[i], j0, &mut work.input, &mut work.output[..len])?;
-            match block.as_slice_mut() {
+            self.block(inputs[i].view(), backgrounds[i], j0, &mut work.block, &mut work.output[..len])?;
+            match part.as_slice_mut() {
                 Some(o) => o.iter_mut().zip(&work.output).for_each(|(o, &v)| *o = T::from_f64(v)),
-                None => block.iter_mut().zip(&work.output).for_each(|(o, &v)| *o = T::from_f64(v)),
+                None => part.iter_mut().zip(&work.output).for_each(|(o, &v)| *o = T::from_f64(v)),
             }
             Ok(())
         })
@@ -304,14 +319,15 @@ impl Plan {
             Padding::Background(kind) => background(kind, &x, &mut work.output)?,
             _ => 0.0,
         };
-        for (j0, block) in (0..).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
-            self.block(x.view(), bg, j0, &mut work.input, block)?;
+        let block = self.block_len();
+        for (j0, part) in (0..).step_by(block).zip(out.chunks_mut(block)) {
+            self.block(x.view(), bg, j0, &mut work.block, part)?;
         }
         Ok(())
     }
 
     /// Outputs `j0..j0 + out.len()` of lane `x`, whose background is `bg`.
-    fn block<T: Real>(&self, x: ArrayView1<T>, bg: f64, j0: usize, buf: &mut Vec<f64>, out: &mut [f64]) -> Result<()> {
+    fn block<T: Real>(&self, x: ArrayView1<T>, bg: f64, j0: usize, work: &mut BlockWork, out: &mut [f64]) -> Result<()> {
         if self.identity {
             x.slice(s![j0..j0 + out.len()]).iter().zip(out.iter_mut()).for_each(|(&v, o)| *o = v.to_f64());
             return Ok(());
@@ -324,7 +340,12 @@ impl Plan {
         let end1 = (m1 * down / up) as i128;
         let start = end0 - (self.hpp as i128 - 1);
         let len = (end1 - start + 1) as usize;
-        alloc::clear_for(buf, len, "the input window of a block of x")?;
+        // Outputs j, j + up, j + 2 up, ... share a phase, and their windows start `down` apart:
+        // the window, dealt into `down` rows, holds their inputs in columns, one SIMD lane each.
+        let row_len = len.div_ceil(self.down) + WIDE + 1;
+        let what = "the input window of a block of x";
+        alloc::resize(&mut work.rows, alloc::checked_len::<f64>(&[self.down, row_len], what)?, 0.0, what)?;
+        let mut rows = Rows { rows: &mut work.rows, down: self.down, row_len, r: 0, o: 0 };
         let n = self.n as i128;
         let (first, last) = (x[0].to_f64(), x[self.n - 1].to_f64());
         let extend = |idx: i128| match self.padding {
@@ -341,22 +362,82 @@ impl Plan {
             }
         };
         // The extension before 0, the input (minus its background), the extension from n on.
-        buf.extend((start..(end1 + 1).min(0)).map(extend));
+        (start..(end1 + 1).min(0)).for_each(|i| rows.push(extend(i)));
         let (lo, hi) = (start.max(0), (end1 + 1).min(n));
         if lo < hi {
             let inside = x.slice(s![lo as usize..hi as usize]);
             match inside.as_slice() {
-                Some(values) if bg == 0.0 => buf.extend(values.iter().map(|v| v.to_f64())),
-                _ => buf.extend(inside.iter().map(|v| v.to_f64() - bg)),
+                Some(values) => rows.push_slice(values, bg),
+                None => inside.iter().for_each(|v| rows.push(v.to_f64() - bg)),
             }
         }
-        buf.extend((start.max(n)..end1 + 1).map(extend));
-        debug_assert_eq!(buf.len(), len);
-        polyphase(&self.taps, self.hpp, self.up, (self.down / self.up, self.down % self.up), t0, buf, out);
+        (start.max(n)..end1 + 1).for_each(|i| rows.push(extend(i)));
+        rows.zero_tails(len);
+        // The first output of each phase class: its window's start in the block's window, its phase.
+        alloc::clear_for(&mut work.starts, self.up.min(out.len()), "the phases of a block of x")?;
+        let (q, r) = (self.down / self.up, self.down % self.up);
+        let (mut s, mut t) = (0, t0);
+        for _ in 0..self.up.min(out.len()) {
+            work.starts.push((s, t));
+            s += q;
+            t += r;
+            if t >= self.up {
+                t -= self.up;
+                s += 1;
+            }
+        }
+        polyphase(&self.taps, self.hpp, self.up, self.down, &work.starts, &work.rows, row_len, out);
         if bg != 0.0 {
             out.iter_mut().for_each(|v| *v += bg);
         }
         Ok(())
+    }
+}
+
+/// The window of a block dealt into `down` rows: sample `b` at `rows[b % down][b / down]`.
+struct Rows<'a> {
+    rows: &'a mut [f64],
+    down: usize,
+    row_len: usize,
+    /// Where the next sample goes.
+    r: usize,
+    o: usize,
+}
+
+impl Rows<'_> {
+    #[inline(always)]
+    fn push(&mut self, v: f64) {
+        self.rows[self.r * self.row_len + self.o] = v;
+        self.r += 1;
+        if self.r == self.down {
+            self.r = 0;
+            self.o += 1;
+        }
+    }
+
+    /// `values - bg`, a row at a time where they fill whole columns.
+    fn push_slice<T: Real>(&mut self, mut values: &[T], bg: f64) {
+        while self.r != 0 && !values.is_empty() {
+            self.push(values[0].to_f64() - bg);
+            values = &values[1..];
+        }
+        let cols = values.len() / self.down;
+        for r in 0..self.down.min(values.len()) {
+            let row = &mut self.rows[r * self.row_len + self.o..][..cols];
+            for (o, v) in row.iter_mut().zip(values[r..].iter().step_by(self.down)) {
+                *o = v.to_f64() - bg;
+            }
+        }
+        self.o += cols;
+        values[cols * self.down..].iter().for_each(|v| self.push(v.to_f64() - bg));
+    }
+
+    /// Zeros after the `len` samples of each row: the lanes of outputs past the block's end read
+    /// them (and are discarded), and stale values could be subnormal.
+    fn zero_tails(&mut self, len: usize) {
+        for (r, row) in self.rows.chunks_mut(self.row_len).enumerate() {
+            row[len.saturating_sub(r).div_ceil(self.down)..].fill(0.0);
+        }
     }
 }
 
@@ -404,56 +485,75 @@ fn pairwise_sum(x: &[f64]) -> f64 {
     }
 }
 
+/// Output lanes per SIMD vector, and per accumulator tile (four vectors).
+const LANES: usize = 8;
+const WIDE: usize = 4 * LANES;
+
 simd_fn! {
-    /// `out[j]`: phase `t_j` of `taps` (of `hpp` taps each) dot `buf[s_j..s_j + hpp]`, from
-    /// `(s_0, t_0) = (0, t0)`, each output `(q, r) = (down / up, down % up)` further on.
-    fn polyphase(taps: &[f64], hpp: usize, up: usize, step: (usize, usize), t0: usize, buf: &[f64], out: &mut [f64]) {
-        let (q, r) = step;
-        let (mut s, mut t) = (0, t0);
-        for o in out.iter_mut() {
-            *o = dot(&taps[t * hpp..(t + 1) * hpp], &buf[s..s + hpp]);
-            s += q;
-            t += r;
-            if t >= up {
-                t -= up;
-                s += 1;
+    /// `out[j] = sum_k phase_j[k] * window_j[k]` for the outputs of a block: for each phase class
+    /// `c` (outputs `c, c + up, ...`, whose `(start, phase)` is `starts[c]`), tiles of outputs side by
+    /// side in SIMD lanes, each tap broadcast over them, taps in scipy's order.
+    #[allow(clippy::too_many_arguments)]
+    fn polyphase(taps: &[f64], hpp: usize, up: usize, down: usize, starts: &[(usize, usize)], rows: &[f64], row_len: usize, out: &mut [f64]) {
+        let fma = multiversion::target::target_cfg_f!(target_feature = "fma");
+        for (c, &(s, t)) in starts.iter().enumerate() {
+            let phase = &taps[t * hpp..(t + 1) * hpp];
+            let count = (out.len() - c).div_ceil(up);
+            let mut i = 0;
+            while i < count {
+                if count - i >= WIDE {
+                    let acc = if fma { tile::<4, true>(phase, rows, row_len, down, s, i) } else { tile::<4, false>(phase, rows, row_len, down, s, i) };
+                    store(acc.as_flattened(), out, c + i * up, up);
+                    i += WIDE;
+                } else {
+                    let acc = if fma { tile::<1, true>(phase, rows, row_len, down, s, i) } else { tile::<1, false>(phase, rows, row_len, down, s, i) };
+                    store(&acc[0][..LANES.min(count - i)], out, c + i * up, up);
+                    i += LANES;
+                }
             }
         }
     }
 }
 
-/// `a . b` with 32 partial sums (four SIMD registers' worth: the loads, not the additions' latency,
-/// bound it). Helpers are #[inline(always)] plain functions so that they take their caller's
-/// SIMD target.
+/// Outputs `i0..i0 + V * LANES` of a phase class whose first output's window starts at `s`.
+/// Helpers are #[inline(always)] plain functions so that they take their caller's SIMD target.
 #[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    const L: usize = 8;
-    let mut acc = [[0.0f64; L]; 4];
-    let (wide_a, wide_b) = (a.chunks_exact(4 * L), b.chunks_exact(4 * L));
-    let (rest_a, rest_b) = (wide_a.remainder(), wide_b.remainder());
-    for (x, y) in wide_a.zip(wide_b) {
-        for k in 0..4 {
-            for l in 0..L {
-                acc[k][l] += x[k * L + l] * y[k * L + l];
+fn tile<const V: usize, const FMA: bool>(
+    phase: &[f64],
+    rows: &[f64],
+    row_len: usize,
+    down: usize,
+    s: usize,
+    i0: usize,
+) -> [[f64; LANES]; V] {
+    let mut acc = [[0.0f64; LANES]; V];
+    // Tap k meets sample s + k of each window: row (s + k) % down, column (s + k) / down + i.
+    let (mut r, mut o) = (s % down, s / down);
+    for &tap in phase {
+        let x = &rows[r * row_len + o + i0..][..V * LANES];
+        for v in 0..V {
+            for l in 0..LANES {
+                let xv = x[v * LANES + l];
+                acc[v][l] = if FMA { tap.mul_add(xv, acc[v][l]) } else { acc[v][l] + tap * xv };
             }
         }
-    }
-    let (narrow_a, narrow_b) = (rest_a.chunks_exact(L), rest_b.chunks_exact(L));
-    let (tail_a, tail_b) = (narrow_a.remainder(), narrow_b.remainder());
-    for (x, y) in narrow_a.zip(narrow_b) {
-        for l in 0..L {
-            acc[0][l] += x[l] * y[l];
+        r += 1;
+        if r == down {
+            r = 0;
+            o += 1;
         }
     }
-    let mut sum = 0.0;
-    for (x, y) in tail_a.iter().zip(tail_b) {
-        sum += x * y;
+    acc
+}
+
+#[inline(always)]
+fn store(values: &[f64], out: &mut [f64], first: usize, step: usize) {
+    for (k, &v) in values.iter().enumerate() {
+        match out.get_mut(first + k * step) {
+            Some(o) => *o = v,
+            None => break,
+        }
     }
-    let [a0, a1, a2, a3] = acc;
-    for l in 0..L {
-        sum += (a0[l] + a1[l]) + (a2[l] + a3[l]);
-    }
-    sum
 }
 
 /// The fraction `up / down` equal to `ratio` (to 1e-9 relative) with both at most `max`: the
@@ -611,7 +711,7 @@ mod tests {
 
     #[test]
     fn polyphase_equals_upsample_filter_downsample() {
-        for (up, down) in [(25, 32), (4, 5), (1, 5), (5, 1), (3, 7), (7, 3), (2, 1), (1, 2)] {
+        for (up, down) in [(25, 32), (4, 5), (1, 5), (5, 1), (3, 7), (7, 3), (2, 1), (1, 2), (200, 201), (201, 200)] {
             for n in [1, 2, 3, 17, 100, 9000] {
                 let x = noise(n, (up * 100 + down + n) as u64);
                 for padding in [Padding::Constant(0.0), Padding::Constant(2.5), Padding::Line] {
