@@ -279,7 +279,9 @@ def decimate(
         if q_ < 1:
             raise ValueError(f"q must be a positive integer, got {q_}")
         if not zero_phase:
-            raise ValueError("zero_phase=False with ftype='iir' (a one-pass IIR filter) is not supported; use zero_phase=True")
+            raise ValueError(
+                "zero_phase=False with ftype='iir' (a one-pass IIR filter) is not supported; use zero_phase=True"
+            )
         order = 8 if n is None else _index(n, "n")
         if not 1 <= order <= 24:
             raise ValueError(f"n (the order of the IIR filter) must be between 1 and 24, got {order}")
