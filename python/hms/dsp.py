@@ -270,10 +270,15 @@ def decimate(
         if q_ < 2:
             raise ValueError(f"q must be at least 2 with ftype='fir' (its low-pass cuts at 1/q of Nyquist), got {q_}")
         order = 20 * q_ if n is None else _index(n, "n")
+        # The filter's taps, n + 1, are a count of the native core (at most 2**64 - 1).
+        if order + 1 > _MAX_COUNT:
+            name = "q" if n is None else "n"
+            raise ValueError(f"{name}={q_ if n is None else order} gives a filter of more than 2**64 - 1 taps")
+        context = f"q={q_} (a filter of 20 q + 1 taps)" if n is None else f"n={order} (q={q_})"
         try:
-            taps = _native.firwin(_index(order + 1, "n" if n is not None else "q"), 1.0 / q_, "hamming")
+            taps = _native.firwin(order + 1, 1.0 / q_, "hamming")
         except (ValueError, MemoryError) as exc:
-            raise type(exc)(f"n={order} (q={q_}): {exc}") from None
+            raise type(exc)(f"{context}: {exc}") from None
         return _native.resample_poly(arr, 1, q_, ax, None, taps, "constant", None, bool(zero_phase))
     if isinstance(ftype, str) and ftype == "iir":
         if q_ < 1:
