@@ -204,7 +204,11 @@ def _fir_design(window: Any) -> tuple[Any, NDArray[np.float64] | None]:
     """``resample_poly``'s window as (design, taps): a name or (name, parameter) the native core
     designs with, or FIR taps (a list or an array, as scipy takes them)."""
     if isinstance(window, (list, np.ndarray)):
-        return None, np.ascontiguousarray(as_float_array(window, "window"), dtype=np.float64)
+        taps = as_float_array(window, "window")
+        try:
+            return None, np.ascontiguousarray(taps, dtype=np.float64)
+        except MemoryError as exc:
+            raise MemoryError(f"cannot allocate a contiguous copy of window (the FIR taps): {exc}") from None
     if isinstance(window, str):
         return window, None
     if isinstance(window, tuple) and len(window) == 1 and isinstance(window[0], str):
@@ -279,7 +283,11 @@ def decimate(
             taps = _native.firwin(order + 1, 1.0 / q_, "hamming")
         except (ValueError, MemoryError) as exc:
             raise type(exc)(f"{context}: {exc}") from None
-        return _native.resample_poly(arr, 1, q_, ax, None, taps, "constant", None, bool(zero_phase))
+        try:
+            return _native.resample_poly(arr, 1, q_, ax, None, taps, "constant", None, bool(zero_phase))
+        except MemoryError as exc:
+            # The filter's alignment takes up to q zeros (named here by down).
+            raise MemoryError(f"q={q_}: {exc}") from None
     if isinstance(ftype, str) and ftype == "iir":
         if q_ < 1:
             raise ValueError(f"q must be a positive integer, got {q_}")
@@ -291,7 +299,11 @@ def decimate(
         if not 1 <= order <= 24:
             raise ValueError(f"n (the order of the IIR filter) must be between 1 and 24, got {order}")
         sos = _signal.cheby1(order, 0.05, 0.8 / q_, output="sos")
-        y = _native.sosfiltfilt(np.ascontiguousarray(sos, dtype=np.float64), arr, ax)
+        try:
+            y = _native.sosfiltfilt(np.ascontiguousarray(sos, dtype=np.float64), arr, ax)
+        except ValueError as exc:
+            # The design's sections (degenerate for a huge q) or the signal's length.
+            raise ValueError(f"ftype='iir' with q={q_}, n={order}: {exc}") from None
         return y[(slice(None),) * ax + (slice(None, None, q_),)]
     raise ValueError(f"ftype must be 'fir' or 'iir', got {ftype!r}")
 
