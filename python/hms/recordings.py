@@ -148,7 +148,8 @@ def resample_to_rate(x: np.ndarray, rate: float, path: str | os.PathLike = "") -
     filled = np.where(nan, 0.0, x)
     out = dsp.resample_poly(filled, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
     if nan.any():  # a resampled gap stays a gap (at the nearest output samples)
-        positions = np.minimum((np.arange(out.shape[-1]) / ratio).astype(np.int64), x.shape[-1] - 1)
+        # floor(i / ratio), exactly: in integers.
+        positions = np.minimum(np.arange(out.shape[-1]) * ratio.denominator // ratio.numerator, x.shape[-1] - 1)
         out[nan[:, positions]] = np.nan
     return out
 
