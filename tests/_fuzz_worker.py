@@ -330,6 +330,133 @@ def sosfiltfilt_parity(sos: np.ndarray, shape: list[int], axis: int, dtype: Any,
     np.testing.assert_allclose(y, expected, rtol=rtol, atol=rtol * 1e-1 * float(np.abs(expected).max()))
 
 
+# --- resampling ----------------------------------------------------------------------------------
+
+RESAMPLE_WINDOWS: list[Any] = [("kaiser", 5.0), "hamming", "hann", ("tukey", 0.3), ("hamming",), ("kaiser", NAN)]
+RESAMPLE_WINDOWS += [("kaiser", 1e4), ("kaiser",), "nonsense", ("hann", 2.0), 3, None, [0.25, 0.5, 0.25], []]
+RESAMPLE_WINDOWS += [np.hanning(9), np.array([np.nan, 1.0]), np.ones((2, 2)), [1.0], zero_strided((2**58,))]
+PADTYPES = ["constant", "line", "mean", "median", "minimum", "maximum", "wrap", "edge", 3, None]
+
+
+@checks("resample_poly")
+@fuzz_settings(2)
+@given(
+    x=anything([None, "x", 3.0], arrays(shapes(0, 3, 0, 40), scales=[1.0, 40.0, 1e-300, 1e300])),
+    up=anything([*WEIRD_INTS, 25, 200]),
+    down=anything([*WEIRD_INTS, 32, 256]),
+    axis=anything([-1, 0, 1, 2, -3, 5, 1.5, None, 2**70]),
+    window=st.sampled_from(RESAMPLE_WINDOWS),
+    padtype=st.sampled_from(PADTYPES),
+    cval=st.sampled_from([None, None, 0.0, 2.5, NAN, "x"]),
+)
+def resample_poly_any(x: Any, up: Any, down: Any, axis: Any, window: Any, padtype: Any, cval: Any) -> None:
+    y, err = attempt(dsp.resample_poly, argument_names(dsp.resample_poly), x, up, down, axis, window, padtype, cval)
+    if err is None and isinstance(x, np.ndarray):
+        ax = axis % x.ndim
+        g = math.gcd(int(up), int(down))
+        assert y.shape[ax] == -(-x.shape[ax] * (int(up) // g) // (int(down) // g))
+        assert y.dtype == (np.float32 if x.dtype in (np.float32, np.float16) else np.float64)
+
+
+@checks("resample_poly")
+@fuzz_settings(2)
+@given(
+    up=st.integers(1, 30),
+    down=st.integers(1, 30),
+    shape=shapes(1, 3, 1, 4, last=st.integers(1, 400)),
+    axis=st.integers(-3, 2),
+    dtype=st.sampled_from([np.float32, np.float64, np.int16]),
+    layout=st.sampled_from(["c", "f", "strided", "reversed"]),
+    window=st.sampled_from([("kaiser", 5.0), "hamming", "hann", ("tukey", 0.5), [0.2, 0.6, 0.2], np.hanning(31)]),
+    padtype=st.sampled_from(["constant", "line", "mean", "median", "minimum", "maximum"]),
+    cval=st.sampled_from([None, 3.0]),
+    gaps=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def resample_poly_parity(
+    up: int,
+    down: int,
+    shape: list[int],
+    axis: int,
+    dtype: Any,
+    layout: str,
+    window: Any,
+    padtype: str,
+    cval: Any,
+    gaps: bool,
+    seed: int,
+) -> None:
+    x = valid_signal(tuple(shape), np.float64, seed)
+    if gaps and dtype != np.int16:
+        x.reshape(-1)[np.random.default_rng(seed).integers(0, x.size, 2)] = np.nan
+    x = x.astype(dtype)
+    x = {"c": x, "f": np.asfortranarray(x), "strided": x[..., ::2], "reversed": x[..., ::-1]}[layout]
+    if not -x.ndim <= axis < x.ndim:
+        axis = -1
+    cval = cval if padtype == "constant" else None
+    y, err = attempt(dsp.resample_poly, {"x"}, x, up, down, axis, window, padtype, cval)
+    assert err is None, err
+    with np.errstate(invalid="ignore"):
+        expected = ss.resample_poly(
+            x.astype(np.float64), up, down, axis=axis, window=window, padtype=padtype, cval=cval
+        )
+    expected = expected.astype(y.dtype)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    rtol = 1e-6 if y.dtype == np.float32 else 1e-12
+    scale = float(np.nanmax(np.abs(expected), initial=1.0))
+    np.testing.assert_allclose(y, expected, rtol=rtol, atol=rtol * scale)
+
+
+@checks("decimate")
+@fuzz_settings(2)
+@given(
+    x=anything([None, "x", 3.0], arrays(shapes(0, 3, 0, 60), scales=[1.0, 40.0, 1e-300, 1e300])),
+    q=anything([*WEIRD_INTS, 4, 13]),
+    n=anything([None, None, *WEIRD_INTS]),
+    ftype=st.sampled_from(["fir", "iir", "FIR", "kaiser", None, 3]),
+    axis=anything([-1, 0, 1, 5, 1.5, None]),
+    zero_phase=st.sampled_from([True, False, None, "yes"]),
+)
+def decimate_any(x: Any, q: Any, n: Any, ftype: Any, axis: Any, zero_phase: Any) -> None:
+    y, err = attempt(dsp.decimate, argument_names(dsp.decimate), x, q, n, ftype, axis, zero_phase)
+    if err is None and isinstance(x, np.ndarray):
+        ax = axis % x.ndim
+        assert y.shape[ax] == -(-x.shape[ax] // int(q))
+        assert y.dtype == (np.float32 if x.dtype in (np.float32, np.float16) else np.float64)
+
+
+@checks("decimate")
+@fuzz_settings(2)
+@given(
+    q=st.integers(1, 13),
+    n=st.sampled_from([None, None, 1, 6, 31]),
+    ftype=st.sampled_from(["fir", "iir"]),
+    zero_phase=st.booleans(),
+    shape=shapes(1, 2, 1, 3, last=st.integers(100, 600)),
+    axis=st.integers(-2, 1),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**31),
+)
+def decimate_parity(
+    q: int, n: Any, ftype: str, zero_phase: bool, shape: list[int], axis: int, dtype: Any, seed: int
+) -> None:
+    x = valid_signal(tuple(shape), dtype, seed)
+    if not -x.ndim <= axis < x.ndim:
+        axis = -1
+    y, err = attempt(dsp.decimate, argument_names(dsp.decimate), x, q, n, ftype, axis, zero_phase)
+    if ftype == "fir" and q == 1 or ftype == "iir" and (not zero_phase or n is not None and n > 24):
+        assert err is not None
+        return
+    if ftype == "iir" and err is not None:
+        # sosfiltfilt's padding: a signal no longer than it is refused, as scipy refuses it.
+        assert "samples" in str(err), err
+        return
+    assert err is None, err
+    expected = ss.decimate(x.astype(np.float64), q, n=n, ftype=ftype, axis=axis, zero_phase=zero_phase).astype(y.dtype)
+    rtol = 1e-6 if y.dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(y, expected, rtol=rtol, atol=rtol * float(np.abs(expected).max()))
+
+
 # --- threads -------------------------------------------------------------------------------------
 
 
@@ -1029,6 +1156,117 @@ def scipy_recipe_parity(n: int, nperseg: int, nfft: Any, fmax: Any, dtype: Any, 
     expected = np.stack(images)
     assert finite(got.images)
     np.testing.assert_allclose(got.images, expected, rtol=1e-5, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
+
+
+RAW_OPTIONS: dict[str, list[Any]] = {
+    "n_samples": [None, 0, 1, 2000, 2**62, -1, 1.5],
+    "montage": ["banana16", "banana18", "banana", 16],
+    "bandpass": [None, (0.5, 20.0), (20.0, 0.5), (0.0, 200.0), 3.0],
+    "filter_order": [1, 4, 0, 25, 2.5],
+    "notch": [None, 60.0, 150.0, NAN],
+    "notch_q": [30.0, 0.0, INF],
+    "fs": [200.0, 256.0, 0.0, -5.0, INF, "x"],
+    "rate": [40.0, 50.0, 200.0, 400.0, 40.004, 0.0, NAN, 1e300, 5e-324],
+    "demean": [True, False],
+    "normalize": ["clip", "standardize", "none", "zscore", None],
+    "clip": [1024.0, 0.0, -1.0, NAN, INF],
+    "scale": [32.0, 0.0, INF, -2.0],
+    "eps": [1e-6, 0.0, 5e-324, NAN],
+    "channels": [None, CHANNELS[::-1], CHANNELS[:18], "Fp1", [1] * 20],
+}
+
+
+@checks("eeg_raw_recipe", "eeg_raw_inputs")
+@fuzz_settings(3)
+@given(
+    eeg=anything(
+        [None, "x"], arrays(shapes(2, 3, 1, 3, last=st.integers(0, 3000)), scales=[40.0, 1e18, 1e300, 1e-310])
+    ),
+    options=st.dictionaries(st.sampled_from(sorted(RAW_OPTIONS)), st.just(None), max_size=3).flatmap(
+        lambda keys: st.fixed_dictionaries({k: st.sampled_from(RAW_OPTIONS[k]) for k in keys})
+    ),
+)
+def eeg_raw_any(eeg: Any, options: dict[str, Any]) -> None:
+    names = argument_names(dsp.eeg_raw_recipe) | argument_names(dsp.eeg_raw_inputs)
+    if isinstance(eeg, np.ndarray) and eeg.ndim >= 2 and eeg.size:
+        channels = options.get("channels")
+        count = len(channels) if isinstance(channels, list) else 20
+        eeg = np.broadcast_to(eeg[..., :1, :], (*eeg.shape[:-2], count, eeg.shape[-1]))
+    recipe, err = attempt(dsp.eeg_raw_recipe, names, **options)
+    if err is not None:
+        return
+    y, err = attempt(dsp.eeg_raw_inputs, names, eeg, recipe)
+    if err is None:
+        assert y.dtype == np.float32 and y.shape[-2] == recipe.n_links
+        x = np.asarray(eeg)
+        if options.get("normalize", "clip") in ("clip", "standardize") and not np.isinf(x).any():
+            assert finite(y), "the raw inputs of finite EEG hold NaN or inf"
+
+
+def reference_raw_inputs(eeg: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The raw recipe with numpy and scipy, one step at a time, in float64."""
+    x = eeg.astype(np.float64)
+    n = x.shape[-1]
+    kept = n if p["n_samples"] is None else p["n_samples"]
+    x = x[..., (n - kept) // 2 : (n - kept) // 2 + kept]
+    links = list(dsp.BIPOLAR_PAIRS) + ([("Fz", "Cz"), ("Cz", "Pz")] if p["montage"] == "banana18" else [])
+    index = {c: i for i, c in enumerate(CHANNELS)}
+    d = np.stack([x[..., index[a], :] - x[..., index[b], :] for a, b in links], axis=-2)
+    fill = np.nan_to_num(np.nanmean(d, axis=-1, keepdims=True), nan=0.0)
+    d = np.where(np.isnan(d), fill, d)
+    if p["bandpass"] is not None:
+        d = ss.sosfiltfilt(ss.butter(4, p["bandpass"], "bandpass", fs=200.0, output="sos"), d, axis=-1)
+    ratio = Fraction(p["rate"] / 200.0).limit_denominator(1000)
+    if ratio != 1:
+        d = ss.resample_poly(d, ratio.numerator, ratio.denominator, axis=-1)
+    d = d - d.mean(axis=-1, keepdims=True)
+    if p["normalize"] == "clip":
+        d = np.clip(d, -p["clip"], p["clip"]) / 32.0
+    elif p["normalize"] == "standardize":
+        d = (d - d.mean(axis=-1, keepdims=True)) / (d.std(axis=-1, keepdims=True) + 1e-6)
+    return d.astype(np.float32)
+
+
+@checks("eeg_raw_recipe", "eeg_raw_inputs")
+@fuzz_settings(1)
+@given(
+    batch=st.lists(st.integers(1, 2), max_size=2),
+    n=st.integers(300, 2600),
+    n_samples=st.sampled_from([None, 280]),
+    montage=st.sampled_from(["banana16", "banana18"]),
+    bandpass=st.sampled_from([None, (0.5, 20.0), (1.0, 70.0)]),
+    rate=st.sampled_from([40.0, 50.0, 64.0, 200.0, 300.0]),
+    normalize=st.sampled_from(["clip", "standardize", "none"]),
+    clip=st.sampled_from([1024.0, 20.0]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    gaps=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def eeg_raw_parity(
+    batch: list[int],
+    n: int,
+    n_samples: Any,
+    montage: str,
+    bandpass: Any,
+    rate: float,
+    normalize: str,
+    clip: float,
+    dtype: Any,
+    gaps: bool,
+    seed: int,
+) -> None:
+    eeg = valid_signal((*batch, 20, n), np.float64, seed)
+    if gaps:
+        eeg[..., 3, n // 3 : n // 2] = np.nan
+        eeg[..., 11, :] = np.nan
+    eeg = eeg.astype(dtype)
+    p = dict(n_samples=n_samples, montage=montage, bandpass=bandpass, rate=rate, normalize=normalize, clip=clip)
+    got = dsp.eeg_raw_inputs(eeg, dsp.eeg_raw_recipe(**p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = reference_raw_inputs(eeg, p)
+    assert finite(got)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
 
 
 # --- model inputs --------------------------------------------------------------------------------

@@ -26,13 +26,14 @@ WORKER = Path(__file__).with_name("_fuzz_worker.py")
 
 GROUPS = {
     "filters-threads-transforms-stats": [
-        "butter_sos", "notch_sos", "sos_padlen", "sosfilt_zi", "sosfiltfilt", "set_num_threads", "get_num_threads",
-        "to_float32", "clip_log", "clip_log_normalize", "instance_normalize", "RunningStats",
+        "butter_sos", "notch_sos", "sos_padlen", "sosfilt_zi", "sosfiltfilt", "resample_poly", "decimate",
+        "set_num_threads", "get_num_threads", "to_float32", "clip_log", "clip_log_normalize", "instance_normalize",
+        "RunningStats",
     ],
     "spectral": ["get_window", "stft", "spectrogram", "mel_filterbank", "melspectrogram", "power_to_db"],
     "montage-recipes-inputs": [
         "bipolar_montage", "BIPOLAR_PAIRS", "CHAIN_NAMES", "ChainSpectrograms", "MEL_RECIPE", "SCIPY_RECIPE",
-        "eeg_spectrograms", "eeg_mel_recipe", "model_inputs",
+        "eeg_spectrograms", "eeg_mel_recipe", "eeg_raw_recipe", "eeg_raw_inputs", "model_inputs",
     ],
 }  # fmt: skip
 

@@ -140,6 +140,13 @@ attacks = {
     "RunningStats.update zero strides": lambda: dsp.RunningStats().update(Z),
     "RunningStats.update per channel": lambda: dsp.RunningStats(axis=0).update(Z1[:, None]),
     "raw window values zero strides": lambda: _native.get_window(Z1, 3),
+    "resample_poly zero strides": lambda: dsp.resample_poly(Z, 25, 32),
+    "resample_poly up": lambda: dsp.resample_poly(np.ones(10), huge_n, 1),
+    "resample_poly down with taps": lambda: dsp.resample_poly(np.ones(10), 1, huge_n, window=[1.0]),
+    "resample_poly taps zero strides": lambda: dsp.resample_poly(np.ones(10), 2, 3, window=Z1),
+    "decimate zero strides": lambda: dsp.decimate(Z, 2),
+    "decimate q": lambda: dsp.decimate(np.ones(10), huge_n),
+    "eeg_raw_inputs zero strides": lambda: dsp.eeg_raw_inputs(Z, dsp.eeg_raw_recipe(n_samples=None, rate=200.0)),
 }
 for name, attack in attacks.items():
     print("ATTACK", name, flush=True)
@@ -175,6 +182,13 @@ _NAMED = {
     "RunningStats.update zero strides": "x",
     "RunningStats.update per channel": "x",
     "raw window values zero strides": "window",
+    "resample_poly zero strides": "x",
+    "resample_poly up": "up=",
+    "resample_poly down with taps": "down=",
+    "resample_poly taps zero strides": "window",
+    "decimate zero strides": "x",
+    "decimate q": "q=",
+    "eeg_raw_inputs zero strides": "eeg",
 }
 
 

@@ -4,10 +4,12 @@ read back as the competition's channels in microvolts at 200 Hz; channel-name ru
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.signal as ss
 
 from hms import recordings
 from hms.recordings import RecordingError, canonical_label, read_recording
@@ -185,3 +187,19 @@ def test_window_gap_fractions_count_samples_where_every_scalp_channel_is_nan():
     x[3, 20_000:] = np.nan  # one channel missing is no gap
     fractions = gap_fractions(x, np.array([0, 5_000, 10_000, 20_000]))
     np.testing.assert_allclose(fractions, [0.5, 0.5, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("rate", [256, 250, 512, 1000, 200.5])
+def test_native_resampling_equals_scipy_resample_poly(rate):
+    """hms.dsp.resample_poly replaced scipy's: the same values (gaps filled with zeros first) and
+    the same gaps."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 3000)) * 50
+    x[3, 500:700] = np.nan
+    ratio = Fraction(200) / Fraction(rate).limit_denominator(10_000)
+    out = recordings.resample_to_rate(x, rate)
+    expected = ss.resample_poly(np.nan_to_num(x), ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(out).any(axis=0), np.isnan(out[3]))
+    keep = ~np.isnan(out)
+    np.testing.assert_allclose(out[keep], expected[keep], rtol=1e-6, atol=1e-4)
+    assert np.isnan(out[3]).sum() == pytest.approx(200 * float(ratio), abs=2)

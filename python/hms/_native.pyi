@@ -8,9 +8,11 @@ from numpy.typing import NDArray
 # What the module exports (pyo3's declarative module lists it).
 __all__ = [
     "BIPOLAR",
+    "CENTRAL",
     "CHAINS",
     "EEG_CHANNELS",
     "EegMelRecipe",
+    "EegRawRecipe",
     "RunningStatsCore",
     "SpectrogramPlan",
     "StftPlan",
@@ -23,7 +25,9 @@ __all__ = [
     "clip_log_normalize",
     "clip_log_normalize_inplace",
     "eeg_mel_spectrograms",
+    "eeg_raw_inputs",
     "eeg_scipy_spectrograms",
+    "firwin",
     "float16_to_float32",
     "get_num_threads",
     "get_window",
@@ -33,6 +37,7 @@ __all__ = [
     "melspectrogram",
     "model_inputs",
     "power_to_db",
+    "resample_poly",
     "set_num_threads",
     "sos_padlen",
     "sosfilt_zi",
@@ -58,6 +63,18 @@ def _output_pool_stats() -> dict[str, int]: ...
 def sosfiltfilt(sos: NDArray[np.float64], x: _Float, axis: int) -> _Float: ...
 def sosfilt_zi(sos: NDArray[np.float64]) -> NDArray[np.float64]: ...
 def sos_padlen(sos: NDArray[np.float64]) -> int: ...
+def resample_poly(
+    x: _Float,
+    up: int,
+    down: int,
+    axis: int,
+    window: str | tuple[str, float] | None,
+    taps: NDArray[np.float64] | None,
+    padtype: str,
+    cval: float | None,
+    centred: bool = True,
+) -> _Float: ...
+def firwin(numtaps: int, cutoff: float, window: _Window) -> NDArray[np.float64]: ...
 
 # transform.rs
 def clip_log(x: _Float, lo: float, hi: float, nan: float) -> _Float: ...
@@ -117,6 +134,7 @@ def power_to_db(s: _Float, reference: float | None, amin: float, top_db: float |
 EEG_CHANNELS: list[str]
 CHAINS: list[str]
 BIPOLAR: list[tuple[str, str]]
+CENTRAL: list[tuple[str, str]]
 
 def bipolar_montage(eeg: _Float, channels: list[str]) -> _Float: ...
 
@@ -153,6 +171,29 @@ def eeg_scipy_spectrograms(
     amin: float,
     fmax: float | None,
 ) -> _Float: ...
+
+@final
+class EegRawRecipe:
+    def __new__(
+        cls,
+        channels: list[str],
+        n_samples: int | None,
+        filters: list[NDArray[np.float64]],
+        fs: float,
+        rate: float,
+        montage: str,
+        demean: bool,
+        normalize: str,
+        clip: float,
+        scale: float,
+        eps: float,
+    ) -> EegRawRecipe: ...
+    @property
+    def ratio(self) -> tuple[int, int]: ...
+    @property
+    def n_links(self) -> int: ...
+
+def eeg_raw_inputs(eeg: _Float, recipe: EegRawRecipe) -> NDArray[np.float32]: ...
 
 # inputs.rs
 def model_inputs(

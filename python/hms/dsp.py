@@ -21,8 +21,8 @@ from scipy import signal as _signal
 from hms import _native
 
 __all__ = [
-    "RunningStats", "butter_sos", "clip_log", "clip_log_normalize", "instance_normalize", "to_float32",
-    "set_num_threads", "get_num_threads", "notch_sos", "sosfiltfilt", "sosfilt_zi", "sos_padlen",
+    "RunningStats", "butter_sos", "clip_log", "clip_log_normalize", "decimate", "instance_normalize", "to_float32",
+    "set_num_threads", "get_num_threads", "notch_sos", "resample_poly", "sosfiltfilt", "sosfilt_zi", "sos_padlen",
 ]  # fmt: skip
 
 FloatArray = NDArray[np.floating[Any]]
@@ -198,6 +198,114 @@ def sosfiltfilt(sos: ArrayLike, x: ArrayLike, axis: int = -1) -> FloatArray:
     arr = as_float_array(x, "x")
     ax = _normalize_axis(axis, arr.ndim)
     return _native.sosfiltfilt(sos_, arr, ax)
+
+
+def _fir_design(window: Any) -> tuple[Any, NDArray[np.float64] | None]:
+    """``resample_poly``'s window as (design, taps): a name or (name, parameter) the native core
+    designs with, or FIR taps (a list or an array, as scipy takes them)."""
+    if isinstance(window, (list, np.ndarray)):
+        taps = as_float_array(window, "window")
+        try:
+            return None, np.ascontiguousarray(taps, dtype=np.float64)
+        except MemoryError as exc:
+            raise MemoryError(f"cannot allocate a contiguous copy of window (the FIR taps): {exc}") from None
+    if isinstance(window, str):
+        return window, None
+    if isinstance(window, tuple) and len(window) == 1 and isinstance(window[0], str):
+        return window[0], None
+    if isinstance(window, tuple) and len(window) == 2 and isinstance(window[0], str):
+        return (window[0], _real(window[1], "window's parameter")), None
+    raise TypeError(f"window must be a window name, a (name, parameter) tuple or FIR taps, got {window!r}")
+
+
+def resample_poly(
+    x: ArrayLike,
+    up: int,
+    down: int,
+    axis: int = -1,
+    window: Any = ("kaiser", 5.0),
+    padtype: str = "constant",
+    cval: float | None = None,
+) -> FloatArray:
+    """Polyphase resampling by ``up / down`` equal to ``scipy.signal.resample_poly`` (its filter,
+    output length ``ceil(n * up / down)`` and alignment: the first output sample is the first
+    input sample), with time on ``axis`` (-1 by default, where scipy's default is 0).
+
+    ``up`` and ``down`` are positive integers, reduced by their gcd (``up == down``: a copy). The
+    low-pass filter is ``firwin(20 * m + 1, 1 / m, window=window)`` times ``up`` for ``m = max(up,
+    down)``, designed natively for the windows "hann", "hamming", "blackman", "boxcar",
+    "bartlett", ("tukey", alpha) and ("kaiser", beta); ``window`` may also be the FIR taps (a list
+    or 1-D array, applied times ``up`` and centred on their middle tap). ``padtype`` says what lies
+    beyond the ends: "constant" (``cval``, default 0), "line" (the line through the first and last
+    samples), or each lane's "mean", "median", "minimum" or "maximum". Any shape, axis and strides;
+    computed in float64, returned in ``x``'s float dtype. Only the output samples are computed.
+
+    NaN and inf propagate as in scipy: an output is NaN where its filter's window (the zero taps
+    of scipy's alignment included) meets a NaN; with a background ``padtype`` (mean, median, ...)
+    a NaN makes its whole lane NaN, and with "line" a NaN first or last sample reaches the
+    outputs near both ends."""
+    arr = as_float_array(x, "x")
+    ax = _normalize_axis(axis, arr.ndim)
+    design, taps = _fir_design(window)
+    if not isinstance(padtype, str):
+        raise TypeError(f"padtype must be a string, got {padtype!r}")
+    cval_ = None if cval is None else _real(cval, "cval")
+    return _native.resample_poly(arr, _index(up, "up"), _index(down, "down"), ax, design, taps, padtype, cval_)
+
+
+def decimate(
+    x: ArrayLike, q: int, n: int | None = None, ftype: str = "fir", axis: int = -1, zero_phase: bool = True
+) -> FloatArray:
+    """Downsampling by ``q`` after a low-pass filter, equal to ``scipy.signal.decimate`` (time on
+    ``axis``, -1 by default as in scipy).
+
+    - ``ftype="fir"``: a Hamming ``firwin(n + 1, 1 / q)`` (``n`` 20 q by default; ``q >= 2``),
+      through :func:`resample_poly` (``zero_phase=True``) or upfirdn's causal alignment.
+    - ``ftype="iir"``: a Chebyshev I filter of order ``n`` (8 by default, ripple 0.05 dB, cutoff
+      0.8 / q of Nyquist), applied forwards and backwards (:func:`sosfiltfilt`; only
+      ``zero_phase=True``), then every ``q``-th sample (a strided view, as scipy returns). As
+      :func:`sosfiltfilt`, it refuses NaN and inf and signals no longer than its padding.
+
+    Computed in float64, returned in ``x``'s float dtype."""
+    arr = as_float_array(x, "x")
+    ax = _normalize_axis(axis, arr.ndim)
+    q_ = _index(q, "q")
+    if isinstance(ftype, str) and ftype == "fir":
+        if q_ < 2:
+            raise ValueError(f"q must be at least 2 with ftype='fir' (its low-pass cuts at 1/q of Nyquist), got {q_}")
+        order = 20 * q_ if n is None else _index(n, "n")
+        # The filter's taps, n + 1, are a count of the native core (at most 2**64 - 1).
+        if order + 1 > _MAX_COUNT:
+            name = "q" if n is None else "n"
+            raise ValueError(f"{name}={q_ if n is None else order} gives a filter of more than 2**64 - 1 taps")
+        context = f"q={q_} (a filter of 20 q + 1 taps)" if n is None else f"n={order} (q={q_})"
+        try:
+            taps = _native.firwin(order + 1, 1.0 / q_, "hamming")
+        except (ValueError, MemoryError) as exc:
+            raise type(exc)(f"{context}: {exc}") from None
+        try:
+            return _native.resample_poly(arr, 1, q_, ax, None, taps, "constant", None, bool(zero_phase))
+        except MemoryError as exc:
+            # The filter's alignment takes up to q zeros (named here by down).
+            raise MemoryError(f"q={q_}: {exc}") from None
+    if isinstance(ftype, str) and ftype == "iir":
+        if q_ < 1:
+            raise ValueError(f"q must be a positive integer, got {q_}")
+        if not zero_phase:
+            raise ValueError(
+                "zero_phase=False with ftype='iir' (a one-pass IIR filter) is not supported; use zero_phase=True"
+            )
+        order = 8 if n is None else _index(n, "n")
+        if not 1 <= order <= 24:
+            raise ValueError(f"n (the order of the IIR filter) must be between 1 and 24, got {order}")
+        sos = _signal.cheby1(order, 0.05, 0.8 / q_, output="sos")
+        try:
+            y = _native.sosfiltfilt(np.ascontiguousarray(sos, dtype=np.float64), arr, ax)
+        except ValueError as exc:
+            # The design's sections (degenerate for a huge q) or the signal's length.
+            raise ValueError(f"ftype='iir' with q={q_}, n={order}: {exc}") from None
+        return y[(slice(None),) * ax + (slice(None, None, q_),)]
+    raise ValueError(f"ftype must be 'fir' or 'iir', got {ftype!r}")
 
 
 def set_num_threads(n: int | None) -> None:
@@ -462,8 +570,8 @@ class RunningStats:
 
 __all__ += [
     "BIPOLAR_PAIRS", "CHAIN_NAMES", "MEL_RECIPE", "SCIPY_RECIPE", "ChainSpectrograms", "bipolar_montage",
-    "eeg_mel_recipe", "eeg_spectrograms", "get_window", "mel_filterbank", "melspectrogram", "model_inputs",
-    "power_to_db", "spectrogram", "stft",
+    "eeg_mel_recipe", "eeg_raw_inputs", "eeg_raw_recipe", "eeg_spectrograms", "get_window", "mel_filterbank",
+    "melspectrogram", "model_inputs", "power_to_db", "spectrogram", "stft",
 ]  # fmt: skip
 
 # The competition's channel order (hms.schema has the public constant; kept private here so that
@@ -822,6 +930,67 @@ def eeg_mel_recipe(*, channels: Sequence[str] | None = None, **options: Any) -> 
     names = _channel_names(channels, len(channels) if channels is not None else len(_EEG_CHANNELS))
     p, fs, kept, filters = _checked_recipe("mel", **options)
     return _native_mel_recipe(p, names, kept, filters, fs)
+
+
+def eeg_raw_recipe(
+    *,
+    channels: Sequence[str] | None = None,
+    n_samples: int | None = 10_000,
+    montage: str = "banana16",
+    bandpass: tuple[float, float] | None = (0.5, 20.0),
+    filter_order: int = 4,
+    notch: float | None = None,
+    notch_q: float = 30.0,
+    fs: float = 200.0,
+    rate: float = 40.0,
+    demean: bool = True,
+    normalize: str = "clip",
+    clip: float = 1024.0,
+    scale: float = 32.0,
+    eps: float = 1e-6,
+) -> Any:
+    """The raw-EEG input recipe for :func:`eeg_raw_inputs`, checked once (an opaque native object).
+
+    Per EEG window: the middle ``n_samples`` (None: all); the bipolar differences of ``montage``
+    ("banana16": ``BIPOLAR_PAIRS`` in chain order LL, LP, RL, RP, as :func:`bipolar_montage`;
+    "banana18": the same 16, then Fz-Cz and Cz-Pz), each difference's NaN replaced by the mean of
+    its finite values (zeros if all NaN), as the spectrogram recipes do; zero-phase Butterworth
+    band-pass (``bandpass=(low, high)`` Hz of ``filter_order``; None: none) and notch (``notch`` Hz,
+    quality ``notch_q``; None: none), as :func:`sosfiltfilt`; resampling from ``fs`` to ``rate``
+    (:func:`resample_poly` by the fraction ``rate / fs``, whose terms must be integers of at most
+    1000; ``rate == fs``: none; ``rate > fs`` upsamples); ``demean``: each link's mean subtracted;
+    ``normalize``: "clip" (``clip(x, -clip, clip) / scale``), "standardize" (``(x - mean) / (std +
+    eps)`` per link) or "none". Channels are in the competition's order unless ``channels`` names
+    them (as :func:`bipolar_montage`)."""
+    names = _channel_names(channels, len(channels) if channels is not None else len(_EEG_CHANNELS))
+    fs_ = _real(fs, "fs")
+    kept = None if n_samples is None else _index(n_samples, "n_samples")
+    filters = _filters(bandpass, notch, filter_order, notch_q, fs_)
+    for value, name in ((montage, "montage"), (normalize, "normalize")):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+    return _native.EegRawRecipe(
+        names,
+        kept,
+        filters,
+        fs_,
+        _real(rate, "rate"),
+        montage,
+        bool(demean),
+        normalize,
+        _real(clip, "clip"),
+        _real(scale, "scale"),
+        _real(eps, "eps"),
+    )
+
+
+def eeg_raw_inputs(eeg: ArrayLike, recipe: Any) -> NDArray[np.float32]:
+    """Model inputs ``(..., n_links, n_out)`` float32 of EEG windows ``(..., channels, samples)``
+    through ``recipe`` (:func:`eeg_raw_recipe`), in one native call per batch: computed in
+    float64, in parallel over windows and links."""
+    if not isinstance(recipe, _native.EegRawRecipe):
+        raise TypeError(f"recipe must be an eeg_raw_recipe(...), got {type(recipe).__name__}")
+    return _native.eeg_raw_inputs(as_float_array(eeg, "eeg"), recipe)
 
 
 def model_inputs(

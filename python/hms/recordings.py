@@ -18,12 +18,12 @@ zeros, with a warning) and a bipolar-only recording (labels such as ``FP1-F7``: 
 referential channels) are errors that name the file and the labels. EDF/BDF reading needs the
 ``[edf]`` extra (edfio). Physical units ``uV``/``µV``, ``mV``, ``V`` and ``nV`` are converted to
 microvolts. Every channel must share one sampling rate; other rates than 200 Hz are resampled
-(polyphase, ``scipy.signal.resample_poly``). A discontinuous EDF+D file is laid out on its true
-time axis: each data record at the onset its time-keeping annotation gives (rounded to the
-nearest sample), the time between records as NaN, i.e. a gap like the competition's NaN runs
-(the input recipes fill them, and window predictions report the share of each window that is a
-gap); overlapping records are an error. NaN samples (e.g. gaps in a parquet file) are kept, as
-for the competition's files.
+(polyphase, :func:`hms.dsp.resample_poly`, equal to ``scipy.signal.resample_poly``). A
+discontinuous EDF+D file is laid out on its true time axis: each data record at the onset its
+time-keeping annotation gives (rounded to the nearest sample), the time between records as NaN,
+i.e. a gap like the competition's NaN runs (the input recipes fill them, and window predictions
+report the share of each window that is a gap); overlapping records are an error. NaN samples
+(e.g. gaps in a parquet file) are kept, as for the competition's files.
 """
 
 from __future__ import annotations
@@ -134,20 +134,24 @@ def microvolt_factor(unit: str) -> float | None:
 
 
 def resample_to_rate(x: np.ndarray, rate: float, path: str | os.PathLike = "") -> np.ndarray:
-    """(channels, samples) at ``rate`` Hz -> the same at 200 Hz (polyphase, zero-phase FIR of
-    ``scipy.signal.resample_poly``); NaN stays NaN around its position."""
+    """(channels, samples) at ``rate`` Hz -> the same at 200 Hz (polyphase, the zero-phase FIR of
+    ``scipy.signal.resample_poly``, natively: :func:`hms.dsp.resample_poly`); NaN stays NaN
+    around its position."""
     if not math.isfinite(rate) or rate <= 0:
         raise RecordingError(f"{path}: sampling rate must be positive, got {rate}")
     ratio = Fraction(SAMPLE_RATE) / Fraction(rate).limit_denominator(10_000)
     if ratio == 1:
         return x.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
+    from hms import dsp
 
     nan = np.isnan(x)
+    # Gaps are filled with zeros first: a NaN would spread over the filter's length (its
+    # window's outputs), and is put back below at the outputs nearest to it instead.
     filled = np.where(nan, 0.0, x)
-    out = resample_poly(filled, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    out = dsp.resample_poly(filled, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
     if nan.any():  # a resampled gap stays a gap (at the nearest output samples)
-        positions = np.minimum((np.arange(out.shape[-1]) / ratio).astype(np.int64), x.shape[-1] - 1)
+        # floor(i / ratio), exactly: in integers.
+        positions = np.minimum(np.arange(out.shape[-1]) * ratio.denominator // ratio.numerator, x.shape[-1] - 1)
         out[nan[:, positions]] = np.nan
     return out
 

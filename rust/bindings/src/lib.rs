@@ -24,11 +24,11 @@ mod _native {
     #[pymodule_export]
     use crate::buffers::_output_pool_stats;
     #[pymodule_export]
-    use crate::filters::{sos_padlen, sosfilt_zi, sosfiltfilt};
+    use crate::filters::{firwin, resample_poly, sos_padlen, sosfilt_zi, sosfiltfilt};
     #[pymodule_export]
     use crate::inputs::model_inputs;
     #[pymodule_export]
-    use crate::montage::{bipolar_montage, eeg_mel_spectrograms, eeg_scipy_spectrograms, PyEegMelRecipe};
+    use crate::montage::{bipolar_montage, eeg_mel_spectrograms, eeg_raw_inputs, eeg_scipy_spectrograms, PyEegMelRecipe, PyEegRawRecipe};
     #[pymodule_export]
     use crate::runtime::{_panic_for_tests, _panic_in_plan_for_tests, get_num_threads, max_num_threads, set_num_threads};
     #[pymodule_export]
@@ -44,6 +44,7 @@ mod _native {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("EEG_CHANNELS", hms_core::montage::EEG_CHANNELS.to_vec())?;
         m.add("CHAINS", hms_core::montage::CHAINS.to_vec())?;
-        m.add("BIPOLAR", hms_core::montage::BIPOLAR.to_vec())
+        m.add("BIPOLAR", hms_core::montage::BIPOLAR.to_vec())?;
+        m.add("CENTRAL", hms_core::montage::CENTRAL.to_vec())
     }
 }

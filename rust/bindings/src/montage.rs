@@ -1,6 +1,6 @@
 //! The bipolar montage and the EEG spectrogram recipes.
 
-use crate::arrays::{new_array, Float, FloatKernel};
+use crate::arrays::{filled_from, new_array, with_float_array, Float, FloatKernel, WithFloatArray};
 use crate::buffers::Init;
 use crate::errors::Result;
 use crate::filters::sos_arg;
@@ -9,9 +9,10 @@ use crate::spectral::{window_arg, PySpectrogram};
 use hms_core::filterbank::MelFilterbank;
 use hms_core::mel::{MelSpectrogram, PowerToDb};
 use hms_core::montage::{self, MelRecipe, Preprocessing, ScipyRecipe};
+use hms_core::raw::{Normalize, RawRecipe};
 use hms_core::spectral::{Framing, PadMode};
 use ndarray::ArrayViewD;
-use numpy::PyReadonlyArrayDyn;
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use std::sync::Arc;
 
@@ -138,4 +139,60 @@ pub fn eeg_scipy_spectrograms<'py>(
     let n_freq = guarded(|| Ok(fmax.map(|fmax| spec.plan.bins_up_to(spec.fs, fmax)).transpose()?))?;
     let kernel = ScipyImages { pairs, recipe: ScipyRecipe { pre, spec: spec.plan.clone(), amin, n_freq } };
     new_array(eeg, "eeg", Init::Zeroed, |s| montage::scipy_shape(s, &kernel.recipe), &kernel)
+}
+
+/// The raw-EEG input recipe, checked once, for `eeg_raw_inputs`.
+#[pyclass(module = "hms._native", name = "EegRawRecipe", frozen)]
+pub struct PyEegRawRecipe {
+    pub recipe: RawRecipe,
+}
+
+#[pymethods]
+impl PyEegRawRecipe {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        channels: Vec<String>,
+        n_samples: Option<usize>,
+        filters: Vec<PyReadonlyArrayDyn<'_, f64>>,
+        fs: f64,
+        rate: f64,
+        montage: &str,
+        demean: bool,
+        normalize: &str,
+        clip: f64,
+        scale: f64,
+        eps: f64,
+    ) -> Result<Self> {
+        let pairs = guarded(|| Ok(montage::montage_pairs(&channels, montage)?))?;
+        let pre = preprocessing(n_samples, filters)?;
+        let normalize = Normalize::new(normalize, clip, scale, eps)?;
+        let recipe = guarded(|| Ok(RawRecipe::new(pairs, channels.len(), pre, fs, rate, demean, normalize)?))?;
+        Ok(PyEegRawRecipe { recipe })
+    }
+
+    /// (up, down): the resampling fraction rate / fs, (1, 1) when rate == fs.
+    #[getter]
+    fn ratio(&self) -> (usize, usize) {
+        self.recipe.ratio()
+    }
+
+    #[getter]
+    fn n_links(&self) -> usize {
+        self.recipe.n_links()
+    }
+}
+
+/// float32 inputs whatever the EEG's float type.
+impl<'py> WithFloatArray<'py> for &PyEegRawRecipe {
+    type Output = Bound<'py, PyAny>;
+    fn apply<T: Float>(self, x: &Bound<'py, PyArrayDyn<T>>) -> Result<Self::Output> {
+        filled_from(x, "eeg", Init::Written, |s| self.recipe.shape(s), |x, out: &mut [f32]| self.recipe.inputs_into(x, out))
+    }
+}
+
+/// The raw recipe's inputs: (..., links, n_out) float32.
+#[pyfunction]
+pub fn eeg_raw_inputs<'py>(eeg: &Bound<'py, PyAny>, recipe: PyRef<'py, PyEegRawRecipe>) -> Result<Bound<'py, PyAny>> {
+    with_float_array(eeg, "eeg", &*recipe)
 }

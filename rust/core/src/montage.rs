@@ -44,12 +44,29 @@ pub const BIPOLAR: [(&str, &str); 16] = [
     ("P4", "O2"),
 ];
 
+/// The central chain Fz-Cz, Cz-Pz: with `BIPOLAR`, the 18 links of the "banana18" montage.
+pub const CENTRAL: [(&str, &str); 2] = [("Fz", "Cz"), ("Cz", "Pz")];
+
 /// 10-10 names of the renamed temporal electrodes, accepted for their 10-20 names.
 const ALIASES: [(&str, &str); 4] = [("T3", "T7"), ("T4", "T8"), ("T5", "P7"), ("T6", "P8")];
 
 /// Indices of each difference's two channels among `channels` (case-insensitive; T7/T8/P7/P8
 /// stand for T3/T4/T5/T6).
 pub fn bipolar_pairs<S: AsRef<str>>(channels: &[S]) -> Result<Vec<(usize, usize)>> {
+    pairs_of(channels, &BIPOLAR)
+}
+
+/// The links of a montage by name: "banana16" (`BIPOLAR`) or "banana18" (`BIPOLAR`, then
+/// `CENTRAL`), as [`bipolar_pairs`].
+pub fn montage_pairs<S: AsRef<str>>(channels: &[S], montage: &str) -> Result<Vec<(usize, usize)>> {
+    match montage {
+        "banana16" => pairs_of(channels, &BIPOLAR),
+        "banana18" => pairs_of(channels, &[&BIPOLAR[..], &CENTRAL[..]].concat()),
+        _ => Err(CoreError::new(format!("montage must be 'banana16' or 'banana18', got {montage:?}"))),
+    }
+}
+
+fn pairs_of<S: AsRef<str>>(channels: &[S], links: &[(&str, &str)]) -> Result<Vec<(usize, usize)>> {
     let find = |name: &str| -> Result<usize> {
         let alias = ALIASES.iter().find(|(a, _)| *a == name).map(|(_, b)| *b);
         let matches: Vec<usize> = channels
@@ -67,7 +84,7 @@ pub fn bipolar_pairs<S: AsRef<str>>(channels: &[S]) -> Result<Vec<(usize, usize)
             _ => Err(CoreError::new(format!("channels names {name} more than once"))),
         }
     };
-    BIPOLAR.iter().map(|(a, b)| Ok((find(a)?, find(b)?))).collect()
+    links.iter().map(|(a, b)| Ok((find(a)?, find(b)?))).collect()
 }
 
 /// Shape of the montage of an array of `shape` (..., channels, n): (..., pairs, n).
@@ -105,7 +122,7 @@ pub fn bipolar_montage<T: Real + Default>(eeg: ArrayViewD<T>, pairs: &[(usize, u
 }
 
 /// The (channels, samples) matrices of an array of shape (..., channels, samples).
-fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Result<Vec<ArrayViewD<'a, T>>> {
+pub(crate) fn leading<'a, T>(x: &ArrayViewD<'a, T>) -> Result<Vec<ArrayViewD<'a, T>>> {
     let what = "the recordings of eeg";
     let count = alloc::checked_len::<ArrayViewD<'a, T>>(&x.shape()[..x.ndim().saturating_sub(2)], what)?;
     let mut views = alloc::with_capacity(count, what)?;
@@ -306,7 +323,7 @@ where
 }
 
 /// The samples axis of an EEG shape (..., channels, samples).
-fn n_samples(shape: &[usize]) -> Result<usize> {
+pub(crate) fn n_samples(shape: &[usize]) -> Result<usize> {
     ensure!(shape.len() >= 2, "eeg must have shape (..., channels, samples), got {} dimension(s)", shape.len());
     Ok(shape[shape.len() - 1])
 }

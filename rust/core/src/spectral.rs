@@ -36,12 +36,15 @@ pub enum Window {
     Bartlett,
     /// Tukey (tapered cosine) with the fraction `alpha` of the window inside the taper.
     Tukey(f64),
+    /// Kaiser with shape parameter `beta`.
+    Kaiser(f64),
     /// Explicit values; their count must equal the requested length.
     Values(Vec<f64>),
 }
 
 impl Window {
-    /// The window named as in scipy.signal.get_window (`param` is Tukey's alpha, default 0.5).
+    /// The window named as in scipy.signal.get_window (`param` is Tukey's alpha, default 0.5, or
+    /// Kaiser's beta, which has no default).
     pub fn from_name(name: &str, param: Option<f64>) -> Result<Window> {
         let lower = name.to_ascii_lowercase();
         let window = match lower.as_str() {
@@ -49,6 +52,16 @@ impl Window {
                 let alpha = param.unwrap_or(0.5);
                 ensure!(alpha.is_finite(), "window: the Tukey parameter alpha must be finite, got {alpha}");
                 return Ok(Window::Tukey(alpha));
+            }
+            "kaiser" | "ksr" => {
+                let beta =
+                    param.ok_or_else(|| CoreError::new("window: the Kaiser window needs its parameter beta, e.g. (\"kaiser\", 5.0)"))?;
+                // I0(beta) overflows float64 beyond |beta| ~ 713: the window would be inf / inf.
+                ensure!(
+                    beta.is_finite() && beta.abs() <= MAX_KAISER_BETA,
+                    "window: the Kaiser parameter beta must be finite and at most {MAX_KAISER_BETA} in magnitude, got {beta}"
+                );
+                return Ok(Window::Kaiser(beta));
             }
             "hann" | "han" => Window::Hann,
             "hamming" | "hamm" | "ham" => Window::Hamming,
@@ -87,7 +100,25 @@ impl Window {
         Ok(w)
     }
 
-    /// Appends the symmetric window of `m` points to `out` (room for them is reserved).
+    /// The symmetric window of `m` points, as scipy.signal.get_window(window, m, fftbins=False)
+    /// (the windows of FIR designs); `name` is the argument `m` comes from.
+    pub fn symmetric_named(&self, m: usize, name: &str) -> Result<Vec<f64>> {
+        ensure!(m >= 1, "{name} must be at least 1 (the window's length), got {m}");
+        let what = format!("a window of {name}={m} values");
+        if let Window::Values(values) = self {
+            ensure!(values.len() == m, "window must have {m} values (its length), got {}", values.len());
+            ensure!(values.iter().all(|v| v.is_finite()), "window contains NaN or inf");
+            return alloc::collect(m, values.iter().copied(), &what);
+        }
+        if m == 1 {
+            return Ok(vec![1.0]);
+        }
+        let mut w = alloc::with_capacity(m, &what)?;
+        self.symmetric(m, &mut w);
+        Ok(w)
+    }
+
+    /// Appends the symmetric window of `m >= 2` points to `out` (room for them is reserved).
     fn symmetric(&self, m: usize, out: &mut Vec<f64>) {
         match *self {
             Window::Hann => general_cosine(m, &[0.5, 0.5], out),
@@ -106,9 +137,35 @@ impl Window {
                 }))
             }
             Window::Tukey(alpha) => tukey(m, alpha, out),
+            Window::Kaiser(beta) => {
+                // scipy.signal.windows.kaiser: I0(beta sqrt(1 - ((n - a) / a)^2)) / I0(beta).
+                let a = (m - 1) as f64 / 2.0;
+                let norm = bessel_i0(beta);
+                out.extend((0..m).map(|i| {
+                    let r = (i as f64 - a) / a;
+                    bessel_i0(beta * (1.0 - r * r).sqrt()) / norm
+                }))
+            }
             Window::Values(_) => unreachable!("explicit values have no symmetric form"),
         }
     }
+}
+
+/// The largest Kaiser `beta` whose I0 stays well inside float64's range.
+pub const MAX_KAISER_BETA: f64 = 700.0;
+
+/// The modified Bessel function of the first kind of order 0, from its power series
+/// `sum_k ((x / 2)^k / k!)^2`: every term is positive, so the sum keeps float64's relative
+/// precision (a few ulps for |x| <= 50, 1e-14 near 700).
+pub fn bessel_i0(x: f64) -> f64 {
+    let q = x * x / 4.0;
+    let (mut term, mut sum, mut k) = (1.0f64, 1.0f64, 0.0f64);
+    while term > sum * f64::EPSILON / 4.0 {
+        k += 1.0;
+        term *= q / (k * k);
+        sum += term;
+    }
+    sum
 }
 
 /// scipy.signal.windows.general_cosine: `sum_k a_k cos(k x)` for x = linspace(-pi, pi, m).
