@@ -56,14 +56,14 @@ def test_help_shows_types_choices_and_defaults(capsys):
         _parse(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--data-dir TEXT" in text and "--epochs INT" in text and "--lr FLOAT" in text
-    assert "--input {kaggle,eeg,both}" in text and "[default: eeg]" in text
+    assert "--input {kaggle,eeg,both,raw}" in text and "[default: eeg]" in text
     assert "--bandpass FLOAT,..." in text and "--tta [BOOL]" in text
 
 
 def test_a_choice_outside_the_list_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
-        _parse(["--input", "raw"])
-    assert exc.value.code == 2 and "invalid choice: 'raw'" in capsys.readouterr().err
+        _parse(["--input", "wave"])
+    assert exc.value.code == 2 and "invalid choice: 'wave'" in capsys.readouterr().err
 
 
 def test_flags_take_no_value():

@@ -297,13 +297,19 @@ def validate(cfg: Config) -> None:
 _SPECTROGRAM_ONLY = ("bandpass", "wavelet", "eeg_clip")
 
 
-def _validate_raw_input(cfg: Config) -> None:
-    """The raw recipe's options, and models that fit the input (raw-EEG models take input=raw only)."""
-    from hms.raw_models import is_raw_model  # torch: imported only when a config is checked
+def check_model_takes_input(cfg: Config) -> None:
+    """Raw-EEG models take input=raw only, timm models the spectrogram inputs. Checked by
+    :func:`build` and the model factory, not by every Config: an input pipeline's Config carries
+    the input options only (its model field is the default)."""
+    from hms.raw_models import is_raw_model  # torch: imported only when a model is checked
 
     if is_raw_model(cfg.model) != (cfg.input == "raw"):
         want = "a raw-EEG model (efficientnet1d, wavenet, raw2d-<timm name>)" if cfg.input == "raw" else "a timm model"
         raise ConfigError(f"model {cfg.model!r} does not take input={cfg.input!r}; it needs {want}")
+
+
+def _validate_raw_input(cfg: Config) -> None:
+    """The raw recipe's options."""
     if cfg.input != "raw":
         return
     given = [name for name in _SPECTROGRAM_ONLY if getattr(cfg, name) is not None]
@@ -444,7 +450,9 @@ def build(overrides: dict[str, Any] | None = None, config_file: str | Path | Non
     values: dict[str, Any] = dict(PRESETS.get(preset, {})) if isinstance(preset, str) else {}
     values.update(from_file)
     values.update(overrides)
-    return Config(**values)
+    cfg = Config(**values)
+    check_model_takes_input(cfg)
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hms import CLASSES
+from hms.config import check_model_takes_input
 from hms.raw_models import RAW_MODELS, RawAsImage, image_backbone, is_raw_model
 
 
@@ -97,8 +98,9 @@ def _zero_classifier(model: nn.Module) -> None:
 
 
 def create_model_from_config(cfg, in_chans: int) -> nn.Module:
-    """:func:`create_model` with the model section of a :class:`hms.config.Config` (whose
-    validation has matched the model to the input: raw-EEG models take input=raw)."""
+    """:func:`create_model` with the model section of a :class:`hms.config.Config`, its model
+    checked against its input (raw-EEG models take input=raw)."""
+    check_model_takes_input(cfg)
     return create_model(
         cfg.model,
         in_chans,
