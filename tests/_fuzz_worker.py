@@ -894,16 +894,28 @@ def melspectrogram_any(
     fmax_frac=st.floats(0.05, 1.0),
     power=st.sampled_from([1.0, 2.0, 1.5]),
     dtype=st.sampled_from([np.float32, np.float64]),
+    transpose=st.booleans(),
     seed=st.integers(0, 2**31),
 )
 def melspectrogram_parity(
-    n: int, n_fft: int, hop: int, win_frac: float, n_mels: int, fmax_frac: float, power: float, dtype: Any, seed: int
+    n: int,
+    n_fft: int,
+    hop: int,
+    win_frac: float,
+    n_mels: int,
+    fmax_frac: float,
+    power: float,
+    dtype: Any,
+    transpose: bool,
+    seed: int,
 ) -> None:
     x = valid_signal((2, n), dtype, seed)
+    if transpose:  # the same values through a non-contiguous view
+        x = np.asfortranarray(x)
     kw = dict(sr=200.0, n_fft=n_fft, hop_length=hop, win_length=max(1, int(n_fft * win_frac)), n_mels=n_mels)
     kw.update(fmin=0.0, fmax=100.0 * fmax_frac, power=power)
     got = dsp.melspectrogram(x, **kw)
-    expected = librosa.feature.melspectrogram(y=x, **kw)
+    expected = librosa.feature.melspectrogram(y=np.ascontiguousarray(x), **kw)
     assert got.dtype == dtype
     assert_close(got, expected, 1e-4 if dtype == np.float32 else 1e-7)
 

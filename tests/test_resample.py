@@ -103,24 +103,13 @@ def test_integers_are_converted_and_equal_ratios_copy():
     np.testing.assert_array_equal(same, z)
 
 
-@pytest.mark.parametrize(
-    "window",
-    [
-        "hann",
-        "hamming",
-        "blackman",
-        "boxcar",
-        "bartlett",
-        ("tukey", 0.3),
-        ("kaiser", 8.6),
-        ("hamming",),
-        ("KAISER", 2.0),
-        [0.25, 0.5, 0.25],
-        np.hanning(21),
-        np.ones(4),
-        [1.0],
-    ],
-)
+#: scipy's windows without parameters; with them, in any case, and as values (taps).
+PARAMETERLESS_WINDOWS = ("hann", "hamming", "blackman", "boxcar", "bartlett")
+WINDOWS_WITH_PARAMETERS = [("tukey", 0.3), ("kaiser", 8.6), ("hamming",), ("KAISER", 2.0)]
+WINDOW_VALUES = [[0.25, 0.5, 0.25], np.hanning(21), np.ones(4), [1.0]]
+
+
+@pytest.mark.parametrize("window", [*PARAMETERLESS_WINDOWS, *WINDOWS_WITH_PARAMETERS, *WINDOW_VALUES])
 def test_windows_and_taps_equal_scipy(window):
     x = signal((2, 1500), seed=7)
     # Names in any case (scipy takes lower case).

@@ -295,6 +295,8 @@ def test_bad_input_raises_naming_the_argument(func, args, kwargs, error, match):
 
 
 # --- fuzzing -------------------------------------------------------------------------------------
+# spectrogram and melspectrogram against scipy/librosa on random arguments: the fuzz suite
+# (tests/_fuzz_worker.py, run by test_fuzz_dsp.py).
 
 
 @settings(max_examples=40, deadline=None)
@@ -328,78 +330,6 @@ def test_stft_fuzz(batch, n, n_fft, hop, win_frac, center, pad_mode, dtype, step
     got = dsp.stft(x, **kw)
     assert got.dtype == expected.dtype
     assert_close(got, expected, 1e-5)
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    n=st.integers(200, 3000),
-    n_fft=st.integers(16, 1024),
-    hop=st.integers(1, 100),
-    win_frac=st.floats(0.05, 1.0),
-    n_mels=st.integers(1, 64),
-    fmax_frac=st.floats(0.05, 1.0),
-    power=st.sampled_from([1.0, 2.0, 1.5]),
-    dtype=st.sampled_from([np.float32, np.float64]),
-    transpose=st.booleans(),
-    seed=st.integers(0, 2**31),
-)
-def test_melspectrogram_fuzz(n, n_fft, hop, win_frac, n_mels, fmax_frac, power, dtype, transpose, seed):
-    x = signal((2, n), dtype, seed)
-    if transpose:  # the same values through a non-contiguous view
-        x = np.asfortranarray(x)
-    kw = dict(
-        sr=200.0,
-        n_fft=n_fft,
-        hop_length=hop,
-        win_length=max(1, int(n_fft * win_frac)),
-        n_mels=n_mels,
-        fmin=0.0,
-        fmax=100.0 * fmax_frac,
-        power=power,
-    )
-    got = dsp.melspectrogram(x, **kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = librosa.feature.melspectrogram(y=np.ascontiguousarray(x), **kw)
-    assert got.dtype == dtype
-    assert_close(got, expected, 1e-4 if dtype == np.float32 else 1e-7)
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    n=st.integers(1, 1500),
-    nperseg=st.integers(1, 400),
-    overlap_frac=st.floats(0.0, 0.95),
-    extra=st.integers(0, 100),
-    detrend=st.sampled_from(["constant", "linear", False]),
-    scaling=st.sampled_from(["density", "spectrum"]),
-    window=st.sampled_from([("tukey", 0.25), "hann", "boxcar"]),
-    dtype=st.sampled_from([np.float32, np.float64, np.int32]),
-    seed=st.integers(0, 2**31),
-)
-def test_spectrogram_fuzz(n, nperseg, overlap_frac, extra, detrend, scaling, window, dtype, seed):
-    x = signal((2, n), dtype, seed)
-    kw = dict(
-        fs=200.0,
-        window=window,
-        nperseg=nperseg,
-        noverlap=int(nperseg * overlap_frac),
-        nfft=nperseg + extra,
-        detrend=detrend,
-        scaling=scaling,
-    )
-    if n < nperseg:
-        with pytest.raises(ValueError, match="nperseg"):
-            dsp.spectrogram(x, **kw)
-        return
-    f, t, s = dsp.spectrogram(x, **kw)
-    f2, t2, s2 = ss.spectrogram(x, **kw)
-    np.testing.assert_allclose(t, t2)
-    assert s.dtype == s2.dtype
-    # Segments whose power is only rounding residue (e.g. one sample, detrended) compare
-    # against a floor set by the signal's power.
-    floor = 1e-9 * float(np.max(x.astype(np.float64) ** 2))
-    assert_close(s, s2, 1e-5 if s.dtype == np.float32 else 1e-9, floor)
 
 
 def test_power_to_db_amin_below_the_dtypes_range():

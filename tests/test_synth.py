@@ -387,40 +387,37 @@ SHARP_KURTOSIS = 1.0
 RHYTHMIC_KURTOSIS = 0.0
 
 
+#: pattern -> (sharp discharges repeating (periodic) or rhythmic waves, the range of their rate
+#: in Hz: the autocorrelation's period for periodic patterns, the spectral peak for rhythmic ones).
+PATTERN_SHAPES = {
+    "lpd": ("periodic", (0.4, 2.0)),
+    "gpd": ("periodic", (0.6, 2.6)),
+    "lrda": ("rhythmic", (0.9, 2.8)),
+    "grda": ("rhythmic", (1.0, 3.3)),
+}
+
+
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("side", [0, 1])
-def test_lpd_is_periodic_sharp_and_lateralized(seed, side):
-    scalp = pattern_only("lpd", seed, side=side)
+@pytest.mark.parametrize(
+    "pattern, side", [("lpd", 0), ("lpd", 1), ("gpd", None), ("lrda", 0), ("lrda", 1), ("grda", None)]
+)
+def test_periodic_and_rhythmic_patterns_have_their_shape_rate_and_field(pattern, side, seed):
+    """LPD/LRDA over one hemisphere (side 0: left), GPD/GRDA generalized; periodic patterns are
+    trains of sharp discharges, rhythmic ones near-sinusoidal delta."""
+    scalp = pattern_only(pattern, seed) if side is None else pattern_only(pattern, seed, side=side)
     ratio = lateral_ratio(scalp)
-    assert (ratio > 5) if side == 0 else (ratio < 1 / 5)
-    assert kurtosis(strongest(scalp)) > SHARP_KURTOSIS  # sharp discharges, not a sinusoid
-    assert 0.4 <= repetition_rate(strongest(scalp)) <= 2.0
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_gpd_is_periodic_sharp_and_generalized(seed):
-    scalp = pattern_only("gpd", seed)
-    assert 1 / 2.5 < lateral_ratio(scalp) < 2.5
-    assert kurtosis(strongest(scalp)) > SHARP_KURTOSIS
-    assert 0.6 <= repetition_rate(strongest(scalp)) <= 2.6
-
-
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("side", [0, 1])
-def test_lrda_is_rhythmic_delta_over_one_hemisphere(seed, side):
-    scalp = pattern_only("lrda", seed, side=side)
-    ratio = lateral_ratio(scalp)
-    assert (ratio > 5) if side == 0 else (ratio < 1 / 5)
-    assert kurtosis(strongest(scalp)) < RHYTHMIC_KURTOSIS
-    assert 0.9 <= dominant_frequency(strongest(scalp)) <= 2.8
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_grda_is_generalized_rhythmic_delta(seed):
-    scalp = pattern_only("grda", seed)
-    assert 1 / 2.5 < lateral_ratio(scalp) < 2.5
-    assert kurtosis(strongest(scalp)) < RHYTHMIC_KURTOSIS
-    assert 1.0 <= dominant_frequency(strongest(scalp)) <= 3.3
+    if side is None:
+        assert 1 / 2.5 < ratio < 2.5
+    else:
+        assert (ratio > 5) if side == 0 else (ratio < 1 / 5)
+    shape, (lo, hi) = PATTERN_SHAPES[pattern]
+    channel = strongest(scalp)
+    if shape == "periodic":
+        assert kurtosis(channel) > SHARP_KURTOSIS  # sharp discharges, not a sinusoid
+        assert lo <= repetition_rate(channel) <= hi
+    else:
+        assert kurtosis(channel) < RHYTHMIC_KURTOSIS
+        assert lo <= dominant_frequency(channel) <= hi
 
 
 def test_seizures_evolve_in_frequency_and_amplitude():

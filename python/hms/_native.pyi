@@ -177,11 +177,11 @@ class EegRawRecipe:
     def __new__(
         cls,
         channels: list[str],
+        montage: str,
         n_samples: int | None,
         filters: list[NDArray[np.float64]],
         fs: float,
         rate: float,
-        montage: str,
         demean: bool,
         normalize: str,
         clip: float,

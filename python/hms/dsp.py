@@ -100,14 +100,19 @@ def _real(value: Any, name: str) -> float:
 _MAX_COUNT = 2**64 - 1
 
 
+def _integer(value: Any, name: str, expected: str = "an integer") -> int:
+    """``value`` as an int (bool refused: ``True`` as an argument is a mistake, not 1)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+
+
 def _index(value: Any, name: str) -> int:
     """``value`` as a count: a non-negative int (what the native core's unsigned arguments hold)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    v = _integer(value, name)
     if v < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {v}")
     if v > _MAX_COUNT:
@@ -455,14 +460,7 @@ class RunningStats:
     """
 
     def __init__(self, axis: int | None = None, ddof: int = 0) -> None:
-        if axis is not None:
-            if isinstance(axis, bool):
-                raise TypeError(f"axis must be an integer or None, got {axis!r}")
-            try:
-                axis = operator.index(axis)
-            except TypeError:
-                raise TypeError(f"axis must be an integer or None, got {axis!r}") from None
-        self.axis = axis
+        self.axis = None if axis is None else _integer(axis, "axis", "an integer or None")
         self.ddof = ddof
         self._core = _native.RunningStatsCore(axis is not None)
 
@@ -971,11 +969,11 @@ def eeg_raw_recipe(
             raise TypeError(f"{name} must be a string, got {value!r}")
     return _native.EegRawRecipe(
         names,
+        montage,
         kept,
         filters,
         fs_,
         _real(rate, "rate"),
-        montage,
         bool(demean),
         normalize,
         _real(clip, "clip"),

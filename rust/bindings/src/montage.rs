@@ -153,11 +153,11 @@ impl PyEegRawRecipe {
     #[allow(clippy::too_many_arguments)]
     fn new(
         channels: Vec<String>,
+        montage: &str,
         n_samples: Option<usize>,
         filters: Vec<PyReadonlyArrayDyn<'_, f64>>,
         fs: f64,
         rate: f64,
-        montage: &str,
         demean: bool,
         normalize: &str,
         clip: f64,

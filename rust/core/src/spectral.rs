@@ -82,6 +82,18 @@ impl Window {
 
     /// [`Window::periodic`] for a length given as the argument `name` (named in errors).
     pub fn periodic_named(&self, n: usize, name: &str) -> Result<Vec<f64>> {
+        self.named(n, name, true)
+    }
+
+    /// The symmetric window of `m` points, as scipy.signal.get_window(window, m, fftbins=False)
+    /// (the windows of FIR designs); `name` is the argument `m` comes from.
+    pub fn symmetric_named(&self, m: usize, name: &str) -> Result<Vec<f64>> {
+        self.named(m, name, false)
+    }
+
+    /// `n` points of the window: periodic (the symmetric window of n + 1 points without its last
+    /// point) or symmetric; given values are checked and copied.
+    fn named(&self, n: usize, name: &str, periodic: bool) -> Result<Vec<f64>> {
         ensure!(n >= 1, "{name} must be at least 1 (the window's length), got {n}");
         let what = format!("a window of {name}={n} values");
         if let Window::Values(values) = self {
@@ -92,29 +104,10 @@ impl Window {
         if n == 1 {
             return Ok(vec![1.0]);
         }
-        // The symmetric window of n + 1 points, without its last point.
-        let m = n.checked_add(1).ok_or_else(|| CoreError::alloc(&what, None))?;
+        let m = if periodic { n.checked_add(1).ok_or_else(|| CoreError::alloc(&what, None))? } else { n };
         let mut w = alloc::with_capacity(m, &what)?;
         self.symmetric(m, &mut w);
         w.truncate(n);
-        Ok(w)
-    }
-
-    /// The symmetric window of `m` points, as scipy.signal.get_window(window, m, fftbins=False)
-    /// (the windows of FIR designs); `name` is the argument `m` comes from.
-    pub fn symmetric_named(&self, m: usize, name: &str) -> Result<Vec<f64>> {
-        ensure!(m >= 1, "{name} must be at least 1 (the window's length), got {m}");
-        let what = format!("a window of {name}={m} values");
-        if let Window::Values(values) = self {
-            ensure!(values.len() == m, "window must have {m} values (its length), got {}", values.len());
-            ensure!(values.iter().all(|v| v.is_finite()), "window contains NaN or inf");
-            return alloc::collect(m, values.iter().copied(), &what);
-        }
-        if m == 1 {
-            return Ok(vec![1.0]);
-        }
-        let mut w = alloc::with_capacity(m, &what)?;
-        self.symmetric(m, &mut w);
         Ok(w)
     }
 
