@@ -7,10 +7,11 @@ Bayes floor, a raw + spectrogram ensemble, and a learning curve.
 The synthetic generator knows each EEG's true pattern, so the Bayes floor (the KL of predicting
 each row's expected vote fractions) says how much of the remaining error is learnable. Every
 family trains with ``hms train`` on the same patient-grouped folds (same seed), so the rows of
-the table are comparable: CV on all rows and on the rows with >= 10 votes. The ensemble is the
-unweighted mean of the raw-EEG and spectrogram runs' out-of-fold predictions (``hms ensemble``'s
-"mean" combiner). The learning curve repeats the chosen families on smaller sets generated the
-same way (CV on each set's own folds, next to its own floor).
+the table are comparable: CV on all rows and on the rows with >= 10 votes. The ensembles combine
+the best raw-EEG run's and the spectrogram run's out-of-fold predictions: their unweighted mean,
+and their weighted mean with weights fitted on the other folds (``hms ensemble``'s "mean" and
+"weights" combiners, scored as it scores them). The learning curve repeats the chosen families on
+smaller sets generated the same way (CV on each set's own folds, next to its own floor).
 
 Writes ``<out>/quality.json``, ``<out>/quality.md`` (the table) and ``<out>/learning_curve.png``.
 Synthetic sets, runs and caches go under ``<out>`` (default ``benches/results/quality``, not in
@@ -25,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from hms import ensemble, synth, train
 from hms.rundir import CV_FILE
@@ -84,11 +83,21 @@ def run_scores(run_dir: Path) -> dict[str, dict[str, float]]:
     return {name: value for name, value in overall.items() if isinstance(value, dict)}
 
 
-def mean_ensemble(runs: list[Path], min_votes: int) -> dict[str, float]:
+def ensembles(runs: list[Path], min_votes: int) -> dict[str, dict[str, float]]:
+    """The runs' OOF predictions combined: their unweighted mean, and weights optimized on the
+    other folds' OOF rows (cross-fitted, as ``hms ensemble`` scores its "weights" combiner)."""
     oof = ensemble.load_oof_set(runs)
-    weights = np.full(len(runs), 1 / len(runs))
-    row = ensemble.score_row("mean", ensemble.weighted_mean(oof.probs, weights), oof, min_votes)
-    return {"kl_all": row["kl_all"], "kl_high_votes": row[f"kl_votes_ge_{min_votes}"]}
+    predictions = {
+        "mean": oof.probs.mean(0),
+        "weights": ensemble.cross_fit(
+            oof, lambda p, t, _: ensemble.optimize_weights(p, t), lambda w, p: ensemble.weighted_mean(p, w)
+        ),
+    }
+    scores = {}
+    for combiner, prediction in predictions.items():
+        row = ensemble.score_row(combiner, prediction, oof, min_votes)
+        scores[combiner] = {"kl_all": row["kl_all"], "kl_high_votes": row[f"kl_votes_ge_{min_votes}"]}
+    return scores
 
 
 def measure(n_eegs: int, families: list[str], args: argparse.Namespace, common: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +112,17 @@ def measure(n_eegs: int, families: list[str], args: argparse.Namespace, common: 
     raw = [f for f in families if FAMILIES[f]["input"] == "raw"]
     if "cnn" in runs and raw:
         best_raw = min(raw, key=lambda f: results["models"][f]["kl_all"])
-        results["models"][f"{best_raw}+cnn"] = mean_ensemble([runs[best_raw], runs["cnn"]], common["stage2_min_votes"])
+        combined = ensembles([runs[best_raw], runs["cnn"]], common["stage2_min_votes"])
+        for combiner, scores in combined.items():
+            results["models"][f"{best_raw}+cnn {combiner}"] = scores
     return results
+
+
+def ensemble_label(name: str) -> str:
+    """ "efficientnet1d+cnn weights" -> a table label naming the members and the combiner."""
+    members, combiner = name.split(" ")
+    names = " and ".join(LABELS[member].split(" (")[0] for member in members.split("+"))
+    return f"mean of {names}" if combiner == "mean" else f"{names}, OOF-optimized weights (cross-fitted)"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -113,7 +131,7 @@ def table(results: dict[str, Any]) -> str:
         "|---|---:|---:|",
     ]
     for name, scores in results["models"].items():
-        label = LABELS.get(name) or "mean of " + " and ".join(LABELS[p].split(" (")[0] for p in name.split("+"))
+        label = LABELS.get(name) or ensemble_label(name)
         lines.append(f"| {label} | {scores['kl_all']:.3f} | {scores['kl_high_votes']:.3f} |")
     for name, scores in results["baselines"].items():
         lines.append(f"| {BASELINES[name]} | {scores['kl_all']:.3f} | {scores['kl_high_votes']:.3f} |")
