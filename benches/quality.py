@@ -151,6 +151,7 @@ def plot_curve(curve: list[dict[str, Any]], path: Path) -> None:
             ax.plot(sizes, [p["baselines"][name]["kl_all"] for p in curve], style, label=BASELINES[name].split(" (")[0])
     ax.set(xscale="log", xlabel="training EEGs", ylabel="CV KL (all rows)", title="learning curve (synthetic)")
     ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    ax.minorticks_off()  # the log axis's minor labels would crowd the set sizes
     ax.legend(fontsize=8)
     save_figure(figure, path)
 
