@@ -143,18 +143,47 @@ def test_workers_meeting_an_empty_database_all_open_it(postgres_server):
         assert outcomes == ["ok"] * 4, outcomes
 
 
-def test_two_workers_share_a_study(postgres_server, tiny_setup):
-    """Both start together on an empty database (so they also race to create Optuna's tables); three
-    short trials each, so that trials of the two overlap even if one worker starts a little late."""
-    url = postgres_server.new_database("concurrent")
-    studies = tiny_setup["root"] / "studies-pg"
-    workers = [
-        start_worker(tiny_setup, studies, "--storage", url, "--trials", "3", "--seed", str(seed), *FAST)
-        for seed in (1, 2)
-    ]
+def running_owner(url: str, folders: tuple[str, ...]) -> int | None:
+    """Index of the folder whose worker is in a trial now (a trial's run_dir tells whose it is)."""
     try:
-        results = [finish(w) for w in workers]
+        trials = load(url).get_trials(deepcopy=False)
+    except KeyError:  # the study is not created yet
+        return None
+    for trial in trials:
+        if trial.state.name == "RUNNING":
+            for index, folder in enumerate(folders):
+                if f"{folder}/" in trial.user_attrs.get("run_dir", ""):
+                    return index
+    return None
+
+
+def test_two_workers_share_a_study(postgres_server, tiny_setup):
+    """Both start together on an empty database (so they also race to create Optuna's tables). The
+    worker first seen in a trial is paused there (SIGSTOP) while the other runs its three trials,
+    so trials of the two overlap by construction, whatever their start-up times."""
+    url = postgres_server.new_database("concurrent")
+    root = tiny_setup["root"]
+    folders = ("studies-concurrent-a", "studies-concurrent-b")  # one per worker, as on two machines
+    workers = [
+        start_worker(tiny_setup, root / folder, "--storage", url, "--trials", "3", "--seed", str(seed), *FAST)
+        for seed, folder in zip((1, 2), folders)
+    ]
+    results: list[tuple[str, str]] = [("", ""), ("", "")]
+    try:
+        deadline = time.monotonic() + 90
+        while (first := running_owner(url, folders)) is None:
+            assert all(w.poll() is None for w in workers), "a worker ended before any trial was seen running"
+            assert time.monotonic() < deadline, "no trial running within 90 s"
+            time.sleep(0.05)
+        other = 1 - first
+        os.kill(workers[first].pid, signal.SIGSTOP)  # mid-trial: its trial stays RUNNING (grace 180 s)
+        results[other] = finish(workers[other])
+        os.kill(workers[first].pid, signal.SIGCONT)
+        results[first] = finish(workers[first])
     finally:
+        for w in workers:
+            if w.poll() is None:
+                os.kill(w.pid, signal.SIGCONT)
         kill_all(*workers)
     assert [w.returncode for w in workers] == [0, 0], results
     ran = [worker_trials(out) for out, _ in results]
@@ -169,11 +198,14 @@ def test_two_workers_share_a_study(postgres_server, tiny_setup):
     spans = {t.number: (t.datetime_start, t.datetime_complete) for t in trials}
     assert any(spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1] for a in ran[0] for b in ran[1]), spans
 
-    best = tomllib.loads((studies / "t" / "best.toml").read_text())
-    assert {"lr", "drop_rate", "normalization"} <= set(best)
-    assert len(pd.read_csv(studies / "t" / "trials.csv")) == 6
-    for number in numbers:
-        assert (studies / "t" / "trials" / f"{number:04d}" / "fold0" / "last.pt").exists()
+    for folder, own in zip(folders, ran):
+        studies = root / folder
+        best = tomllib.loads((studies / "t" / "best.toml").read_text())
+        assert {"lr", "drop_rate", "normalization"} <= set(best)
+        for number in own:
+            assert (studies / "t" / "trials" / f"{number:04d}" / "fold0" / "last.pt").exists()
+    # The worker that finished last saw every trial complete.
+    assert len(pd.read_csv(root / folders[first] / "t" / "trials.csv")) == 6
 
 
 def test_killed_worker_trial_is_failed_by_heartbeat_while_other_goes_on(postgres_server, tiny_setup):
