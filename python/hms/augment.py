@@ -1,6 +1,7 @@
 """Training-time augmentation and rebalancing: hemisphere swap, masking, window shift, mixup,
-time reversal and link/chain dropout (raw EEG), sampler weights. Validation and test data never pass through here (the pipeline only calls these
-for ``augment=True`` datasets and the trainer's training batches)."""
+time reversal and link/chain dropout (raw EEG), sampler weights. Validation and test data never
+pass through here (the pipeline only calls these for ``augment=True`` datasets and the trainer's
+training batches)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ import pandas as pd
 import torch
 
 from hms.recipes import HEMISPHERE_SWAP
-from hms.schema import CONSENSUS_NAMES, SAMPLE_RATE, TARGET_COLUMNS
-
-#: Links per chain of the raw EEG (hms.dsp.eeg_raw_inputs: chain by chain, 4 links each).
-LINKS_PER_CHAIN = 4
+from hms.schema import CONSENSUS_NAMES, LINKS_PER_CHAIN, SAMPLE_RATE, TARGET_COLUMNS
 
 REBALANCE_MODES = ("none", "consensus", "mass")
 
@@ -45,10 +43,8 @@ def hemisphere_index(n_channels: int, height: int, layout: str) -> tuple[int, An
 def swap_hemispheres(x: Any, layout: str) -> Any:
     """Left/right mirror of one input (C, H, W) or a batch (B, C, H, W) (raw: (links, T) or
     (B, links, T)); numpy or torch."""
-    if layout == "sequence":
-        axis, index = hemisphere_index(x.shape[-2], 0, layout)
-    else:
-        axis, index = hemisphere_index(x.shape[-3], x.shape[-2], layout)
+    channel_axis = -2 if layout == "sequence" else -3
+    axis, index = hemisphere_index(x.shape[channel_axis], x.shape[-2], layout)
     if isinstance(x, torch.Tensor):
         return x.index_select(x.ndim + axis, torch.as_tensor(index, device=x.device))
     return np.take(x, index, axis=axis)

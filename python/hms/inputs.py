@@ -28,7 +28,6 @@ import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from typing import Any, cast
 
 import numpy as np
@@ -58,8 +57,6 @@ INPUT_FIELDS: tuple[str, ...] = (
 SOURCES_OF_INPUT = {"kaggle": ("kaggle",), "eeg": ("eeg",), "both": ("kaggle", "eeg"), "raw": ("raw",)}
 #: Sources computed from the EEG recording (the others from the Kaggle spectrogram).
 EEG_SOURCES = ("eeg", "raw")
-#: Links of the raw recipe's montages.
-RAW_LINKS = {"banana16": 16, "banana18": 18}
 STATE_VERSION = 1
 _RECORDINGS_KEPT = 8  # per process: rows of one file are usually neighbours
 
@@ -104,7 +101,9 @@ class InputPipeline:
     def input_shape(self) -> tuple[int, ...]:
         """(C, H, W) of one model input; (links, samples) for the raw EEG."""
         if self.layout == "sequence":
-            return (RAW_LINKS[self.params["raw_montage"]], raw_length(EEG_WINDOW_SAMPLES, self.params["raw_rate"]))
+            recipe = self._raw_recipe()  # the native recipe's links and resampling fraction
+            up, down = recipe.ratio
+            return (recipe.n_links, -(-EEG_WINDOW_SAMPLES * up // down))
         if self.layout == "image":
             size = self.params["image_size"]
             return (1, size, size)
@@ -162,7 +161,10 @@ class InputPipeline:
 
     def raw_source(self, windows: np.ndarray) -> np.ndarray:
         """(..., 20, 10,000) raw EEG windows -> (..., links, samples) scaled bipolar links."""
-        return dsp.eeg_raw_inputs(windows, _raw_recipe(*(_hashable(self.params[n]) for n in _RAW_RECIPE_FIELDS)))
+        return dsp.eeg_raw_inputs(windows, self._raw_recipe())
+
+    def _raw_recipe(self) -> Any:
+        return _raw_recipe(*(_hashable(self.params[n]) for n in _RAW_RECIPE_FIELDS))
 
     def window_source(self, source: str, windows: np.ndarray) -> np.ndarray:
         """The unnormalized ``source`` ("eeg" or "raw") of raw EEG windows (..., 20, 10,000)."""
@@ -205,11 +207,12 @@ class InputPipeline:
             raise ValueError(f"input={self.params['input']!r} needs the {missing} window(s)")
         if self._native_inputs():
             return self._native_transform(eeg, kaggle)
-        if self.layout == "sequence":
-            return self.assemble({"raw": self.raw_source(_checked_eeg_windows(eeg))})
         windows = {s: cast(np.ndarray, raw[s]) for s in self.sources}
         return self.assemble(
-            {s: self.kaggle_source(w) if s == "kaggle" else self.eeg_source(w) for s, w in windows.items()}
+            {
+                s: self.kaggle_source(w) if s == "kaggle" else self.window_source(s, _checked_eeg_windows(w))
+                for s, w in windows.items()
+            }
         )
 
     def _native_inputs(self) -> bool:
@@ -343,12 +346,6 @@ class InputPipeline:
 _RAW_RECIPE_FIELDS = (
     "raw_montage", "raw_bandpass", "notch", "raw_rate", "raw_demean", "raw_scaling", "raw_clip", "raw_scale",
 )  # fmt: skip
-
-
-def raw_length(n_samples: int, rate: float) -> int:
-    """Samples of ``n_samples`` at 200 Hz resampled to ``rate`` (``resample_poly``'s length)."""
-    ratio = Fraction(rate / SAMPLE_RATE).limit_denominator(1000)
-    return -(-n_samples * ratio.numerator // ratio.denominator)
 
 
 def _hashable(value: Any) -> Any:

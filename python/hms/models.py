@@ -19,7 +19,7 @@ from torch import nn
 
 from hms import CLASSES
 from hms.config import check_model_takes_input
-from hms.raw_models import RAW_MODELS, RawAsImage, image_backbone, is_raw_model
+from hms.raw_models import RAW_MODELS, RawAsImage, image_backbone
 
 
 class ModelError(ValueError):
@@ -108,7 +108,7 @@ def create_model_from_config(cfg, in_chans: int) -> nn.Module:
         weights=cfg.weights,
         drop_rate=cfg.drop_rate,
         drop_path_rate=cfg.drop_path_rate,
-        input_pool=1 if is_raw_model(cfg.model) else cfg.input_pool,
+        input_pool=cfg.input_pool,
     )
 
 

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from hms import CLASSES  # noqa: E402
 from hms.io import atomic_output
 from hms.labels import make_labels
-from hms.schema import CONSENSUS_NAMES, VOTE_COLUMNS  # noqa: E402
+from hms.schema import CENTRAL_CHAIN, CONSENSUS_NAMES, VOTE_COLUMNS  # noqa: E402
 
 EXPERT_VOTES = 10  # rows with at least this many votes resemble the test set
 
@@ -241,7 +241,8 @@ def plot_input_sample(
             ax.set_xticks([])
     inner = figure.add_subplot(grid[n_rows - 1, :])
     if model_input.ndim == 2:  # the raw EEG: links x time, drawn as traces
-        _plot_traces(inner, model_input, (montage_names + ["Fz-Cz", "Cz-Pz"])[: len(model_input)])
+        central = [f"{a}-{b}" for a, b in CENTRAL_CHAIN]
+        _plot_traces(inner, model_input, (montage_names + central)[: len(model_input)])
         inner.set(xlabel="s", title=f"model input {tuple(model_input.shape)}: scaled bipolar links")
         figure.suptitle(title, fontsize=10)
         figure.tight_layout()

@@ -28,10 +28,11 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from hms.schema import CENTRAL_CHAIN, LINKS_PER_CHAIN
+
 N_CHAINS = 4
-LINKS_PER_CHAIN = 4
 #: The central chain of the 18-link montage (Fz-Cz, Cz-Pz), after the four chains of 4.
-CENTRAL_LINKS = 2
+CENTRAL_LINKS = len(CENTRAL_CHAIN)
 RAW_IMAGE_PREFIX = "raw2d-"
 
 

@@ -45,6 +45,10 @@ BIPOLAR_CHAINS: dict[str, tuple[tuple[str, str], ...]] = {
     "LP": (("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1")),
     "RP": (("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2")),
 }
+#: Links of each double-banana chain.
+LINKS_PER_CHAIN = len(BIPOLAR_CHAINS["LL"])
+#: The central chain the 18-link raw montage adds after the four chains.
+CENTRAL_CHAIN: tuple[tuple[str, str], ...] = (("Fz", "Cz"), ("Cz", "Pz"))
 
 
 def _kaggle_frequency_label(bin_index: int) -> str:
